@@ -1,0 +1,1 @@
+"""The oremda-lab operator library: one folder per operator (operator.json + code)."""

@@ -1,0 +1,1 @@
+"""Shared-memory data plane: object references, the session arena and Arrow views."""

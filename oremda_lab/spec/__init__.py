@@ -1,0 +1,19 @@
+"""Pure data: pipelines, operator specs and labels. Imports nothing else of ours."""
+
+from oremda_lab.spec.labels import labels_to_spec, spec_to_labels
+from oremda_lab.spec.operator import OperatorSpec, ParamSpec, PortSpec
+from oremda_lab.spec.pipeline import Edge, Endpoint, Node, Pipeline, PipelineError, Problem
+
+__all__ = [
+    "Edge",
+    "Endpoint",
+    "Node",
+    "OperatorSpec",
+    "ParamSpec",
+    "Pipeline",
+    "PipelineError",
+    "PortSpec",
+    "Problem",
+    "labels_to_spec",
+    "spec_to_labels",
+]

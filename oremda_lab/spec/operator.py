@@ -1,0 +1,261 @@
+"""Operator descriptions: ports, typed parameters and the operator itself.
+
+An operator is described once, in ``operators/<name>/operator.json``. The same
+description feeds validation, the editor's parameter panel, the image labels
+(:mod:`oremda_lab.spec.labels`) and the local runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
+
+PORT_TYPES = ("data", "binary", "display")
+PARAM_TYPES = ("number", "integer", "string", "bool", "array", "enum", "object")
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One named input or output port.
+
+    ``type`` is ``data``, ``binary`` or ``display``; ``dtype`` and ``ndim`` are
+    optional hints for the editor and for checks.
+    """
+
+    name: str
+    type: str = "data"
+    required: bool = True
+    dtype: str | None = None
+    ndim: int | None = None
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> PortSpec:
+        """Build from a description-file entry."""
+        port = cls(
+            name=name,
+            type=d.get("type", "data"),
+            required=_as_bool(d.get("required", True)),
+            dtype=d.get("dtype"),
+            ndim=int(d["ndim"]) if d.get("ndim") is not None else None,
+            description=d.get("description", ""),
+        )
+        if port.type not in PORT_TYPES:
+            raise ValueError(f"port {name!r}: type {port.type!r} is not one of {PORT_TYPES}")
+        return port
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description-file entry, without defaults."""
+        d: dict[str, Any] = {"type": self.type}
+        if not self.required:
+            d["required"] = False
+        for key in ("dtype", "ndim", "description"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        return d
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A typed parameter with optional default, range, step, choices and unit.
+
+    ``per_axis`` numbers accept a scalar or a list of numbers (e.g. a blur sigma).
+
+    Examples
+    --------
+    >>> p = ParamSpec("sigma", "number", default=2.0, min=0, max=20)
+    >>> p.check(3)
+    []
+    >>> p.check(-1)
+    ['-1 is below the minimum 0']
+    >>> p.clamp(25)
+    20
+    """
+
+    name: str
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+    unit: str = ""
+    description: str = ""
+    per_axis: bool = False
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> ParamSpec:
+        """Build from a description-file entry."""
+        choices = d.get("choices")
+        spec = cls(
+            name=name,
+            type=d.get("type", "string"),
+            required=_as_bool(d.get("required", False)),
+            default=d.get("default"),
+            min=d.get("min"),
+            max=d.get("max"),
+            step=d.get("step"),
+            choices=tuple(choices) if choices is not None else None,
+            unit=d.get("unit", ""),
+            description=d.get("description", ""),
+            per_axis=_as_bool(d.get("per_axis", False)),
+        )
+        if spec.type not in PARAM_TYPES:
+            raise ValueError(f"param {name!r}: type {spec.type!r} is not one of {PARAM_TYPES}")
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description-file entry, without empty fields."""
+        d: dict[str, Any] = {"type": self.type}
+        if self.required:
+            d["required"] = True
+        for key in ("default", "min", "max", "step", "unit", "description"):
+            value = getattr(self, key)
+            if value is not None and value != "":
+                d[key] = value
+        if self.choices is not None:
+            d["choices"] = list(self.choices)
+        if self.per_axis:
+            d["per_axis"] = True
+        return d
+
+    def check(self, value: Any) -> list[str]:
+        """Return what is wrong with ``value`` (empty when it is valid)."""
+        if self.per_axis and isinstance(value, (list, tuple)):
+            if not value:
+                return ["an empty list is not a value"]
+            return [msg for item in value for msg in self._check_one(item)]
+        return self._check_one(value)
+
+    def _check_one(self, value: Any) -> list[str]:
+        kind = self.type
+        if kind == "bool":
+            return [] if isinstance(value, bool) else [f"{value!r} is not a bool"]
+        if kind in ("number", "integer"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return [f"{value!r} is not a {kind}"]
+            if kind == "integer" and not float(value).is_integer():
+                return [f"{value!r} is not an integer"]
+            if value != value:  # NaN
+                return ["NaN is not a value"]
+            if self.min is not None and value < self.min:
+                return [f"{value!r} is below the minimum {self.min}"]
+            if self.max is not None and value > self.max:
+                return [f"{value!r} is above the maximum {self.max}"]
+            return []
+        if kind == "string" and not isinstance(value, str):
+            return [f"{value!r} is not a string"]
+        if kind == "array" and not isinstance(value, (list, tuple)):
+            return [f"{value!r} is not an array"]
+        if kind == "object" and not isinstance(value, dict):
+            return [f"{value!r} is not an object"]
+        if self.choices is not None and value not in self.choices:
+            return [f"{value!r} is not one of {list(self.choices)}"]
+        return []
+
+    def clamp(self, value: Any) -> Any:
+        """Bring a number into ``[min, max]`` (what a slider may send)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        if self.min is not None and value < self.min:
+            value = type(value)(self.min)
+        if self.max is not None and value > self.max:
+            value = type(value)(self.max)
+        return value
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """Everything known about an operator without running it.
+
+    ``entrypoint`` is ``module:function`` inside the operator folder ``path``;
+    ``requirements`` are the Python packages its image needs beyond the base.
+    """
+
+    name: str
+    description: str = ""
+    version: str = "0"
+    inputs: dict[str, PortSpec] = field(default_factory=dict)
+    outputs: dict[str, PortSpec] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    entrypoint: str = "run:main"
+    requirements: tuple[str, ...] = ()
+    network: bool = False
+    stateful: bool = False
+    parallel: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str | None = None) -> OperatorSpec:
+        """Build from a parsed ``operator.json`` (``path`` is its folder)."""
+        if not d.get("name"):
+            raise ValueError("an operator description needs a 'name'")
+        ports = d.get("ports", {})
+        return cls(
+            name=d["name"],
+            description=d.get("description", ""),
+            version=str(d.get("version", "0")),
+            inputs={k: PortSpec.from_dict(k, v) for k, v in ports.get("input", {}).items()},
+            outputs={k: PortSpec.from_dict(k, v) for k, v in ports.get("output", {}).items()},
+            params={k: ParamSpec.from_dict(k, v) for k, v in d.get("params", {}).items()},
+            entrypoint=d.get("entrypoint", "run:main"),
+            requirements=tuple(d.get("requirements", ())),
+            network=_as_bool(d.get("network", False)),
+            stateful=_as_bool(d.get("stateful", False)),
+            parallel=d.get("parallel"),
+            metadata=dict(d.get("metadata", {})),
+            path=path,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``operator.json`` form (without the folder path)."""
+        d: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "entrypoint": self.entrypoint,
+            "ports": {
+                "input": {k: v.to_dict() for k, v in self.inputs.items()},
+                "output": {k: v.to_dict() for k, v in self.outputs.items()},
+            },
+            "params": {k: v.to_dict() for k, v in self.params.items()},
+        }
+        if self.requirements:
+            d["requirements"] = list(self.requirements)
+        if self.network:
+            d["network"] = True
+        if self.stateful:
+            d["stateful"] = True
+        if self.parallel:
+            d["parallel"] = self.parallel
+        if self.metadata:
+            d["metadata"] = self.metadata
+        return d
+
+    @cached_property
+    def digest(self) -> str:
+        """A content hash of the description (and code, when the folder is known)."""
+        h = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode())
+        if self.path:
+            for f in sorted(Path(self.path).rglob("*.py")):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+        return "sha256:" + h.hexdigest()
+
+    def resolved_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in under the given values."""
+        out = {k: p.default for k, p in self.params.items() if p.default is not None}
+        out.update(given)
+        return out
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)

@@ -1,0 +1,573 @@
+"""The pipeline graph: nodes, edges, JSON round-trip and validation.
+
+A :class:`Pipeline` is plain data. Every edit goes through one of its methods,
+which keep it consistent, bump :attr:`Pipeline.revision` and notify observers
+(the editor widget is one). Fields this version does not know are kept and
+written back unchanged.
+
+Examples
+--------
+>>> p = Pipeline.from_json({"nodes": [{"id": "a", "image": "oremda/tiff_reader"}],
+...                         "edges": []})
+>>> p.nodes["a"].operator_name
+'tiff_reader'
+>>> p.to_json()["version"]
+1
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from oremda_lab.spec.operator import OperatorSpec, PortSpec
+from oremda_lab.spec.upgrade import CURRENT_VERSION, upgrade
+
+DISPLAY_PORT = "in"
+DISPLAY_KINDS = ("1D", "2D")
+
+
+class Catalog(Protocol):
+    """Anything that resolves an image name (``oremda/<name>``) to its spec."""
+
+    def lookup(self, image: str) -> OperatorSpec | None:
+        """Return the spec of ``image``, or None when it is unknown."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding: ``where`` names a node, ``node.port`` or ``node.param``."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class PipelineError(ValueError):
+    """A pipeline is invalid; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass
+class Node:
+    """An operator node (``image`` names the operator) or a display node."""
+
+    id: str
+    type: str = "operator"
+    image: str | None = None
+    display: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    position: dict[str, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operator_name(self) -> str | None:
+        """``oremda/gaussian_blur:1`` -> ``gaussian_blur``."""
+        if self.image is None:
+            return None
+        return operator_name(self.image)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Node:
+        """Build from one entry of ``nodes``."""
+        known = {"id", "type", "image", "display", "params", "position"}
+        return cls(
+            id=str(d["id"]),
+            type=d.get("type", "operator"),
+            image=d.get("image"),
+            display=d.get("display"),
+            params=copy.deepcopy(d.get("params") or {}),
+            position=copy.deepcopy(d.get("position")),
+            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON entry, unknown fields included."""
+        d: dict[str, Any] = {"id": self.id}
+        if self.type != "operator":
+            d["type"] = self.type
+        if self.image is not None:
+            d["image"] = self.image
+        if self.display is not None:
+            d["display"] = self.display
+        d["params"] = copy.deepcopy(self.params)
+        if self.position is not None:
+            d["position"] = dict(self.position)
+        d.update(copy.deepcopy(self.extra))
+        return d
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A node id and one of its port names."""
+
+    id: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.id}.{self.port}"
+
+
+@dataclass
+class Edge:
+    """A typed connection from an output port to an input port."""
+
+    source: Endpoint
+    target: Endpoint
+    type: str = "data"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Edge:
+        """Build from one entry of ``edges``."""
+        known = {"type", "from", "to"}
+        return cls(
+            source=Endpoint(str(d["from"]["id"]), str(d["from"]["port"])),
+            target=Endpoint(str(d["to"]["id"]), str(d["to"]["port"])),
+            type=d.get("type", "data"),
+            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON entry, unknown fields included."""
+        d = {
+            "type": self.type,
+            "from": {"id": self.source.id, "port": self.source.port},
+            "to": {"id": self.target.id, "port": self.target.port},
+        }
+        d.update(copy.deepcopy(self.extra))
+        return d
+
+
+def operator_name(image: str) -> str:
+    """Strip registry path and tag: ``localhost/oremda/blur:1`` -> ``blur``."""
+    name = image.rsplit("/", 1)[-1]
+    return name.split("@", 1)[0].split(":", 1)[0]
+
+
+Observer = Callable[["Pipeline"], None]
+
+
+class Pipeline:
+    """A pipeline graph with validated edits.
+
+    Parameters
+    ----------
+    nodes, edges
+        The graph.
+    catalog
+        Resolves operator images to specs, for validation. Without one, the
+        default catalog (the operator registry) is used.
+    extra
+        Top-level JSON fields this version does not interpret (kept on save).
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[Node] = (),
+        edges: Iterable[Edge] = (),
+        catalog: Catalog | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        self.nodes: dict[str, Node] = {}
+        for node in nodes:
+            if node.id in self.nodes:
+                raise PipelineError([Problem(node.id, "duplicate node id")])
+            self.nodes[node.id] = node
+        self.edges: list[Edge] = list(edges)
+        self.extra: dict[str, Any] = dict(extra or {})
+        self._catalog = catalog
+        self._observers: list[Observer] = []
+        self.revision = 0
+
+    # -- construction and serialization ------------------------------------------
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any] | str, catalog: Catalog | None = None) -> Pipeline:
+        """Build from a JSON document (dict or text); older versions are upgraded."""
+        if isinstance(doc, str):
+            try:
+                doc = json.loads(doc)
+            except json.JSONDecodeError as e:
+                raise PipelineError([Problem("pipeline", f"not valid JSON: {e}")]) from e
+        if not isinstance(doc, dict):
+            raise PipelineError([Problem("pipeline", "the document must be a JSON object")])
+        doc = upgrade(doc)
+        problems = _shape_problems(doc)
+        if problems:
+            raise PipelineError(problems)
+        extra = {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("nodes", "edges", "version")}
+        return cls(
+            (Node.from_json(n) for n in doc["nodes"]),
+            (Edge.from_json(e) for e in doc["edges"]),
+            catalog=catalog,
+            extra=extra,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, catalog: Catalog | None = None) -> Pipeline:
+        """Read a pipeline JSON file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise PipelineError([Problem("pipeline", f"cannot read {path}: {e.strerror}")]) from e
+        return cls.from_json(text, catalog=catalog)
+
+    def to_json(self) -> dict[str, Any]:
+        """The current-version JSON document."""
+        doc: dict[str, Any] = {"version": CURRENT_VERSION}
+        doc["nodes"] = [n.to_json() for n in self.nodes.values()]
+        doc["edges"] = [e.to_json() for e in self.edges]
+        doc.update(copy.deepcopy(self.extra))
+        return doc
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON document to ``path``."""
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def copy(self) -> Pipeline:
+        """An independent snapshot (observers are not copied)."""
+        return Pipeline.from_json(self.to_json(), catalog=self._catalog)
+
+    # -- catalog and observers ---------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The catalog used for validation (the default one when none was given)."""
+        if self._catalog is None and _default_catalog is not None:
+            self._catalog = _default_catalog()
+        return self._catalog
+
+    def spec(self, node_id: str) -> OperatorSpec | None:
+        """The operator spec of a node, or None (display node or unknown image)."""
+        node = self.nodes[node_id]
+        if node.image is None or self.catalog is None:
+            return None
+        return self.catalog.lookup(node.image)
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(pipeline)`` after every edit; returns an unsubscribe function."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def _changed(self) -> None:
+        self.revision += 1
+        for callback in list(self._observers):
+            callback(self)
+
+    # -- edits -------------------------------------------------------------------
+
+    def add_node(
+        self,
+        image: str | None = None,
+        *,
+        id: str | None = None,
+        display: str | None = None,
+        params: dict[str, Any] | None = None,
+        position: dict[str, float] | None = None,
+    ) -> Node:
+        """Add an operator node (``image``) or a display node (``display='1D'|'2D'``)."""
+        if (image is None) == (display is None):
+            raise ValueError("give exactly one of image or display")
+        if display is not None and display not in DISPLAY_KINDS:
+            raise ValueError(f"display must be one of {DISPLAY_KINDS}, not {display!r}")
+        if id is None:
+            base = operator_name(image) if image else f"display{display}"
+            id = _fresh_id(base, self.nodes)
+        if id in self.nodes:
+            raise ValueError(f"node id {id!r} is taken")
+        node = Node(
+            id=id,
+            type="display" if display else "operator",
+            image=image,
+            display=display,
+            params=dict(params or {}),
+            position=position,
+        )
+        if image is not None:
+            spec = self._require_spec(node)
+            for name, value in node.params.items():
+                self._check_param(spec, node.id, name, value)
+        self.nodes[id] = node
+        self._changed()
+        return node
+
+    def remove_node(self, node_id: str) -> None:
+        """Remove a node and every edge that touches it."""
+        self._node(node_id)
+        del self.nodes[node_id]
+        self.edges = [e for e in self.edges if node_id not in (e.source.id, e.target.id)]
+        self._changed()
+
+    def connect(self, source: str, source_port: str, target: str, target_port: str) -> Edge:
+        """Add an edge; raises :class:`PipelineError` saying why it is refused."""
+        edge = Edge(Endpoint(source, source_port), Endpoint(target, target_port))
+        out_port = self._port(source, source_port, "output")
+        in_port = self._port(target, target_port, "input")
+        if out_port.type != in_port.type:
+            raise PipelineError(
+                [Problem(str(edge.target), f"{out_port.type} output {edge.source} cannot feed a {in_port.type} input")]
+            )
+        edge.type = out_port.type
+        if self.nodes[target].type != "display" and any(e.target == edge.target for e in self.edges):
+            raise PipelineError([Problem(str(edge.target), "input already connected")])
+        if source == target or target in self.ancestors(source):
+            raise PipelineError([Problem(str(edge.target), "this edge would make a cycle")])
+        self.edges.append(edge)
+        self._changed()
+        return edge
+
+    def disconnect(self, source: str, source_port: str, target: str, target_port: str) -> None:
+        """Remove the edge between two ports."""
+        wanted = (Endpoint(source, source_port), Endpoint(target, target_port))
+        kept = [e for e in self.edges if (e.source, e.target) != wanted]
+        if len(kept) == len(self.edges):
+            raise KeyError(f"no edge {wanted[0]} -> {wanted[1]}")
+        self.edges = kept
+        self._changed()
+
+    def set_param(self, node_id: str, name: str, value: Any) -> None:
+        """Set one parameter, validated against the operator's schema."""
+        node = self._node(node_id)
+        if node.type == "operator":
+            self._check_param(self._require_spec(node), node_id, name, value)
+        if node.params.get(name, _MISSING) == value:
+            return
+        node.params[name] = value
+        self._changed()
+
+    def set_params(self, node_id: str, params: dict[str, Any]) -> None:
+        """Set several parameters of one node at once (one change event)."""
+        node = self._node(node_id)
+        if node.type == "operator":
+            spec = self._require_spec(node)
+            for name, value in params.items():
+                self._check_param(spec, node_id, name, value)
+        node.params.update(params)
+        self._changed()
+
+    def set_position(self, node_id: str, x: float, y: float) -> None:
+        """Store the editor position of a node."""
+        self._node(node_id).position = {"x": float(x), "y": float(y)}
+        self._changed()
+
+    def replace(self, other: Pipeline) -> None:
+        """Take the graph of ``other`` (e.g. an imported file), keeping observers."""
+        self.nodes, self.edges, self.extra = other.nodes, other.edges, other.extra
+        self._changed()
+
+    # -- queries -----------------------------------------------------------------
+
+    def inputs_of(self, node_id: str) -> list[Edge]:
+        """Edges that end at ``node_id``."""
+        return [e for e in self.edges if e.target.id == node_id]
+
+    def ancestors(self, node_id: str) -> set[str]:
+        """Every node upstream of ``node_id``."""
+        seen: set[str] = set()
+        stack = [node_id]
+        while stack:
+            for e in self.inputs_of(stack.pop()):
+                if e.source.id not in seen:
+                    seen.add(e.source.id)
+                    stack.append(e.source.id)
+        return seen
+
+    def validate(self) -> list[Problem]:
+        """Every problem of the graph; empty when it can run."""
+        problems: list[Problem] = []
+        ports: dict[str, tuple[dict[str, PortSpec], dict[str, PortSpec]]] = {}
+        for node in self.nodes.values():
+            problems += self._node_problems(node, ports)
+        fed: dict[Endpoint, int] = {}
+        for edge in self.edges:
+            problems += _edge_problems(edge, self.nodes, ports)
+            fed[edge.target] = fed.get(edge.target, 0) + 1
+        for node_id, (inputs, _) in ports.items():
+            if self.nodes[node_id].type == "display":
+                continue
+            for port in inputs.values():
+                count = fed.get(Endpoint(node_id, port.name), 0)
+                if count == 0 and port.required:
+                    problems.append(Problem(f"{node_id}.{port.name}", "required input is not connected"))
+                if count > 1:
+                    problems.append(Problem(f"{node_id}.{port.name}", f"input has {count} edges; only one allowed"))
+        cycle = _find_cycle(self.nodes, self.edges)
+        if cycle:
+            problems.append(Problem(cycle[0], "cycle: " + " -> ".join(cycle)))
+        return problems
+
+    def check(self) -> None:
+        """Raise :class:`PipelineError` if :meth:`validate` finds anything."""
+        problems = self.validate()
+        if problems:
+            raise PipelineError(problems)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _node(self, node_id: str) -> Node:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise PipelineError([Problem(node_id, "no such node")]) from None
+
+    def _require_spec(self, node: Node) -> OperatorSpec:
+        spec = self.catalog.lookup(node.image) if self.catalog and node.image else None
+        if spec is None:
+            raise PipelineError([Problem(node.id, f"unknown operator image {node.image!r}")])
+        return spec
+
+    @staticmethod
+    def _check_param(spec: OperatorSpec, node_id: str, name: str, value: Any) -> None:
+        param = spec.params.get(name)
+        if param is None:
+            raise PipelineError([Problem(f"{node_id}.{name}", f"{spec.name} has no parameter {name!r}")])
+        errors = param.check(value)
+        if errors:
+            raise PipelineError([Problem(f"{node_id}.{name}", "; ".join(errors))])
+
+    def _port(self, node_id: str, port: str, side: str) -> PortSpec:
+        node = self._node(node_id)
+        if node.type == "display":
+            if side == "input" and port == DISPLAY_PORT:
+                return PortSpec(DISPLAY_PORT, "display")
+            raise PipelineError([Problem(f"{node_id}.{port}", f"display nodes have no {side} port {port!r}")])
+        spec = self._require_spec(node)
+        table = spec.inputs if side == "input" else spec.outputs
+        if port not in table:
+            raise PipelineError(
+                [Problem(f"{node_id}.{port}", f"{spec.name} has no {side} port {port!r} (has {sorted(table)})")]
+            )
+        return table[port]
+
+    def _node_problems(self, node: Node, ports: dict) -> list[Problem]:
+        if node.type == "display":
+            ports[node.id] = ({DISPLAY_PORT: PortSpec(DISPLAY_PORT, "display")}, {})
+            if node.display not in DISPLAY_KINDS:
+                return [Problem(node.id, f"display must be one of {DISPLAY_KINDS}, not {node.display!r}")]
+            return []
+        if node.type != "operator":
+            return [Problem(node.id, f"unknown node type {node.type!r}")]
+        if not node.image:
+            return [Problem(node.id, "operator node has no image")]
+        spec = self.catalog.lookup(node.image) if self.catalog else None
+        if spec is None:
+            return [Problem(node.id, f"unknown operator image {node.image!r}")]
+        ports[node.id] = (spec.inputs, spec.outputs)
+        problems = []
+        for name, value in node.params.items():
+            param = spec.params.get(name)
+            if param is None:
+                problems.append(Problem(f"{node.id}.{name}", f"{spec.name} has no parameter {name!r}"))
+            else:
+                problems += [Problem(f"{node.id}.{name}", m) for m in param.check(value)]
+        for name, param in spec.params.items():
+            if param.required and param.default is None and name not in node.params:
+                problems.append(Problem(f"{node.id}.{name}", "required parameter is not set"))
+        return problems
+
+
+_MISSING = object()
+_default_catalog: Callable[[], Catalog] | None = None
+
+
+def set_default_catalog(factory: Callable[[], Catalog]) -> None:
+    """Name the catalog that pipelines without one use (the package sets the registry)."""
+    global _default_catalog
+    _default_catalog = factory
+
+
+def _fresh_id(base: str, taken: dict[str, Any]) -> str:
+    i = 1
+    while f"{base}{i}" in taken:
+        i += 1
+    return f"{base}{i}"
+
+
+def _edge_problems(edge: Edge, nodes: dict[str, Node], ports: dict) -> list[Problem]:
+    problems = []
+    ends = {}
+    for end, side in ((edge.source, 1), (edge.target, 0)):
+        if end.id not in nodes:
+            problems.append(Problem(str(end), f"edge refers to unknown node {end.id!r}"))
+            continue
+        if end.id not in ports:
+            continue  # the node itself is already reported
+        table = ports[end.id][side]
+        kind = "output" if side else "input"
+        if end.port not in table:
+            problems.append(Problem(str(end), f"no {kind} port {end.port!r} (has {sorted(table)})"))
+            continue
+        ends[side] = table[end.port]
+    for port in ends.values():
+        if port.type != edge.type:
+            problems.append(
+                Problem(f"{edge.source} -> {edge.target}", f"edge type {edge.type!r} does not match port type {port.type!r}")
+            )
+    return problems
+
+
+def _find_cycle(nodes: dict[str, Node], edges: list[Edge]) -> list[str] | None:
+    children: dict[str, list[str]] = {n: [] for n in nodes}
+    for e in edges:
+        if e.source.id in children and e.target.id in children:
+            children[e.source.id].append(e.target.id)
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for c in children[n]:
+            if state.get(c) == 1:
+                return path[path.index(c) :] + [c]
+            if c not in state:
+                found = visit(c)
+                if found:
+                    return found
+        state[n] = 2
+        path.pop()
+        return None
+
+    for n in nodes:
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def _shape_problems(doc: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for key in ("nodes", "edges"):
+        if not isinstance(doc.get(key), list):
+            problems.append(Problem("pipeline", f"{key!r} must be a list"))
+    if problems:
+        return problems
+    seen = set()
+    for i, n in enumerate(doc["nodes"]):
+        if not isinstance(n, dict) or "id" not in n:
+            problems.append(Problem(f"nodes[{i}]", "a node must be an object with an 'id'"))
+            continue
+        if str(n["id"]) in seen:
+            problems.append(Problem(str(n["id"]), "duplicate node id"))
+        seen.add(str(n["id"]))
+        if not isinstance(n.get("params", {}), dict):
+            problems.append(Problem(str(n["id"]), "'params' must be an object"))
+    for i, e in enumerate(doc["edges"]):
+        ok = isinstance(e, dict) and all(
+            isinstance(e.get(k), dict) and "id" in e[k] and "port" in e[k] for k in ("from", "to")
+        )
+        if not ok:
+            problems.append(Problem(f"edges[{i}]", "an edge needs 'from' and 'to' objects with 'id' and 'port'"))
+    return problems

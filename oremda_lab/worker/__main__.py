@@ -1,0 +1,3 @@
+from oremda_lab.worker.main import main
+
+main()

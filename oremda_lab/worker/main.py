@@ -1,0 +1,130 @@
+"""``python -m oremda_lab.worker``: the loop that hosts one operator.
+
+The worker connects to its runtime, says HELLO, then answers each RUN with one
+RESULT or ERROR until SHUTDOWN or until the runtime goes away. An exception (even
+``SystemExit``) raised by the operator becomes an ERROR; the loop lives on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from typing import Any
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.worker import protocol
+from oremda_lab.worker.sdk import PortValue, as_port_value
+
+
+def load_operator(folder: str | Path) -> tuple[OperatorSpec, Any]:
+    """Read ``operator.json`` in ``folder`` and import its entry-point function."""
+    folder = Path(folder).resolve()
+    spec = OperatorSpec.from_dict(json.loads((folder / "operator.json").read_text()), str(folder))
+    module_name, _, func_name = spec.entrypoint.partition(":")
+    # A unique module name per operator: many operators load into one test process.
+    unique = f"oremda_operator_{spec.name}_{module_name}"
+    module = sys.modules.get(unique)
+    if module is None:
+        found = importlib.util.spec_from_file_location(unique, folder / f"{module_name}.py")
+        if found is None or found.loader is None:
+            raise ImportError(f"operator {spec.name}: no module {module_name}.py in {folder}")
+        module = importlib.util.module_from_spec(found)
+        sys.modules[unique] = module
+        found.loader.exec_module(module)
+    if func_name:
+        return spec, getattr(module, func_name)
+    marked = [v for v in vars(module).values() if callable(v) and hasattr(v, "oremda_operator")]
+    if len(marked) != 1:
+        raise ImportError(f"{module_name} must define exactly one @operator function, found {len(marked)}")
+    return spec, marked[0]
+
+
+class Worker:
+    """Runs tasks for one operator against one shared-memory session."""
+
+    def __init__(self, spec: OperatorSpec, func: Any, arena: Arena):
+        self.spec = spec
+        self.func = func
+        self.arena = arena
+        self.state: dict[str, Any] = {}
+        self.stateful = getattr(func, "oremda_operator", {}).get("stateful", False)
+
+    def handle(self, msg: dict[str, Any]) -> bytes:
+        """Answer one RUN message."""
+        task = msg["task"]
+        start = time.perf_counter()
+        try:
+            inputs = {
+                port: PortValue(self.arena.get(ObjectRef.from_dict(v["ref"])) if v.get("ref") else None, v.get("meta", {}))
+                for port, v in msg["inputs"].items()
+            }
+            args = (inputs, msg["params"], self.state) if self.stateful else (inputs, msg["params"])
+            returned = self.func(*args)
+            del inputs, args  # drop input views before the engine may reuse their buffers
+            outputs = self._store(task, returned)
+        except SystemExit as e:
+            return protocol.encode(protocol.ERROR, task=task, error=f"operator called sys.exit({e.code})", traceback="")
+        except Exception as e:
+            return protocol.encode(
+                protocol.ERROR, task=task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
+            )
+        finally:
+            gc.collect(0)
+        return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start)
+
+    def _store(self, task: str, returned: Any) -> dict[str, Any]:
+        if not isinstance(returned, dict):
+            raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
+        unknown = set(returned) - set(self.spec.outputs)
+        if unknown:
+            raise KeyError(f"operator returned unknown outputs {sorted(unknown)}")
+        missing = [p for p, port in self.spec.outputs.items() if port.required and p not in returned]
+        if missing:
+            raise KeyError(f"operator did not return outputs {missing}")
+        wire = {}
+        for port, value in returned.items():
+            value = as_port_value(value)
+            ref = self.arena.put(value.data, f"{task}--{port}") if value.data is not None else None
+            wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
+        return wire
+
+
+def serve(conn: Connection, worker: Worker, worker_id: str) -> None:
+    """Say HELLO, then answer messages until SHUTDOWN or end of stream."""
+    conn.send_bytes(protocol.encode(protocol.HELLO, worker=worker_id, operator=worker.spec.name, pid=os.getpid()))
+    while True:
+        try:
+            msg = protocol.decode(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        op = msg["op"]
+        if op == protocol.RUN:
+            conn.send_bytes(worker.handle(msg))
+        elif op == protocol.PING:
+            conn.send_bytes(protocol.encode(protocol.PONG))
+        elif op == protocol.SHUTDOWN:
+            return
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m oremda_lab.worker")
+    parser.add_argument("--operator", required=True, help="operator folder (with operator.json)")
+    parser.add_argument("--connect", required=True, help="runtime control socket")
+    parser.add_argument("--session", required=True, help="shared-memory session folder")
+    parser.add_argument("--worker", required=True, help="worker id to announce")
+    args = parser.parse_args(argv)
+    spec, func = load_operator(args.operator)
+    authkey = bytes.fromhex(os.environ.get(protocol.AUTHKEY_ENV, ""))
+    conn = Client(args.connect, family="AF_UNIX", authkey=authkey or None)
+    serve(conn, Worker(spec, func, Arena.attach(args.session)), args.worker)

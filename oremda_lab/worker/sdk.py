@@ -1,0 +1,77 @@
+"""What an operator author uses: ``@operator`` and ``PortValue``.
+
+An operator is one function over its inputs and parameters::
+
+    from oremda_lab.worker.sdk import operator
+    from scipy import ndimage
+
+    @operator
+    def gaussian_blur(inputs, params):
+        image = inputs["image"]
+        return {"image": ndimage.gaussian_filter(image.data, params["sigma"])}
+
+``inputs`` maps port names to :class:`PortValue` (``data``: a read-only numpy view
+or ``bytes``; ``meta``: a dict). Return a dict of port name to a ``PortValue``, an
+ndarray or bytes (meta then empty). Messaging and shared memory stay hidden.
+Parameters arrive with their defaults filled in. A stateful operator says so,
+``@operator(stateful=True)``, and takes a third argument, a dict kept between runs;
+it must copy any input it keeps, since input buffers are reused after the call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATA_DIR_ENV = "OREMDA_DATA_DIR"
+
+
+@dataclass
+class PortValue:
+    """The value on one port: ``data`` (ndarray or bytes, or None) and ``meta``."""
+
+    data: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Function = Callable[..., dict[str, Any]]
+
+
+def operator(func: Function | None = None, *, stateful: bool = False) -> Any:
+    """Mark ``func(inputs, params[, state]) -> outputs`` as the operator's entry point."""
+
+    def mark(f: Function) -> Function:
+        f.oremda_operator = {"stateful": stateful}  # type: ignore[attr-defined]
+        return f
+
+    return mark(func) if func is not None else mark
+
+
+def as_port_value(value: Any) -> PortValue:
+    """Normalize what an operator returned for one port."""
+    if isinstance(value, PortValue):
+        return value
+    return PortValue(value, {})
+
+
+def data_path(filename: str) -> Path:
+    """Resolve a data file name against the engine's data folder (refusing escapes).
+
+    Examples
+    --------
+    >>> import os; os.environ[DATA_DIR_ENV] = "/data"
+    >>> str(data_path("a.tif"))
+    '/data/a.tif'
+    """
+    if not filename:
+        raise ValueError("no file name given")
+    root = Path(os.environ.get(DATA_DIR_ENV, ".")).resolve()
+    path = (root / filename).resolve()
+    if root != path and root not in path.parents:
+        raise ValueError(f"{filename!r} is outside the data folder")
+    if not path.exists():
+        raise FileNotFoundError(f"data file {filename!r} not found in the data folder")
+    return path
