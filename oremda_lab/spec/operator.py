@@ -63,7 +63,9 @@ class PortSpec:
 class ParamSpec:
     """A typed parameter with optional default, range, step, choices and unit.
 
-    ``per_axis`` numbers accept a scalar or a list of numbers (e.g. a blur sigma).
+    ``per_axis`` numbers accept a scalar or a list of numbers (e.g. a blur sigma);
+    ``file`` marks a string that names an input file in the data folder (hashed for
+    provenance and cache keys).
 
     Examples
     --------
@@ -87,6 +89,7 @@ class ParamSpec:
     unit: str = ""
     description: str = ""
     per_axis: bool = False
+    file: bool = False
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> ParamSpec:
@@ -104,6 +107,7 @@ class ParamSpec:
             unit=d.get("unit", ""),
             description=d.get("description", ""),
             per_axis=_as_bool(d.get("per_axis", False)),
+            file=_as_bool(d.get("file", False)),
         )
         if spec.type not in PARAM_TYPES:
             raise ValueError(f"param {name!r}: type {spec.type!r} is not one of {PARAM_TYPES}")
@@ -120,8 +124,9 @@ class ParamSpec:
                 d[key] = value
         if self.choices is not None:
             d["choices"] = list(self.choices)
-        if self.per_axis:
-            d["per_axis"] = True
+        for flag in ("per_axis", "file"):
+            if getattr(self, flag):
+                d[flag] = True
         return d
 
     def check(self, value: Any) -> list[str]:

@@ -1,0 +1,50 @@
+"""Runtimes: where operator workers run. Chosen by name in one place (:func:`make_runtime`)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle
+
+RUNTIME_ENV = "OREMDA_RUNTIME"
+DEFAULT_RUNTIME = "local"
+
+# name -> "module:class", imported on first use so missing extras cost nothing.
+NAMED_RUNTIMES = {
+    "local": "oremda_lab.runtime.local:LocalRuntime",
+}
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The requested runtime cannot run on this machine (the message says why)."""
+
+
+def runtime_name(requested: str | None = None) -> str:
+    """Pick the runtime: the argument, else ``OREMDA_RUNTIME``, else ``local``."""
+    return requested or os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME
+
+
+def make_runtime(name: str | None, arena: Arena, **options: Any) -> Runtime:
+    """Create the runtime called ``name`` over ``arena``."""
+    name = runtime_name(name)
+    if name not in NAMED_RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime {name!r}; choose one of {', '.join(NAMED_RUNTIMES)}")
+    module, _, cls = NAMED_RUNTIMES[name].partition(":")
+    runtime_class = getattr(importlib.import_module(module), cls)
+    return runtime_class(arena, **options)
+
+
+__all__ = [
+    "NAMED_RUNTIMES",
+    "NodeFailure",
+    "Runtime",
+    "RuntimeUnavailable",
+    "Task",
+    "TaskResult",
+    "WorkerHandle",
+    "make_runtime",
+    "runtime_name",
+]

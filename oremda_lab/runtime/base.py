@@ -1,0 +1,329 @@
+"""The runtime interface, and the bookkeeping every runtime shares.
+
+State and policy
+----------------
+A runtime hosts one warm worker per operator. It owns:
+
+* a control listener (a Unix socket in the session's ``run/`` folder; containers see
+  it through the session mount) that workers connect to and greet with HELLO;
+* ``_workers``: operator name -> :class:`_Worker` (its handle, connection and a lock:
+  a worker runs one task at a time);
+* timeouts: ``start_timeout`` for a worker to say HELLO, ``timeout`` per task.
+
+Every wait is bounded and watches the worker: a worker that exits, is killed or
+overruns its timeout is killed, reaped and forgotten, and the task fails with a
+:class:`NodeFailure` carrying exit status and log tail. The next ``start`` launches
+a fresh worker. Adapters (local processes, Docker, Apptainer, MPI) only say how to
+launch a worker and give a :class:`WorkerHandle` back.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, Listener
+from pathlib import Path
+from typing import Any, ClassVar
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.worker import protocol
+from oremda_lab.worker.sdk import DATA_DIR_ENV
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_START_TIMEOUT = 120.0
+_POLL = 0.1  # how often a waiting thread checks that its worker still lives
+
+
+class NodeFailure(Exception):
+    """A task failed: the operator raised, or its worker died, hung or never started."""
+
+    def __init__(self, message: str, *, traceback: str = "", log_tail: str = "", exit_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+        self.log_tail = log_tail
+        self.exit_status = exit_status
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for events and run records."""
+        return {
+            "message": self.message,
+            "traceback": self.traceback,
+            "log_tail": self.log_tail,
+            "exit_status": self.exit_status,
+        }
+
+
+@dataclass
+class Task:
+    """One execution of one node: params and input wire values (refs + meta)."""
+
+    id: str
+    node: str
+    spec: OperatorSpec
+    params: dict[str, Any]
+    inputs: dict[str, dict[str, Any]]
+
+
+@dataclass
+class TaskResult:
+    """Output wire values of a task and the operator's own compute time."""
+
+    outputs: dict[str, dict[str, Any]]
+    duration_s: float
+
+
+class WorkerHandle(ABC):
+    """A launched worker, whatever hosts it (process, container, instance, rank)."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether the worker is still running."""
+
+    @abstractmethod
+    def exit_status(self) -> int | None:
+        """Exit status once it ended (negative: killed by that signal), else None."""
+
+    @abstractmethod
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the worker printed."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """Stop it: terminate, bounded wait, kill, reap. Idempotent."""
+
+
+@dataclass
+class _Worker:
+    spec: OperatorSpec
+    id: str
+    handle: WorkerHandle
+    hello: threading.Event = field(default_factory=threading.Event)
+    conn: Connection | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Runtime(ABC):
+    """Hosts warm operator workers and runs tasks on them.
+
+    Subclasses implement :meth:`launch` only. The four calls the engine uses are
+    ``start(specs)``, ``submit(task)``, ``alive(name)`` and ``stop()``.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        arena: Arena,
+        *,
+        data_dir: str | Path | None = None,
+        timeout: float | None = None,
+        start_timeout: float | None = None,
+    ):
+        self.arena = arena
+        self.data_dir = Path(data_dir).resolve() if data_dir else Path.cwd()
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self.start_timeout = start_timeout or DEFAULT_START_TIMEOUT
+        self.authkey = secrets.token_bytes(16)
+        self.address = str(arena.path / "run" / f"ctl-{uuid.uuid4().hex[:8]}.sock")
+        self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
+        os.chmod(self.address, 0o777)  # workers in containers run as another user
+        self._workers: dict[str, _Worker] = {}
+        self._by_id: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"oremda-{self.name}")
+        self._stopped = False
+        self._acceptor = threading.Thread(target=self._accept, name="oremda-accept", daemon=True)
+        self._acceptor.start()
+
+    # -- what adapters provide -----------------------------------------------------
+
+    @abstractmethod
+    def launch(self, spec: OperatorSpec, worker_id: str) -> WorkerHandle:
+        """Start a worker for ``spec`` that runs :meth:`worker_command` and connects back."""
+
+    def worker_command(self, worker_id: str, operator_dir: str, python: str = sys.executable) -> list[str]:
+        """The worker's command line (adapters pass paths as seen inside the worker)."""
+        return [
+            python, "-m", "oremda_lab.worker",
+            "--operator", operator_dir,
+            "--connect", self.address,
+            "--session", str(self.arena.path),
+            "--worker", worker_id,
+        ]  # fmt: skip
+
+    def worker_env(self, data_dir: str | None = None) -> dict[str, str]:
+        """Environment the worker needs (authentication key, data folder)."""
+        return {protocol.AUTHKEY_ENV: self.authkey.hex(), DATA_DIR_ENV: data_dir or str(self.data_dir)}
+
+    # -- the interface the engine uses ---------------------------------------------
+
+    def start(self, specs: Iterable[OperatorSpec]) -> dict[str, NodeFailure]:
+        """Make sure a warm worker runs for each spec, launching missing ones in parallel.
+
+        Returns the operators that failed to start, with why.
+        """
+        wanted = {s.name: s for s in specs}
+        new = []
+        with self._lock:
+            for name, spec in wanted.items():
+                if name not in self._workers:
+                    worker_id = f"{name}-{uuid.uuid4().hex[:6]}"
+                    new.append((spec, worker_id))
+        launched = list(self._pool.map(lambda sw: self._launch_one(*sw), new))
+        failures: dict[str, NodeFailure] = {}
+        deadline = time.monotonic() + self.start_timeout
+        for spec, result in zip((s for s, _ in new), launched):
+            if isinstance(result, NodeFailure):
+                failures[spec.name] = result
+                continue
+            failure = self._await_hello(result, deadline)
+            if failure:
+                failures[spec.name] = failure
+        return failures
+
+    def submit(self, task: Task) -> Future[TaskResult]:
+        """Run ``task`` on its operator's worker; the future fails with NodeFailure."""
+        return self._pool.submit(self._run, task)
+
+    def alive(self, name: str) -> bool:
+        """Whether a ready worker for operator ``name`` is running."""
+        worker = self._workers.get(name)
+        return bool(worker and worker.conn and worker.handle.alive())
+
+    def stop(self) -> None:
+        """Shut every worker down (politely, then by force) and close the listener."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            if worker.conn is not None:
+                try:
+                    worker.conn.send_bytes(protocol.encode(protocol.SHUTDOWN))
+                except OSError:
+                    pass
+        list(self._pool.map(lambda w: self._reap(w, grace=2.0), workers))
+        self._listener.close()
+        Path(self.address).unlink(missing_ok=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _launch_one(self, spec: OperatorSpec, worker_id: str) -> _Worker | NodeFailure:
+        try:
+            handle = self.launch(spec, worker_id)
+        except Exception as e:  # an adapter error is a start failure of this operator
+            return NodeFailure(f"could not start a worker for {spec.name}: {e}")
+        worker = _Worker(spec, worker_id, handle)
+        with self._lock:
+            self._by_id[worker_id] = worker
+            self._workers[spec.name] = worker
+        return worker
+
+    def _await_hello(self, worker: _Worker, deadline: float) -> NodeFailure | None:
+        while not worker.hello.wait(_POLL):
+            if not worker.handle.alive():
+                return self._fail(worker, f"worker for {worker.spec.name} exited during start-up")
+            if time.monotonic() > deadline:
+                return self._fail(worker, f"worker for {worker.spec.name} did not start within {self.start_timeout:g} s")
+        return None
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                conn = self._listener.accept()
+            except (OSError, EOFError):
+                if self._stopped:
+                    return
+                continue  # a failed handshake (bad key, dropped client): keep serving
+            except Exception:
+                continue
+            try:
+                if not conn.poll(self.start_timeout):
+                    conn.close()
+                    continue
+                hello = protocol.decode(conn.recv_bytes())
+            except (OSError, EOFError, ValueError):
+                conn.close()
+                continue
+            worker = self._by_id.get(hello.get("worker", ""))
+            if worker is None or hello.get("op") != protocol.HELLO:
+                conn.close()
+                continue
+            worker.conn = conn
+            worker.hello.set()
+
+    def _run(self, task: Task) -> TaskResult:
+        worker = self._workers.get(task.spec.name)
+        if worker is None or worker.conn is None:
+            raise NodeFailure(f"no running worker for {task.spec.name}")
+        with worker.lock:
+            msg = protocol.encode(protocol.RUN, task=task.id, params=task.params, inputs=task.inputs)
+            try:
+                worker.conn.send_bytes(msg)
+            except OSError:
+                raise self._fail(worker, f"worker for {task.spec.name} is gone") from None
+            reply = self._receive(worker, task)
+        if reply["op"] == protocol.ERROR:
+            raise NodeFailure(reply["error"], traceback=reply.get("traceback", ""), log_tail=worker.handle.log_tail())
+        return TaskResult(reply["outputs"], reply.get("duration_s", 0.0))
+
+    def _receive(self, worker: _Worker, task: Task) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout
+        conn = worker.conn
+        assert conn is not None
+        while True:
+            try:
+                if conn.poll(_POLL):
+                    return protocol.decode(conn.recv_bytes())
+            except (EOFError, OSError):
+                pass  # the stream ended: fall through to the liveness check
+            else:
+                if worker.handle.alive():
+                    if time.monotonic() <= deadline:
+                        continue
+                    failure = self._fail(worker, f"{task.node} exceeded its timeout of {self.timeout:g} s")
+                    self.arena.discard(f"{task.id}--")
+                    raise failure
+            failure = self._fail(worker, f"worker for {task.spec.name} died while running {task.node}")
+            self.arena.discard(f"{task.id}--")
+            raise failure
+
+    def _fail(self, worker: _Worker, message: str) -> NodeFailure:
+        """Kill and forget ``worker``; return the failure that describes it."""
+        with self._lock:
+            if self._workers.get(worker.spec.name) is worker:
+                del self._workers[worker.spec.name]
+            self._by_id.pop(worker.id, None)
+        self._reap(worker)
+        status = worker.handle.exit_status()
+        if status is not None:
+            message += f" (exit status {status})"
+        return NodeFailure(message, log_tail=worker.handle.log_tail(), exit_status=status)
+
+    @staticmethod
+    def _reap(worker: _Worker, grace: float = 0.0) -> None:
+        deadline = time.monotonic() + grace
+        while worker.handle.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        worker.handle.kill()
+        if worker.conn is not None:
+            worker.conn.close()

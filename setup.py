@@ -1,0 +1,34 @@
+"""oremda-lab: reproducible electron-microscopy pipelines in Jupyter.
+
+Metadata lives in pyproject.toml; this file adds what setuptools cannot declare there:
+the operator library folder shipped as a package, and the widget bundle build.
+"""
+
+import subprocess
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).parent
+BUNDLE = HERE / "oremda_lab" / "widget" / "static" / "editor.js"
+
+
+class BuildWithWidget(build_py):
+    """Build the widget bundle from js/ when it is missing (needs node and npm)."""
+
+    def run(self):
+        if not BUNDLE.exists() and (HERE / "package.json").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True)
+            subprocess.run(["npm", "run", "build"], cwd=HERE, check=True)
+        super().run()
+
+
+setup(
+    package_dir={"oremda_lab": "oremda_lab", "oremda_operators": "operators"},
+    package_data={
+        "oremda_lab": ["spec/*.json", "widget/static/*"],
+        "oremda_operators": ["*/*.json", "*/*.py", "*/*.tif", "*/*.txt"],
+    },
+    cmdclass={"build_py": BuildWithWidget},
+)
