@@ -64,7 +64,7 @@ class Arena:
         self.pool_bytes = pool_bytes
         self.objects = self.path / "objects"
         self.pool = self.path / "pool"
-        self._views: dict[str, weakref.ref] = {}
+        self._views: dict[str, list[weakref.ref]] = {}
         self._closed = False
 
     @classmethod
@@ -140,7 +140,7 @@ class Arena:
         """A zero-copy, read-only numpy view of ``ref`` (``bytes`` for binary values)."""
         mapping = _Mapping(self.objects / ref.name, writable=False)
         if self.owner:
-            self._views[ref.name] = weakref.ref(mapping.mm)
+            self._views.setdefault(ref.name, []).append(weakref.ref(mapping.mm))
         buffer = mapping.buffer
         if ref.kind == "bytes":
             return buffer.to_pybytes()[: ref.nbytes]
@@ -152,9 +152,9 @@ class Arena:
         """Release an object: back to the pool, or unlinked while a view still maps it."""
         name = ref.name if isinstance(ref, ObjectRef) else ref
         path = self.objects / name
-        view = self._views.pop(name, None)
+        views = self._views.pop(name, [])
         try:
-            if view is not None and view() is not None:
+            if any(view() is not None for view in views):
                 path.unlink()
                 return
             size = path.stat().st_size

@@ -161,6 +161,10 @@ class Runtime(ABC):
             "--worker", worker_id,
         ]  # fmt: skip
 
+    def image_digest(self, spec: OperatorSpec) -> str:
+        """What identifies the operator's code exactly (container runtimes: the image digest)."""
+        return spec.digest
+
     def worker_env(self, data_dir: str | None = None) -> dict[str, str]:
         """Environment the worker needs (authentication key, data folder)."""
         return {protocol.AUTHKEY_ENV: self.authkey.hex(), DATA_DIR_ENV: data_dir or str(self.data_dir)}

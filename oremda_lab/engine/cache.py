@@ -1,0 +1,96 @@
+"""Output cache: key = hash(operator digest, canonical params, input keys).
+
+State and policy
+----------------
+``entries`` maps a node key to its outputs (ObjectRefs + meta). Keys are deterministic,
+so a parameter change gives its node (and, through input keys, every descendant) a
+new key, while untouched nodes hit. After each run the engine calls :meth:`retain`
+with the keys it used: those stay, and of the rest the most recently used stay
+while they fit in ``spare_bytes`` (so a slider moved back hits). Evicted entries'
+objects are freed in the arena.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+
+DEFAULT_SPARE_BYTES = 1 << 30
+
+
+@dataclass
+class Entry:
+    """The outputs of one node execution."""
+
+    key: str
+    outputs: dict[str, dict[str, Any]]  # port -> wire value {"ref": dict|None, "meta": dict}
+    duration_s: float
+
+    @property
+    def nbytes(self) -> int:
+        """Shared memory the entry holds."""
+        return sum(v["ref"]["nbytes"] for v in self.outputs.values() if v["ref"])
+
+
+def node_key(digest: str, params: dict[str, Any], inputs: dict[str, str]) -> str:
+    """The cache key of a node run.
+
+    Examples
+    --------
+    >>> node_key("sha256:x", {"b": 1, "a": 2}, {}) == node_key("sha256:x", {"a": 2, "b": 1}, {})
+    True
+    """
+    canonical = json.dumps([digest, params, sorted(inputs.items())], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class Cache:
+    """Node outputs by key, with a byte budget for entries the last run did not use."""
+
+    def __init__(self, arena: Arena, spare_bytes: int = DEFAULT_SPARE_BYTES):
+        self.arena = arena
+        self.spare_bytes = spare_bytes
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` (marked most recently used), or None."""
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, entry: Entry) -> None:
+        """Store an entry (replacing and freeing any older one with the same key)."""
+        old = self.entries.pop(entry.key, None)
+        if old is not None and old is not entry:
+            self._free(old)
+        self.entries[entry.key] = entry
+
+    def retain(self, keep: set[str]) -> None:
+        """Keep ``keep``, plus the most recent others within the spare budget; free the rest."""
+        spare = 0
+        for key in reversed(list(self.entries)):
+            if key in keep:
+                continue
+            entry = self.entries[key]
+            spare += entry.nbytes
+            if spare > self.spare_bytes:
+                del self.entries[key]
+                self._free(entry)
+
+    def clear(self) -> None:
+        """Free everything."""
+        for entry in self.entries.values():
+            self._free(entry)
+        self.entries.clear()
+
+    def _free(self, entry: Entry) -> None:
+        for value in entry.outputs.values():
+            if value["ref"]:
+                self.arena.free(ObjectRef.from_dict(value["ref"]))

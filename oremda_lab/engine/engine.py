@@ -1,0 +1,362 @@
+"""Engine: owns the runtime, the cache and the shared-memory arena; runs pipelines.
+
+State and policy
+----------------
+* One scheduler thread runs one request at a time. ``submit`` only records the
+  newest request and returns a future, so it never blocks a notebook kernel.
+* Newest wins: a request waiting behind a running one is dropped when a newer one
+  arrives (its future resolves with ``superseded=True``); the running one stops
+  submitting new tasks, lets in-flight tasks finish into the cache, and resolves
+  superseded too. Rapid slider moves thus cost at most one extra task each.
+* After each completed run the cache keeps that run's outputs (and recent others within
+  a byte budget); everything else goes back to the arena's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import platform
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oremda_lab._version import __version__
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.engine import scheduler
+from oremda_lab.engine.cache import DEFAULT_SPARE_BYTES, Cache
+from oremda_lab.engine.events import NodeEvent
+from oremda_lab.registry import Registry, default_registry
+from oremda_lab.runtime import make_runtime
+from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.worker.sdk import PortValue
+
+log = logging.getLogger(__name__)
+Subscriber = Callable[[NodeEvent], None]
+
+
+class RunFuture(Future):
+    """A future of a :class:`Run` that can also be awaited in a notebook cell."""
+
+    def __await__(self) -> Iterator[Any]:
+        return asyncio.wrap_future(self).__await__()
+
+
+@dataclass
+class Run:
+    """The result of running one pipeline snapshot.
+
+    ``nodes`` has a :class:`~oremda_lab.engine.scheduler.NodeResult` per operator node;
+    ``outputs[node][port]`` and ``displays[node]`` give :class:`PortValue`s whose data
+    are zero-copy views of shared memory (valid while the engine is open).
+    """
+
+    id: int
+    pipeline: Pipeline
+    nodes: dict[str, scheduler.NodeResult] = field(default_factory=dict)
+    superseded: bool = False
+    duration_s: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    _arena: Arena | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Every node done or cached, and not superseded."""
+        return not self.superseded and all(r.status in ("done", "cached") for r in self.nodes.values())
+
+    @property
+    def errors(self) -> dict[str, dict[str, Any]]:
+        """Node id -> error, for nodes that failed (not those skipped behind them)."""
+        return {n: r.error for n, r in self.nodes.items() if r.status == "error" and r.error}
+
+    @property
+    def outputs(self) -> Mapping[str, Mapping[str, PortValue]]:
+        """``outputs[node][port]`` -> PortValue (mapped from shared memory on access)."""
+        return _Outputs(self)
+
+    @property
+    def displays(self) -> dict[str, list[PortValue]]:
+        """Display node id -> its layers (PortValues with display meta), in z order."""
+        shown: dict[str, list[PortValue]] = {}
+        for node in self.pipeline.nodes.values():
+            if node.type != "display":
+                continue
+            layers = []
+            for edge in self.pipeline.inputs_of(node.id):
+                result = self.nodes.get(edge.source.id)
+                if result and result.status in ("done", "cached"):
+                    layers.append(self.outputs[edge.source.id][edge.source.port])
+            shown[node.id] = sorted(layers, key=lambda v: v.meta.get("z", 0))
+        return shown
+
+    def value(self, wire: dict[str, Any]) -> PortValue:
+        """A wire value (ref + meta) as a PortValue with a zero-copy view."""
+        ref = wire.get("ref")
+        data = None
+        if ref is not None:
+            if self._arena is None:
+                raise RuntimeError("this run has no shared memory attached")
+            try:
+                data = self._arena.get(ObjectRef.from_dict(ref))
+            except FileNotFoundError:
+                raise RuntimeError("this output was freed: the engine closed or a later run replaced it") from None
+        return PortValue(data, dict(wire.get("meta", {})))
+
+    def record(self) -> dict[str, Any]:
+        """The run record: per-node status and timings, errors, provenance (JSON-ready)."""
+        return {
+            "run": self.id,
+            "ok": self.ok,
+            "superseded": self.superseded,
+            "duration_s": self.duration_s,
+            "nodes": {
+                n: {"status": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error, "key": r.key}
+                for n, r in self.nodes.items()
+            },
+            "provenance": self.provenance,
+            "pipeline": self.pipeline.to_json(),
+        }
+
+    def export_pipeline(self) -> dict[str, Any]:
+        """The pipeline JSON with a ``provenance`` block, to reproduce this run exactly."""
+        doc = self.pipeline.to_json()
+        doc["provenance"] = self.provenance
+        return doc
+
+    def raise_for_errors(self) -> None:
+        """Raise RuntimeError naming every failed node."""
+        if self.errors:
+            raise RuntimeError("; ".join(f"{n}: {e['message']}" for n, e in self.errors.items()))
+
+
+class _Outputs(Mapping):
+    def __init__(self, run: Run):
+        self._run = run
+
+    def __getitem__(self, node: str) -> dict[str, PortValue]:
+        result = self._run.nodes[node]
+        return {port: self._run.value(wire) for port, wire in result.outputs.items()}
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, r in self._run.nodes.items() if r.outputs)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Engine:
+    """Runs pipelines on a runtime, incrementally, with warm workers.
+
+    Parameters
+    ----------
+    runtime
+        ``"local"`` (default), ``"inline"``, ``"docker"``, ``"podman"``, ``"apptainer"``
+        or ``"mpi"``; else the ``OREMDA_RUNTIME`` environment variable decides.
+    data_dir
+        Folder that file parameters (e.g. a reader's ``filename``) are relative to.
+    timeout
+        Seconds one node may run before its worker is killed (default 600).
+    registry
+        Where operators are found (default: the shipped library plus ``OREMDA_OPERATORS_PATH``).
+    cache_bytes
+        Shared memory kept for outputs the latest run did not use.
+    **runtime_options
+        Passed to the runtime (e.g. ``ranks=4`` for MPI).
+
+    Examples
+    --------
+    >>> with Engine() as engine:                               # doctest: +SKIP
+    ...     run = engine.run(Pipeline.load("pipelines/blur_display.json"))
+    ...     run.nodes["blur"].status
+    'done'
+    """
+
+    def __init__(
+        self,
+        runtime: str | None = None,
+        data_dir: str | Path | None = None,
+        *,
+        timeout: float | None = None,
+        start_timeout: float | None = None,
+        registry: Registry | None = None,
+        cache_bytes: int = DEFAULT_SPARE_BYTES,
+        **runtime_options: Any,
+    ):
+        self.registry = registry or default_registry()
+        self.data_dir = Path(data_dir).resolve() if data_dir else Path.cwd()
+        self.arena = Arena.create()
+        try:
+            self.runtime = make_runtime(
+                runtime,
+                self.arena,
+                data_dir=self.data_dir,
+                timeout=timeout,
+                start_timeout=start_timeout,
+                **runtime_options,
+            )
+        except BaseException:
+            self.arena.close()
+            raise
+        self.cache = Cache(self.arena, cache_bytes)
+        self._subscribers: list[Subscriber] = []
+        self._run_ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._request: tuple[Pipeline, RunFuture, int] | None = None
+        self._closed = False
+        self._file_hashes: dict[tuple[str, int, int], str] = {}
+        self._thread = threading.Thread(target=self._loop, name="oremda-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- public API --------------------------------------------------------------------
+
+    def submit(self, pipeline: Pipeline) -> RunFuture:
+        """Queue a run of a snapshot of ``pipeline``; returns at once.
+
+        A newer submission supersedes this one if it has not finished (newest wins).
+        Raises :class:`~oremda_lab.spec.PipelineError` at once if the pipeline is invalid.
+        """
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        snapshot = Pipeline.from_json(pipeline.to_json(), catalog=self.registry)
+        snapshot.check()
+        self._warn_on_provenance(snapshot)
+        future = RunFuture()
+        run_id = next(self._run_ids)
+        with self._cond:
+            if self._request is not None:
+                _, dropped, dropped_id = self._request
+                dropped.set_result(Run(dropped_id, snapshot, superseded=True, _arena=self.arena))
+                self._emit(NodeEvent(dropped_id, None, "superseded"))
+            self._request = (snapshot, future, run_id)
+            self._cond.notify()
+        return future
+
+    def run(self, pipeline: Pipeline, timeout: float | None = None) -> Run:
+        """Run ``pipeline`` and wait for the result."""
+        return self.submit(pipeline).result(timeout)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every :class:`NodeEvent`; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def close(self) -> None:
+        """Stop workers, free shared memory, remove the session folder."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(timeout=self.runtime.timeout + 5)
+        try:
+            self.runtime.stop()
+        finally:
+            self.cache.clear()
+            self.arena.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the scheduler thread -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._request is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    if self._request is not None:
+                        _, future, run_id = self._request
+                        future.set_exception(RuntimeError("the engine was closed before this run started"))
+                    return
+                snapshot, future, run_id = self._request
+                self._request = None
+            try:
+                future.set_result(self._execute(snapshot, run_id))
+            except BaseException as e:  # never let the loop die: report to the waiter
+                log.exception("run %s failed", run_id)
+                future.set_exception(e)
+
+    def _execute(self, snapshot: Pipeline, run_id: int) -> Run:
+        started = time.perf_counter()
+        run = Run(run_id, snapshot, _arena=self.arena)
+        plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest)
+
+        def emit(node: str | None, state: str, **fields: Any) -> None:
+            self._emit(NodeEvent(run_id, node, state, **fields))
+
+        run.nodes, run.superseded = scheduler.execute(
+            plan, self.runtime, self.cache, emit, superseded=lambda: self._request is not None
+        )
+        if not run.superseded:
+            self.cache.retain({r.key for r in run.nodes.values() if r.key})
+        run.duration_s = time.perf_counter() - started
+        run.provenance = self._provenance(plan)
+        emit(None, "superseded" if run.superseded else "finished", duration_s=run.duration_s)
+        return run
+
+    def _emit(self, event: NodeEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not stop the engine
+                log.exception("event subscriber failed on %s", event)
+
+    # -- provenance -------------------------------------------------------------------------
+
+    def _provenance(self, plan: scheduler.Plan) -> dict[str, Any]:
+        import numpy
+        import pyarrow
+
+        return {
+            "oremda_lab": __version__,
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__,
+            "runtime": self.runtime.name,
+            "operators": {
+                spec.name: {"version": spec.version, "digest": self.runtime.image_digest(spec)}
+                for spec in plan.specs.values()
+            },
+            "inputs": {where: self._file_hash(path) for where, path in plan.files.items()},
+            "params": plan.params,
+        }
+
+    def _file_hash(self, path: Path) -> str | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        memo = (str(path), st.st_size, st.st_mtime_ns)
+        if memo not in self._file_hashes:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            self._file_hashes[memo] = "sha256:" + h.hexdigest()
+        return self._file_hashes[memo]
+
+    def _warn_on_provenance(self, pipeline: Pipeline) -> None:
+        recorded = pipeline.extra.get("provenance", {}).get("operators", {})
+        for node_id in pipeline.nodes:
+            spec = pipeline.spec(node_id)
+            if spec is None or spec.name not in recorded:
+                continue
+            then = recorded[spec.name].get("digest")
+            now = self.runtime.image_digest(spec)
+            if then and then != now:
+                warnings.warn(
+                    f"operator {spec.name} changed since this pipeline was exported ({then[:19]} -> {now[:19]})",
+                    stacklevel=3,
+                )

@@ -1,0 +1,52 @@
+"""Graph questions the scheduler asks: order, dependencies and what a change dirties."""
+
+from __future__ import annotations
+
+from oremda_lab.spec.pipeline import Pipeline
+
+
+def operator_nodes(pipeline: Pipeline) -> list[str]:
+    """Operator node ids in topological order (display nodes are not executed)."""
+    return [n for n in toposort(pipeline) if pipeline.nodes[n].type == "operator"]
+
+
+def toposort(pipeline: Pipeline) -> list[str]:
+    """Node ids, each after every node it depends on (ties in insertion order).
+
+    Examples
+    --------
+    >>> from oremda_lab.spec.pipeline import Edge, Endpoint, Node
+    >>> p = Pipeline([Node("b"), Node("a")], [Edge(Endpoint("a", "o"), Endpoint("b", "i"))])
+    >>> toposort(p)
+    ['a', 'b']
+    """
+    indegree = {n: 0 for n in pipeline.nodes}
+    children: dict[str, list[str]] = {n: [] for n in pipeline.nodes}
+    for e in pipeline.edges:
+        indegree[e.target.id] += 1
+        children[e.source.id].append(e.target.id)
+    ready = [n for n, d in indegree.items() if d == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for c in children[n]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if len(order) != len(indegree):
+        raise ValueError("the pipeline has a cycle")
+    return order
+
+
+def descendants(pipeline: Pipeline, node_id: str) -> set[str]:
+    """Every node downstream of ``node_id``: what a change to it dirties."""
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        current = stack.pop()
+        for e in pipeline.edges:
+            if e.source.id == current and e.target.id not in seen:
+                seen.add(e.target.id)
+                stack.append(e.target.id)
+    return seen

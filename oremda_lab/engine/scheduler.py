@@ -1,0 +1,193 @@
+"""The one scheduling loop: ready nodes -> runtime.submit -> results -> events.
+
+State and policy
+----------------
+One call of :func:`execute` runs one pipeline snapshot. It holds:
+
+* ``keys``: node -> cache key, computed up front in topological order (a key depends
+  only on the operator, its parameters, data-file fingerprints and upstream keys);
+* ``results``: node -> :class:`NodeResult` as nodes finish;
+* ``in_flight``: futures of submitted tasks.
+
+A node is submitted once every upstream operator node has finished; a cache hit
+finishes at once. Independent branches are in flight together (one task at a time per
+operator worker, which the runtime enforces). An error marks the descendants
+``skipped`` and lets the other branches finish. When ``superseded()`` turns true
+(a newer request arrived), nothing new is submitted; in-flight tasks finish and
+are cached, so the newer run can use them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oremda_lab.engine import graph
+from oremda_lab.engine.cache import Cache, Entry, node_key
+from oremda_lab.runtime.base import NodeFailure, Runtime, Task
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.pipeline import Pipeline
+
+_task_ids = itertools.count(1)
+
+
+@dataclass
+class NodeResult:
+    """How one node fared in one run."""
+
+    status: str = "queued"
+    duration_s: float | None = None
+    cached: bool = False
+    error: dict[str, Any] | None = None
+    key: str | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A pipeline snapshot with everything resolved for execution."""
+
+    pipeline: Pipeline
+    order: list[str]
+    specs: dict[str, OperatorSpec]
+    params: dict[str, dict[str, Any]]
+    keys: dict[str, str]
+    files: dict[str, Path]  # "node.param" -> data file it names
+
+
+def plan(pipeline: Pipeline, data_dir: Path, digest: Callable[[OperatorSpec], str]) -> Plan:
+    """Resolve specs, parameters (defaults filled in) and cache keys of a checked pipeline."""
+    order = graph.operator_nodes(pipeline)
+    specs, params, keys, files = {}, {}, {}, {}
+    for node_id in order:
+        spec = pipeline.spec(node_id)
+        assert spec is not None, "plan() needs a validated pipeline"
+        specs[node_id] = spec
+        params[node_id] = spec.resolved_params(pipeline.nodes[node_id].params)
+        fingerprints = {}
+        for name, p in spec.params.items():
+            value = params[node_id].get(name)
+            if p.file and isinstance(value, str) and value:
+                path = data_dir / value
+                files[f"{node_id}.{name}"] = path
+                fingerprints[name] = _fingerprint(path)
+        inputs = {e.target.port: f"{keys[e.source.id]}/{e.source.port}" for e in pipeline.inputs_of(node_id)}
+        keys[node_id] = node_key(digest(spec), {"params": params[node_id], "files": fingerprints}, inputs)
+    return Plan(pipeline, order, specs, params, keys, files)
+
+
+def execute(
+    plan: Plan,
+    runtime: Runtime,
+    cache: Cache,
+    emit: Callable[[str | None, str], None],
+    superseded: Callable[[], bool],
+) -> tuple[dict[str, NodeResult], bool]:
+    """Run a plan; returns per-node results and whether it was cut short by a newer one.
+
+    ``emit(node, state, **fields)`` reports each state change.
+    """
+    pipeline = plan.pipeline
+    results = {n: NodeResult(key=plan.keys[n]) for n in plan.order}
+    for n in plan.order:
+        emit(n, "queued")
+    upstream = {n: {e.source.id for e in pipeline.inputs_of(n)} for n in plan.order}
+
+    to_compute = [n for n in plan.order if cache.get(plan.keys[n]) is None]
+    start_failures = _start_workers(runtime, [plan.specs[n] for n in to_compute], emit)
+
+    in_flight: dict[Future, tuple[str, float]] = {}
+    waiting = list(plan.order)
+    cut_short = False
+    while waiting or in_flight:
+        if superseded() and not cut_short:
+            cut_short = True
+        if not cut_short:
+            for node_id in list(waiting):
+                deps = [results[u] for u in upstream[node_id]]
+                if any(d.status in ("error", "skipped") for d in deps):
+                    waiting.remove(node_id)
+                    bad = sorted(u for u in upstream[node_id] if results[u].status in ("error", "skipped"))
+                    _finish(results[node_id], emit, node_id, "skipped", error={"message": f"upstream {', '.join(bad)} failed"})
+                    continue
+                if not all(d.status in ("done", "cached") for d in deps):
+                    continue
+                waiting.remove(node_id)
+                entry = cache.get(plan.keys[node_id])
+                if entry is not None:
+                    results[node_id].outputs = entry.outputs
+                    _finish(results[node_id], emit, node_id, "cached", duration_s=entry.duration_s, cached=True)
+                    continue
+                failure = start_failures.get(plan.specs[node_id].name)
+                if failure is not None:
+                    _finish(results[node_id], emit, node_id, "error", error=failure.to_dict())
+                    continue
+                task = Task(
+                    id=f"t{next(_task_ids)}-{os.getpid()}",
+                    node=node_id,
+                    spec=plan.specs[node_id],
+                    params=plan.params[node_id],
+                    inputs={
+                        e.target.port: results[e.source.id].outputs[e.source.port]
+                        for e in pipeline.inputs_of(node_id)
+                    },
+                )
+                results[node_id].status = "running"
+                emit(node_id, "running")
+                in_flight[runtime.submit(task)] = (node_id, time.perf_counter())
+        elif waiting:
+            waiting.clear()  # never started: the newer run decides about them
+        if not in_flight:
+            if waiting and not cut_short:
+                raise RuntimeError(f"scheduler stalled with {waiting} waiting")  # a bug, never a hang
+            continue
+        done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
+        for future in done:
+            node_id, started = in_flight.pop(future)
+            elapsed = time.perf_counter() - started
+            try:
+                result = future.result()
+            except NodeFailure as failure:
+                _finish(results[node_id], emit, node_id, "error", duration_s=elapsed, error=failure.to_dict())
+                continue
+            except Exception as e:  # a runtime bug still becomes a visible node error
+                _finish(results[node_id], emit, node_id, "error", duration_s=elapsed, error={"message": repr(e)})
+                continue
+            entry = Entry(plan.keys[node_id], result.outputs, elapsed)
+            cache.put(entry)
+            results[node_id].outputs = entry.outputs
+            _finish(results[node_id], emit, node_id, "done", duration_s=elapsed)
+    return results, cut_short
+
+
+def _start_workers(runtime: Runtime, specs: list[OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
+    missing = {s.name: s for s in specs if not runtime.alive(s.name)}
+    if not missing:
+        return {}
+    emit(None, "starting", message=f"starting {len(missing)} worker(s): {', '.join(sorted(missing))}")
+    failures = runtime.start(missing.values())
+    emit(None, "started", message=f"{len(missing) - len(failures)} worker(s) ready")
+    return failures
+
+
+def _finish(result: NodeResult, emit: Callable, node_id: str, state: str, **fields: Any) -> None:
+    result.status = state
+    result.duration_s = fields.get("duration_s")
+    result.cached = fields.get("cached", False)
+    result.error = fields.get("error")
+    emit(node_id, state, **fields)
+
+
+def _fingerprint(path: Path) -> str:
+    """Size and modification time: cheap, and changes when the file does."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
