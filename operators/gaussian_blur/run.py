@@ -1,3 +1,5 @@
+"""gaussian_blur: scipy.ndimage.gaussian_filter with a scalar or per-axis sigma."""
+
 import numpy as np
 from scipy import ndimage
 
@@ -8,4 +10,10 @@ from oremda_lab.worker.sdk import PortValue, operator
 def gaussian_blur(inputs, params):
     image = inputs["image"]
     data = image.data if np.issubdtype(image.data.dtype, np.floating) else image.data.astype(np.float32)
-    return {"image": PortValue(ndimage.gaussian_filter(data, params["sigma"]), dict(image.meta))}
+    sigma = params["sigma"]
+    if isinstance(sigma, (list, tuple)) and len(sigma) != data.ndim:
+        raise ValueError(f"sigma has {len(sigma)} values for a {data.ndim}-D image")
+    blurred = ndimage.gaussian_filter(
+        data, sigma, mode=params.get("mode", "reflect"), truncate=params.get("truncate", 4.0)
+    )
+    return {"image": PortValue(blurred, dict(image.meta))}
