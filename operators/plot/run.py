@@ -1,0 +1,18 @@
+"""plot: stack x and y into a 2 x N line layer (meta kind=plot)."""
+
+import numpy as np
+
+from oremda_lab.worker.sdk import PortValue, operator
+
+
+@operator
+def plot(inputs, params):
+    x = np.asarray(inputs["x"].data, dtype=np.float64).ravel()
+    y = np.asarray(inputs["y"].data, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x ({x.size}) and y ({y.size}) differ in length")
+    meta = {"kind": "plot", "z": params.get("z", 0), "label": params.get("label", ""), "color": params.get("color", "")}
+    for key, port in (("x_units", "x"), ("y_units", "y")):
+        if inputs[port].meta.get("units"):
+            meta[key] = inputs[port].meta["units"]
+    return {"out": PortValue(np.vstack([x, y]), meta)}
