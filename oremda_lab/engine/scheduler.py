@@ -99,8 +99,8 @@ def execute(
         emit(n, "queued")
     upstream = {n: {e.source.id for e in pipeline.inputs_of(n)} for n in plan.order}
 
-    to_compute = [n for n in plan.order if cache.get(plan.keys[n]) is None]
-    start_failures = _start_workers(runtime, [plan.specs[n] for n in to_compute], emit)
+    to_compute = {n: plan.specs[n] for n in plan.order if cache.get(plan.keys[n]) is None}
+    start_failures = _start_workers(runtime, to_compute, emit)
 
     in_flight: dict[Future, tuple[str, float]] = {}
     waiting = list(plan.order)
@@ -114,7 +114,13 @@ def execute(
                 if any(d.status in ("error", "skipped") for d in deps):
                     waiting.remove(node_id)
                     bad = sorted(u for u in upstream[node_id] if results[u].status in ("error", "skipped"))
-                    _finish(results[node_id], emit, node_id, "skipped", error={"message": f"upstream {', '.join(bad)} failed"})
+                    _finish(
+                        results[node_id],
+                        emit,
+                        node_id,
+                        "skipped",
+                        error={"message": f"upstream {', '.join(bad)} failed"},
+                    )
                     continue
                 if not all(d.status in ("done", "cached") for d in deps):
                     continue
@@ -124,7 +130,7 @@ def execute(
                     results[node_id].outputs = entry.outputs
                     _finish(results[node_id], emit, node_id, "cached", duration_s=entry.duration_s, cached=True)
                     continue
-                failure = start_failures.get(plan.specs[node_id].name)
+                failure = start_failures.get(node_id)
                 if failure is not None:
                     _finish(results[node_id], emit, node_id, "error", error=failure.to_dict())
                     continue
@@ -132,10 +138,10 @@ def execute(
                     id=f"t{next(_task_ids)}-{os.getpid()}",
                     node=node_id,
                     spec=plan.specs[node_id],
+                    slot=node_id,
                     params=plan.params[node_id],
                     inputs={
-                        e.target.port: results[e.source.id].outputs[e.source.port]
-                        for e in pipeline.inputs_of(node_id)
+                        e.target.port: results[e.source.id].outputs[e.source.port] for e in pipeline.inputs_of(node_id)
                     },
                 )
                 results[node_id].status = "running"
@@ -166,12 +172,13 @@ def execute(
     return results, cut_short
 
 
-def _start_workers(runtime: Runtime, specs: list[OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
-    missing = {s.name: s for s in specs if not runtime.alive(s.name)}
+def _start_workers(runtime: Runtime, slots: dict[str, OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
+    """One warm worker per node that must compute; only missing ones are launched."""
+    missing = {slot: spec for slot, spec in slots.items() if not runtime.alive(slot)}
     if not missing:
         return {}
-    emit(None, "starting", message=f"starting {len(missing)} worker(s): {', '.join(sorted(missing))}")
-    failures = runtime.start(missing.values())
+    emit(None, "starting", message=f"starting {len(missing)} worker(s) for {', '.join(sorted(missing))}")
+    failures = runtime.start(missing)
     emit(None, "started", message=f"{len(missing) - len(failures)} worker(s) ready")
     return failures
 

@@ -2,12 +2,15 @@
 
 State and policy
 ----------------
-A runtime hosts one warm worker per operator. It owns:
+A runtime hosts warm workers, one per *slot*. The engine uses one slot per pipeline
+node (so independent branches run in parallel even when they use the same operator,
+and a stateful operator keeps state per node); plain ``start(specs)`` uses one slot per
+operator. It owns:
 
 * a control listener (a Unix socket in the session's ``run/`` folder; containers see
   it through the session mount) that workers connect to and greet with HELLO;
-* ``_workers``: operator name -> :class:`_Worker` (its handle, connection and a lock:
-  a worker runs one task at a time);
+* ``_workers``: slot -> :class:`_Worker` (its handle, connection and a lock: a worker
+  runs one task at a time);
 * timeouts: ``start_timeout`` for a worker to say HELLO, ``timeout`` per task.
 
 Every wait is bounded and watches the worker: a worker that exits, is killed or
@@ -26,7 +29,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener
@@ -65,13 +68,20 @@ class NodeFailure(Exception):
 
 @dataclass
 class Task:
-    """One execution of one node: params and input wire values (refs + meta)."""
+    """One execution of one node: params and input wire values (refs + meta).
+
+    ``slot`` names the worker that runs it (default: one per operator).
+    """
 
     id: str
     node: str
     spec: OperatorSpec
     params: dict[str, Any]
     inputs: dict[str, dict[str, Any]]
+    slot: str = ""
+
+    def __post_init__(self) -> None:
+        self.slot = self.slot or self.spec.name
 
 
 @dataclass
@@ -104,6 +114,7 @@ class WorkerHandle(ABC):
 
 @dataclass
 class _Worker:
+    slot: str
     spec: OperatorSpec
     id: str
     handle: WorkerHandle
@@ -171,37 +182,37 @@ class Runtime(ABC):
 
     # -- the interface the engine uses ---------------------------------------------
 
-    def start(self, specs: Iterable[OperatorSpec]) -> dict[str, NodeFailure]:
-        """Make sure a warm worker runs for each spec, launching missing ones in parallel.
+    def start(self, slots: Mapping[str, OperatorSpec] | Iterable[OperatorSpec]) -> dict[str, NodeFailure]:
+        """Make sure a warm worker runs in each slot, launching missing ones in parallel.
 
-        Returns the operators that failed to start, with why.
+        ``slots`` maps slot names to specs; a plain list of specs means one slot per
+        operator name. Returns the slots that failed to start, with why.
         """
-        wanted = {s.name: s for s in specs}
-        new = []
+        wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
         with self._lock:
-            for name, spec in wanted.items():
-                if name not in self._workers:
-                    worker_id = f"{name}-{uuid.uuid4().hex[:6]}"
-                    new.append((spec, worker_id))
-        launched = list(self._pool.map(lambda sw: self._launch_one(*sw), new))
+            changed = [
+                w for slot, w in self._workers.items() if slot in wanted and w.spec.digest != wanted[slot].digest
+            ]
+        for worker in changed:  # the slot now holds another operator (or changed code)
+            self._forget(worker)
+        with self._lock:
+            new = [(slot, spec) for slot, spec in wanted.items() if slot not in self._workers]
+        launched = list(self._pool.map(lambda item: self._launch_one(*item), new))
         failures: dict[str, NodeFailure] = {}
         deadline = time.monotonic() + self.start_timeout
-        for spec, result in zip((s for s, _ in new), launched):
-            if isinstance(result, NodeFailure):
-                failures[spec.name] = result
-                continue
-            failure = self._await_hello(result, deadline)
+        for (slot, _), result in zip(new, launched, strict=True):
+            failure = result if isinstance(result, NodeFailure) else self._await_hello(result, deadline)
             if failure:
-                failures[spec.name] = failure
+                failures[slot] = failure
         return failures
 
     def submit(self, task: Task) -> Future[TaskResult]:
         """Run ``task`` on its operator's worker; the future fails with NodeFailure."""
         return self._pool.submit(self._run, task)
 
-    def alive(self, name: str) -> bool:
-        """Whether a ready worker for operator ``name`` is running."""
-        worker = self._workers.get(name)
+    def alive(self, slot: str) -> bool:
+        """Whether a ready worker runs in ``slot``."""
+        worker = self._workers.get(slot)
         return bool(worker and worker.conn and worker.handle.alive())
 
     def stop(self) -> None:
@@ -231,15 +242,16 @@ class Runtime(ABC):
 
     # -- internals -------------------------------------------------------------------
 
-    def _launch_one(self, spec: OperatorSpec, worker_id: str) -> _Worker | NodeFailure:
+    def _launch_one(self, slot: str, spec: OperatorSpec) -> _Worker | NodeFailure:
+        worker_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
         try:
             handle = self.launch(spec, worker_id)
         except Exception as e:  # an adapter error is a start failure of this operator
             return NodeFailure(f"could not start a worker for {spec.name}: {e}")
-        worker = _Worker(spec, worker_id, handle)
+        worker = _Worker(slot, spec, worker_id, handle)
         with self._lock:
             self._by_id[worker_id] = worker
-            self._workers[spec.name] = worker
+            self._workers[slot] = worker
         return worker
 
     def _await_hello(self, worker: _Worker, deadline: float) -> NodeFailure | None:
@@ -247,7 +259,9 @@ class Runtime(ABC):
             if not worker.handle.alive():
                 return self._fail(worker, f"worker for {worker.spec.name} exited during start-up")
             if time.monotonic() > deadline:
-                return self._fail(worker, f"worker for {worker.spec.name} did not start within {self.start_timeout:g} s")
+                return self._fail(
+                    worker, f"worker for {worker.spec.name} did not start within {self.start_timeout:g} s"
+                )
         return None
 
     def _accept(self) -> None:
@@ -276,9 +290,9 @@ class Runtime(ABC):
             worker.hello.set()
 
     def _run(self, task: Task) -> TaskResult:
-        worker = self._workers.get(task.spec.name)
+        worker = self._workers.get(task.slot)
         if worker is None or worker.conn is None:
-            raise NodeFailure(f"no running worker for {task.spec.name}")
+            raise NodeFailure(f"no running worker for {task.spec.name} in slot {task.slot}")
         with worker.lock:
             msg = protocol.encode(protocol.RUN, task=task.id, params=task.params, inputs=task.inputs)
             try:
@@ -313,15 +327,18 @@ class Runtime(ABC):
 
     def _fail(self, worker: _Worker, message: str) -> NodeFailure:
         """Kill and forget ``worker``; return the failure that describes it."""
-        with self._lock:
-            if self._workers.get(worker.spec.name) is worker:
-                del self._workers[worker.spec.name]
-            self._by_id.pop(worker.id, None)
-        self._reap(worker)
+        self._forget(worker)
         status = worker.handle.exit_status()
         if status is not None:
             message += f" (exit status {status})"
         return NodeFailure(message, log_tail=worker.handle.log_tail(), exit_status=status)
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._workers.get(worker.slot) is worker:
+                del self._workers[worker.slot]
+            self._by_id.pop(worker.id, None)
+        self._reap(worker)
 
     @staticmethod
     def _reap(worker: _Worker, grace: float = 0.0) -> None:

@@ -1,5 +1,8 @@
-"""In-process runtime for fast tests: workers are threads, but every message goes
-through the real socket and codecs and every array through shared memory."""
+"""In-process runtime for fast tests.
+
+Workers are threads, but every message goes through the real socket and codecs and
+every array through shared memory.
+"""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any
 
 PORT_TYPES = ("data", "binary", "display")

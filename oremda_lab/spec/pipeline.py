@@ -201,7 +201,10 @@ class Pipeline:
                 raise PipelineError([Problem("pipeline", f"not valid JSON: {e}")]) from e
         if not isinstance(doc, dict):
             raise PipelineError([Problem("pipeline", "the document must be a JSON object")])
-        doc = upgrade(doc)
+        try:
+            doc = upgrade(doc)
+        except ValueError as e:
+            raise PipelineError([Problem("pipeline", str(e))]) from e
         problems = _shape_problems(doc)
         if problems:
             raise PipelineError(problems)
@@ -512,7 +515,9 @@ def _edge_problems(edge: Edge, nodes: dict[str, Node], ports: dict) -> list[Prob
     for port in ends.values():
         if port.type != edge.type:
             problems.append(
-                Problem(f"{edge.source} -> {edge.target}", f"edge type {edge.type!r} does not match port type {port.type!r}")
+                Problem(
+                    f"{edge.source} -> {edge.target}", f"edge type {edge.type!r} does not match port type {port.type!r}"
+                )
             )
     return problems
 

@@ -28,7 +28,7 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"pipeline version {version!r} is not a version number")
     if version > CURRENT_VERSION:
         raise ValueError(
-            f"pipeline version {version} is newer than this oremda-lab understands ({CURRENT_VERSION}); upgrade oremda-lab"
+            f"pipeline version {version} is newer than this oremda-lab reads ({CURRENT_VERSION}); upgrade oremda-lab"
         )
     if version == 0:
         doc = _from_upstream(doc)

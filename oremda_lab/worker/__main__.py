@@ -1,3 +1,5 @@
+"""``python -m oremda_lab.worker``."""
+
 from oremda_lab.worker.main import main
 
 main()

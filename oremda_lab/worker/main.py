@@ -65,7 +65,9 @@ class Worker:
         start = time.perf_counter()
         try:
             inputs = {
-                port: PortValue(self.arena.get(ObjectRef.from_dict(v["ref"])) if v.get("ref") else None, v.get("meta", {}))
+                port: PortValue(
+                    self.arena.get(ObjectRef.from_dict(v["ref"])) if v.get("ref") else None, v.get("meta", {})
+                )
                 for port, v in msg["inputs"].items()
             }
             args = (inputs, msg["params"], self.state) if self.stateful else (inputs, msg["params"])

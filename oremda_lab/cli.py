@@ -1,0 +1,166 @@
+"""``oremda-lab``: validate, run and list operators from the command line.
+
+The same :class:`Pipeline` and :class:`Engine` the notebook widget uses. Every
+error reaches the user as one message and a non-zero exit status, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from oremda_lab.displays import to_png
+from oremda_lab.engine import Engine, NodeEvent
+from oremda_lab.registry import default_registry
+from oremda_lab.runtime import NAMED_RUNTIMES, RuntimeUnavailable
+from oremda_lab.spec.pipeline import Pipeline, PipelineError
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except (UserError, PipelineError, RuntimeUnavailable, OSError, ValueError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"oremda-lab: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oremda-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oremda-lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a pipeline and write its displays as PNGs")
+    run.add_argument("pipeline", type=Path)
+    run.add_argument("--data", type=Path, default=Path.cwd(), help="folder that file parameters are relative to")
+    run.add_argument("--out", type=Path, default=Path("out"), help="folder for display PNGs (one per display node)")
+    run.add_argument("--runtime", choices=sorted(NAMED_RUNTIMES), default=None, help="where operators run")
+    run.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
+    run.add_argument("--record", type=Path, help="write the run record (JSON) here")
+    run.add_argument("--timeout", type=float, help="seconds one node may take (default 600)")
+    run.add_argument("--ranks", type=int, help="MPI ranks (with --runtime mpi)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(command=_run)
+
+    validate = sub.add_parser("validate", help="check a pipeline without running it")
+    validate.add_argument("pipeline", type=Path)
+    validate.set_defaults(command=_validate)
+
+    operators = sub.add_parser("operators", help="list operators with their ports and parameters")
+    operators.add_argument("--json", action="store_true", help="print the descriptions as JSON")
+    operators.set_defaults(command=_operators)
+    return parser
+
+
+def _load(path: Path) -> Pipeline:
+    pipeline = Pipeline.load(path, catalog=default_registry())
+    pipeline.check()
+    return pipeline
+
+
+def _validate(args: argparse.Namespace) -> int:
+    pipeline = Pipeline.load(args.pipeline, catalog=default_registry())
+    problems = pipeline.validate()
+    for problem in problems:
+        print(f"{args.pipeline}: {problem}")
+    if not problems:
+        print(f"{args.pipeline}: valid ({len(pipeline.nodes)} nodes, {len(pipeline.edges)} edges)")
+    return 1 if problems else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = _load(args.pipeline)
+    for assignment in args.set:
+        node, param, value = _parse_set(assignment)
+        pipeline.set_param(node, param, value)
+    if not args.data.is_dir():
+        raise UserError(f"data folder {args.data} does not exist")
+    options: dict[str, Any] = {"timeout": args.timeout}
+    if args.ranks:
+        options["ranks"] = args.ranks
+    with Engine(runtime=args.runtime, data_dir=args.data, **options) as engine:
+        if not args.quiet:
+            engine.subscribe(_progress(time.perf_counter()))
+        run = engine.run(pipeline)
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = [
+            to_png(pipeline.nodes[node_id], layers, args.out / f"{node_id}.png")
+            for node_id, layers in run.displays.items()
+        ]
+    if args.record:
+        args.record.write_text(json.dumps(run.record(), indent=2, default=str) + "\n")
+    for path in written:
+        print(f"wrote {path}")
+    for node_id, error in run.errors.items():
+        print(f"oremda-lab: node {node_id} failed: {error['message']}", file=sys.stderr)
+        if error.get("log_tail"):
+            print("  log tail:\n    " + error["log_tail"].replace("\n", "\n    "), file=sys.stderr)
+    print(f"{'ok' if run.ok else 'failed'} in {run.duration_s:.2f} s")
+    return 0 if run.ok else 1
+
+
+def _progress(started: float):
+    def show(event: NodeEvent) -> None:
+        at = f"[{time.perf_counter() - started:7.2f} s]"
+        if event.node is None:
+            if event.message:
+                print(f"{at} {event.message}", flush=True)
+        elif event.state in ("done", "cached"):
+            print(f"{at} {event.node}: {event.state} ({event.duration_s or 0:.3f} s)", flush=True)
+        elif event.state in ("error", "skipped"):
+            print(f"{at} {event.node}: {event.state}: {event.error['message']}", flush=True)
+        elif event.state == "running":
+            print(f"{at} {event.node}: running", flush=True)
+
+    return show
+
+
+def _operators(args: argparse.Namespace) -> int:
+    specs = default_registry().all()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        return 0
+    for spec in specs:
+        print(f"{spec.name} {spec.version}: {spec.description}")
+        for side, ports in (("in", spec.inputs), ("out", spec.outputs)):
+            for port in ports.values():
+                optional = "" if port.required else ", optional"
+                print(f"  {side:>3} {port.name} ({port.type}{optional})")
+        for param in spec.params.values():
+            bounds = ""
+            if param.min is not None or param.max is not None:
+                bounds = (
+                    f" [{param.min if param.min is not None else ''}..{param.max if param.max is not None else ''}]"
+                )
+            unit = f" {param.unit}" if param.unit else ""
+            print(f"  param {param.name}: {param.type}{bounds}{unit} = {param.default!r}")
+    return 0
+
+
+def _parse_set(assignment: str) -> tuple[str, str, Any]:
+    target, sep, raw = assignment.partition("=")
+    node, dot, param = target.partition(".")
+    if not sep or not dot or not node or not param:
+        raise UserError(f"--set expects NODE.PARAM=VALUE, got {assignment!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return node, param, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
