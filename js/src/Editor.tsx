@@ -1,0 +1,399 @@
+/** The pipeline editor: canvas, palette, parameter panel, toolbar and displays. */
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
+import {
+  Background,
+  Controls,
+  ReactFlow,
+  ReactFlowProvider,
+  applyNodeChanges,
+  useReactFlow,
+  type Connection,
+  type Edge,
+  type Node,
+  type NodeChange,
+} from "@xyflow/react";
+import type { Command, DisplayPayload, NodeStatus, OperatorInfo, PipelineJSON, Reply, RunState } from "./types";
+import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, portsOf } from "./ports";
+import { History, freshId, inverse } from "./commands";
+import { autoLayout, needsLayout } from "./layout";
+import { Channel, Coalescer, type Model } from "./model";
+import { type NodeData, formatDuration, nodeTypes } from "./nodes";
+import { DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
+import { DisplayView } from "./display";
+
+function useTrait<T>(model: Model, name: string): T {
+  const subscribe = useCallback(
+    (cb: () => void) => {
+      model.on(`change:${name}`, cb);
+      return () => model.off(`change:${name}`, cb);
+    },
+    [model, name],
+  );
+  return useSyncExternalStore(subscribe, () => model.get(name) as T);
+}
+
+export function toFlow(graph: PipelineJSON, catalog: Catalog, status: Record<string, NodeStatus>) {
+  const nodes: Node<NodeData>[] = graph.nodes.map((n, i) => {
+    const ports = portsOf(n, catalog);
+    const op = operatorOf(n, catalog);
+    return {
+      id: n.id,
+      type: n.type === "display" ? "display" : "operator",
+      position: n.position ?? { x: 40 + 220 * i, y: 40 },
+      data: {
+        node: n,
+        title: n.type === "display" ? `${n.display} display` : (op?.name ?? n.image ?? "?"),
+        inputs: ports?.input ?? {},
+        outputs: ports?.output ?? {},
+        status: status[n.id],
+        unknown: !ports,
+      },
+    };
+  });
+  const edges: Edge[] = graph.edges.map((e) => ({
+    id: `${e.from.id}.${e.from.port}->${e.to.id}.${e.to.port}`,
+    source: e.from.id,
+    sourceHandle: e.from.port,
+    target: e.to.id,
+    targetHandle: e.to.port,
+    style: { stroke: PORT_COLORS[e.type ?? "data"] ?? "#555", strokeWidth: 2 },
+    animated: status[e.to.id]?.state === "running",
+  }));
+  return { nodes, edges };
+}
+
+function Inner({ model, channel }: { model: Model; channel: Channel }) {
+  const graph = useTrait<PipelineJSON>(model, "graph");
+  const operators = useTrait<OperatorInfo[]>(model, "operators");
+  const status = useTrait<Record<string, NodeStatus>>(model, "status");
+  const run = useTrait<RunState>(model, "run");
+  const displays = useTrait<Record<string, DisplayPayload>>(model, "displays");
+  const height = useTrait<number>(model, "height");
+  const catalog = useMemo(() => makeCatalog(operators ?? []), [operators]);
+  const history = useRef(new History()).current;
+  const [, bump] = useState(0);
+  const [message, setMessage] = useState<{ text: string; kind: "error" | "info" } | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [paramErrors, setParamErrors] = useState<Record<string, string>>({});
+  const flow = useReactFlow();
+  const wrapper = useRef<HTMLDivElement>(null);
+  const graphRef = useRef(graph);
+  graphRef.current = graph;
+
+  // Local node state so drags are smooth; rebuilt whenever the kernel's graph changes.
+  const built = useMemo(() => toFlow(graph, catalog, status ?? {}), [graph, catalog, status]);
+  const [nodes, setNodes] = useState<Node<NodeData>[]>(built.nodes);
+  useEffect(() => {
+    setNodes(built.nodes.map((n) => ({ ...n, selected: n.id === selected })));
+  }, [built, selected]);
+
+  const show = (text: string, kind: "error" | "info" = "error") => setMessage({ text, kind });
+
+  /** Send one command; on success record it for undo (unless `record` is false). */
+  const propose = useCallback(
+    async (cmd: Command, label: string, record = true): Promise<Reply> => {
+      const inv = record ? inverse(graphRef.current, cmd, catalog) : null;
+      const reply = await channel.command(cmd);
+      if (!reply.ok) show(reply.problems.join("; ") || "refused");
+      else if (record && inv) {
+        history.push({ command: cmd, inverse: inv, label });
+        bump((x) => x + 1);
+      }
+      return reply;
+    },
+    [channel, catalog, history],
+  );
+
+  // First view of a graph without positions: lay it out once, and save the positions.
+  const laidOut = useRef(false);
+  useEffect(() => {
+    if (!laidOut.current && catalog.size && graph.nodes.length && needsLayout(graph)) {
+      laidOut.current = true;
+      void propose({ op: "layout", positions: autoLayout(graph, catalog) }, "layout", false).then(() =>
+        requestAnimationFrame(() => flow.fitView({ padding: 0.15 })),
+      );
+    }
+  }, [graph, catalog]);
+
+  const undo = useCallback(async () => {
+    const e = history.peekUndo();
+    if (!e) return;
+    const r = await channel.command(e.inverse);
+    if (r.ok) history.confirmUndo();
+    else show(`cannot undo ${e.label}: ${r.problems.join("; ")}`);
+    bump((x) => x + 1);
+  }, [channel, history]);
+  const redo = useCallback(async () => {
+    const e = history.peekRedo();
+    if (!e) return;
+    const r = await channel.command(e.command);
+    if (r.ok) history.confirmRedo();
+    else show(`cannot redo ${e.label}: ${r.problems.join("; ")}`);
+    bump((x) => x + 1);
+  }, [channel, history]);
+
+  const onConnect = useCallback(
+    (c: Connection) => {
+      const problem = connectionProblem(graphRef.current, catalog, c.source, c.sourceHandle ?? "", c.target, c.targetHandle ?? "");
+      if (problem) {
+        show(`Refused: ${problem}`);
+        return;
+      }
+      setMessage(null);
+      void propose(
+        { op: "connect", from: { id: c.source, port: c.sourceHandle ?? "" }, to: { id: c.target, port: c.targetHandle ?? "" } },
+        "connect",
+      );
+    },
+    [catalog, propose],
+  );
+
+  const onNodesChange = useCallback((changes: NodeChange<Node<NodeData>>[]) => {
+    // Removals go through the kernel (onDelete); positions and selection stay local until drop.
+    setNodes((ns) => applyNodeChanges(changes.filter((c) => c.type !== "remove"), ns));
+    for (const c of changes) if (c.type === "select" && c.selected) setSelected(c.id);
+  }, []);
+
+  const onDelete = useCallback(
+    ({ nodes: ns, edges: es }: { nodes: Node[]; edges: Edge[] }) => {
+      const removedNodes = new Set(ns.map((n) => n.id));
+      const commands: Command[] = es
+        .filter((e) => !removedNodes.has(e.source) && !removedNodes.has(e.target))
+        .map((e) => ({ op: "disconnect", from: { id: e.source, port: e.sourceHandle! }, to: { id: e.target, port: e.targetHandle! } }));
+      for (const id of removedNodes) commands.push({ op: "remove_node", id });
+      if (!commands.length) return;
+      if (selected && removedNodes.has(selected)) setSelected(null);
+      void propose(commands.length === 1 ? commands[0] : { op: "batch", commands }, "delete");
+    },
+    [propose, selected],
+  );
+
+  const addItem = useCallback(
+    (item: PaletteItem, position?: { x: number; y: number }) => {
+      const id = freshId(graphRef.current, item);
+      const pos = position ?? flow.screenToFlowPosition({ x: (wrapper.current?.getBoundingClientRect().left ?? 0) + 200, y: (wrapper.current?.getBoundingClientRect().top ?? 0) + 120 });
+      const cmd: Command = { op: "add_node", id, position: { x: Math.round(pos.x), y: Math.round(pos.y) } };
+      if (item.display) cmd.display = item.display;
+      else cmd.image = item.image;
+      void propose(cmd, `add ${id}`).then((r) => r.ok && setSelected(id));
+    },
+    [flow, propose],
+  );
+
+  // Slider streams: newest value wins, one message in flight per parameter.
+  const coalescers = useRef(new Map<string, Coalescer<unknown>>());
+  const dragStart = useRef(new Map<string, boolean>());
+  const setParam = useCallback(
+    (id: string, name: string, value: unknown, final: boolean) => {
+      const key = `${id}.${name}`;
+      const cmd: Command = { op: "set_param", id, name, value };
+      if (!dragStart.current.get(key)) {
+        // First change of a gesture: one undo entry, inverse taken from the value before it.
+        const inv = inverse(graphRef.current, cmd, catalog);
+        if (inv) history.push({ command: cmd, inverse: inv, label: `set ${key}` });
+        bump((x) => x + 1);
+      } else history.amendTop((e) => e.label === `set ${key}`, cmd);
+      dragStart.current.set(key, !final);
+      let c = coalescers.current.get(key);
+      if (!c) {
+        c = new Coalescer((v) =>
+          channel.command({ op: "set_param", id, name, value: v }).then((r) => {
+            setParamErrors((errs) => {
+              const next = { ...errs };
+              if (r.ok) delete next[name];
+              else next[name] = r.problems.join("; ");
+              return next;
+            });
+          }),
+        );
+        coalescers.current.set(key, c);
+      }
+      c.push(value);
+    },
+    [catalog, channel, history],
+  );
+
+  const exportJSON = useCallback(() => {
+    const text = JSON.stringify(graphRef.current, null, 2) + "\n";
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+    a.download = String(model.get("filename") || "pipeline.json");
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => {
+      URL.revokeObjectURL(a.href);
+      a.remove();
+    }, 1000);
+  }, [model]);
+
+  const importJSON = useCallback(
+    (file: File) => {
+      void file.text().then((text) => {
+        let doc: PipelineJSON;
+        try {
+          doc = JSON.parse(text);
+        } catch (e) {
+          show(`Import failed: ${file.name} is not JSON (${String(e)})`);
+          return;
+        }
+        laidOut.current = false;
+        void propose({ op: "replace", graph: doc }, `import ${file.name}`).then((r) => r.ok && show(`Imported ${file.name}`, "info"));
+      });
+    },
+    [propose],
+  );
+
+  const selNode = graph.nodes.find((n) => n.id === selected);
+  const [canUndo, canRedo] = [history.canUndo(), history.canRedo()];
+  const busy = run?.state === "starting" || run?.state === "running";
+  const displayNodes = graph.nodes.filter((n) => n.type === "display");
+
+  return (
+    <div
+      className="oremda-editor"
+      data-lm-suppress-shortcuts="true"
+      tabIndex={-1}
+      onKeyDown={(e) => {
+        const mod = e.ctrlKey || e.metaKey;
+        if (mod && e.key.toLowerCase() === "z") {
+          e.preventDefault();
+          void (e.shiftKey ? redo() : undo());
+        } else if (mod && e.key.toLowerCase() === "y") {
+          e.preventDefault();
+          void redo();
+        }
+        e.stopPropagation();
+      }}
+    >
+      <div className="oremda-toolbar">
+        <button data-action="undo" disabled={!canUndo} onClick={() => void undo()} title="Undo (Ctrl+Z)">
+          Undo
+        </button>
+        <button data-action="redo" disabled={!canRedo} onClick={() => void redo()} title="Redo (Ctrl+Shift+Z)">
+          Redo
+        </button>
+        <button
+          data-action="layout"
+          onClick={() => void propose({ op: "layout", positions: autoLayout(graphRef.current, catalog) }, "layout").then(() => requestAnimationFrame(() => flow.fitView({ padding: 0.15 })))}
+        >
+          Auto layout
+        </button>
+        <button data-action="export" onClick={exportJSON}>
+          Export JSON
+        </button>
+        <label className="oremda-import">
+          Import JSON
+          <input type="file" accept=".json,application/json" data-action="import" onChange={(e) => e.target.files?.[0] && importJSON(e.target.files[0])} />
+        </label>
+        <span className={`oremda-run oremda-run-${run?.state ?? "idle"}`} data-run-state={run?.state ?? "idle"}>
+          {busy ? <span className="oremda-spinner" /> : null}
+          {runLabel(run)}
+        </span>
+      </div>
+      {message ? (
+        <div className={`oremda-message oremda-message-${message.kind}`} data-message={message.kind}>
+          {message.text}
+          <button onClick={() => setMessage(null)}>×</button>
+        </div>
+      ) : null}
+      {run?.problems?.length ? (
+        <div className="oremda-problems" data-problems>
+          {run.problems.map((p) => (
+            <div key={p}>{p}</div>
+          ))}
+        </div>
+      ) : null}
+      <div className="oremda-main" style={{ height: height || 460 }}>
+        <Palette ops={operators ?? []} onAdd={(i) => addItem(i)} />
+        <div
+          className="oremda-canvas-wrap"
+          ref={wrapper}
+          onDragOver={(e) => {
+            e.preventDefault();
+            e.dataTransfer.dropEffect = "move";
+          }}
+          onDrop={(e) => {
+            e.preventDefault();
+            const raw = e.dataTransfer.getData(DRAG_MIME);
+            if (raw) addItem(JSON.parse(raw), flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
+          }}
+        >
+          <ReactFlow
+            nodes={nodes}
+            edges={built.edges}
+            nodeTypes={nodeTypes}
+            onNodesChange={onNodesChange}
+            onNodeDragStop={(_, node, dragged) => {
+              const moved = (dragged?.length ? dragged : [node]).map(
+                (n): Command => ({ op: "set_position", id: n.id, x: Math.round(n.position.x), y: Math.round(n.position.y) }),
+              );
+              void propose(moved.length === 1 ? moved[0] : { op: "batch", commands: moved }, "move");
+            }}
+            onConnect={onConnect}
+            onDelete={onDelete}
+            onPaneClick={() => setSelected(null)}
+            onNodeClick={(_, n) => setSelected(n.id)}
+            deleteKeyCode={["Delete", "Backspace"]}
+            fitView
+            minZoom={0.2}
+            proOptions={{ hideAttribution: true }}
+          >
+            <Background gap={16} />
+            <Controls showInteractive={false} />
+          </ReactFlow>
+        </div>
+        <div className="oremda-side">
+          {selNode ? (
+            <ParamPanel
+              node={selNode}
+              op={operatorOf(selNode, catalog)}
+              errors={paramErrors}
+              onChange={(name, value, final) => setParam(selNode.id, name, value, final)}
+              onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
+            />
+          ) : (
+            <div className="oremda-muted oremda-hint">
+              Select a node to edit its parameters. Drag operators from the palette; drag from an output port to an input port to connect.
+            </div>
+          )}
+        </div>
+      </div>
+      {displayNodes.length ? (
+        <div className="oremda-displays">
+          {displayNodes.map((n) => (
+            <DisplayView key={n.id} id={n.id} payload={displays?.[n.id]} />
+          ))}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+function runLabel(run?: RunState): string {
+  if (!run) return "";
+  const t = run.elapsed_s != null ? ` (${formatDuration(run.elapsed_s)})` : "";
+  switch (run.state) {
+    case "starting":
+      return run.message || "starting workers…";
+    case "running":
+      return run.message || "running…";
+    case "done":
+      return `done${t}`;
+    case "error":
+      return `error${run.message ? ": " + run.message : ""}`;
+    case "invalid":
+      return "not runnable yet";
+    default:
+      return run.message ?? "";
+  }
+}
+
+export function Editor({ model }: { model: Model }) {
+  const channel = useMemo(() => new Channel(model), [model]);
+  useEffect(() => () => channel.dispose(), [channel]);
+  return (
+    <ReactFlowProvider>
+      <Inner model={model} channel={channel} />
+    </ReactFlowProvider>
+  );
+}

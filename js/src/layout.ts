@@ -1,0 +1,35 @@
+/** Auto layout: dagre, left to right, sized from the number of ports per node. */
+import dagre from "@dagrejs/dagre";
+import type { PipelineJSON } from "./types";
+import { type Catalog, portsOf } from "./ports";
+
+export const NODE_WIDTH = 190;
+
+export function nodeHeight(inputs: number, outputs: number): number {
+  return 44 + 20 * Math.max(inputs, outputs, 1);
+}
+
+export function autoLayout(graph: PipelineJSON, catalog: Catalog): Record<string, { x: number; y: number }> {
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({ rankdir: "LR", nodesep: 30, ranksep: 70, marginx: 20, marginy: 20 });
+  g.setDefaultEdgeLabel(() => ({}));
+  for (const n of graph.nodes) {
+    const p = portsOf(n, catalog);
+    const h = nodeHeight(Object.keys(p?.input ?? {}).length, Object.keys(p?.output ?? {}).length);
+    g.setNode(n.id, { width: NODE_WIDTH, height: h });
+  }
+  for (const e of graph.edges) if (g.hasNode(e.from.id) && g.hasNode(e.to.id)) g.setEdge(e.from.id, e.to.id);
+  dagre.layout(g);
+  const out: Record<string, { x: number; y: number }> = {};
+  for (const id of g.nodes()) {
+    const n = g.node(id);
+    // dagre gives centres; React Flow wants top-left corners. Round so JSON stays tidy.
+    out[id] = { x: Math.round(n.x - n.width / 2), y: Math.round(n.y - n.height / 2) };
+  }
+  return out;
+}
+
+/** True when some node has no stored position (the editor then lays the graph out once). */
+export function needsLayout(graph: PipelineJSON): boolean {
+  return graph.nodes.some((n) => !n.position);
+}

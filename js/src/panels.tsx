@@ -1,0 +1,230 @@
+/** The operator palette and the parameter panel generated from a node's schema. */
+import { type ReactElement, useEffect, useMemo, useRef, useState } from "react";
+import type { Control, NodeJSON, OperatorInfo } from "./types";
+
+export const DRAG_MIME = "application/x-oremda-operator";
+
+export interface PaletteItem {
+  key: string;
+  label: string;
+  description: string;
+  image?: string;
+  display?: string;
+}
+
+export function paletteItems(ops: OperatorInfo[]): PaletteItem[] {
+  const items: PaletteItem[] = ops.map((o) => ({ key: o.name, label: o.name, description: o.description ?? "", image: o.image }));
+  items.push({ key: "display2D", label: "2D display", description: "Shows pictures, scatter and vector layers", display: "2D" });
+  items.push({ key: "display1D", label: "1D display", description: "Shows plots and histograms", display: "1D" });
+  return items;
+}
+
+export function filterItems(items: PaletteItem[], query: string): PaletteItem[] {
+  const q = query.trim().toLowerCase();
+  if (!q) return items;
+  return items.filter((i) => i.label.toLowerCase().includes(q) || i.description.toLowerCase().includes(q));
+}
+
+export function Palette({ ops, onAdd }: { ops: OperatorInfo[]; onAdd: (item: PaletteItem) => void }) {
+  const [query, setQuery] = useState("");
+  const items = useMemo(() => filterItems(paletteItems(ops), query), [ops, query]);
+  return (
+    <div className="oremda-palette">
+      <input
+        className="oremda-search"
+        placeholder="Search operators"
+        value={query}
+        onChange={(e) => setQuery(e.target.value)}
+      />
+      <div className="oremda-palette-list">
+        {items.map((item) => (
+          <div
+            key={item.key}
+            className="oremda-palette-item"
+            data-operator={item.key}
+            draggable
+            title={`${item.description}\n(drag onto the canvas, or double-click to add)`}
+            onDragStart={(e) => {
+              e.dataTransfer.setData(DRAG_MIME, JSON.stringify(item));
+              e.dataTransfer.effectAllowed = "move";
+            }}
+            onDoubleClick={() => onAdd(item)}
+          >
+            <div className="oremda-palette-name">{item.label}</div>
+            <div className="oremda-palette-desc">{item.description}</div>
+          </div>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+export interface ParamPanelProps {
+  node: NodeJSON;
+  op?: OperatorInfo;
+  errors: Record<string, string>;
+  /** `final` is false while a slider is being dragged (one undo entry per drag). */
+  onChange: (name: string, value: unknown, final: boolean) => void;
+  onDelete: () => void;
+}
+
+export function ParamPanel({ node, op, errors, onChange, onDelete }: ParamPanelProps) {
+  return (
+    <div className="oremda-params" data-node={node.id}>
+      <div className="oremda-params-head">
+        <b>{node.id}</b> <span className="oremda-muted">{op?.name ?? (node.type === "display" ? `${node.display} display` : node.image)}</span>
+        <button className="oremda-delete" title="Delete node (Del)" onClick={onDelete}>
+          Delete
+        </button>
+      </div>
+      {op?.description ? <div className="oremda-muted oremda-params-desc">{op.description}</div> : null}
+      {op && op.controls.length === 0 ? <div className="oremda-muted">No parameters.</div> : null}
+      {op?.controls.map((c) => (
+        <ParamControl
+          key={`${node.id}.${c.name}`}
+          control={c}
+          value={node.params?.[c.name] ?? c.default}
+          error={errors[c.name]}
+          onChange={(v, final) => onChange(c.name, v, final)}
+        />
+      ))}
+    </div>
+  );
+}
+
+function ParamControl({
+  control: c,
+  value,
+  error,
+  onChange,
+}: {
+  control: Control;
+  value: unknown;
+  error?: string;
+  onChange: (v: unknown, final: boolean) => void;
+}) {
+  const unit = c.unit ? <span className="oremda-unit">{c.unit}</span> : null;
+  let input: ReactElement;
+  switch (c.kind) {
+    case "slider":
+      input = <Slider control={c} value={value} onChange={onChange} />;
+      break;
+    case "dropdown":
+      input = (
+        <select
+          data-param={c.name}
+          value={JSON.stringify(value ?? null)}
+          onChange={(e) => onChange(JSON.parse(e.target.value), true)}
+        >
+          {(c.choices ?? []).map((ch) => (
+            <option key={JSON.stringify(ch)} value={JSON.stringify(ch)}>
+              {String(ch)}
+            </option>
+          ))}
+        </select>
+      );
+      break;
+    case "checkbox":
+      input = <input type="checkbox" data-param={c.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked, true)} />;
+      break;
+    default:
+      input = <TextBox control={c} value={value} onChange={(v) => onChange(v, true)} />;
+  }
+  return (
+    <div className={`oremda-param${error ? " invalid" : ""}`} title={c.description}>
+      <label>
+        {c.name} {unit}
+      </label>
+      {input}
+      {error ? <div className="oremda-param-error" data-param-error={c.name}>{error}</div> : null}
+    </div>
+  );
+}
+
+function Slider({ control: c, value, onChange }: { control: Control; value: unknown; onChange: (v: unknown, final: boolean) => void }) {
+  // Local value so the thumb follows the pointer; the kernel's value wins when it changes.
+  const num = typeof value === "number" ? value : Array.isArray(value) ? Number(value[0]) : Number(c.default ?? c.min ?? 0);
+  const [local, setLocal] = useState(num);
+  const dragging = useRef(false);
+  useEffect(() => {
+    if (!dragging.current) setLocal(num);
+  }, [num]);
+  const parse = (s: string) => (c.integer ? Math.round(Number(s)) : Number(s));
+  return (
+    <div className="oremda-slider">
+      <input
+        type="range"
+        data-param={c.name}
+        min={c.min}
+        max={c.max}
+        step={c.step ?? (c.integer ? 1 : "any")}
+        value={local}
+        onChange={(e) => {
+          // React's onChange on a range input is the native `input` event: fires per move.
+          dragging.current = true;
+          const v = parse(e.target.value);
+          setLocal(v);
+          onChange(v, false);
+        }}
+        onPointerUp={() => {
+          dragging.current = false;
+          onChange(local, true);
+        }}
+        onKeyUp={() => {
+          dragging.current = false;
+          onChange(local, true);
+        }}
+      />
+      <span className="oremda-slider-value" data-param-value={c.name}>
+        {Array.isArray(value) ? JSON.stringify(value) : formatNumber(local)}
+      </span>
+    </div>
+  );
+}
+
+function formatNumber(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toPrecision(4).replace(/\.?0+$/, "");
+}
+
+function TextBox({ control: c, value, onChange }: { control: Control; value: unknown; onChange: (v: unknown) => void }) {
+  const shown = c.kind === "json" || typeof value === "object" ? JSON.stringify(value ?? null) : value == null ? "" : String(value);
+  const [text, setText] = useState(shown);
+  useEffect(() => setText(shown), [shown]);
+  const commit = () => {
+    if (text === shown) return;
+    onChange(parseValue(c, text));
+  };
+  return (
+    <input
+      type="text"
+      className="oremda-text"
+      data-param={c.name}
+      value={text}
+      onChange={(e) => setText(e.target.value)}
+      onBlur={commit}
+      onKeyDown={(e) => {
+        if (e.key === "Enter") commit();
+      }}
+    />
+  );
+}
+
+/** Text from a box -> the value sent to the kernel (which validates it). */
+export function parseValue(c: Control, text: string): unknown {
+  const t = text.trim();
+  if (c.kind === "number") {
+    if (c.per_axis && t.startsWith("[")) return tryJSON(t);
+    const n = Number(t);
+    return t === "" || Number.isNaN(n) ? t : n;
+  }
+  if (c.kind === "json") return tryJSON(t);
+  return text;
+}
+
+function tryJSON(t: string): unknown {
+  try {
+    return JSON.parse(t);
+  } catch {
+    return t;
+  }
+}

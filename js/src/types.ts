@@ -1,0 +1,124 @@
+/**
+ * The one typed contract between the kernel and the front end.
+ *
+ * Python owns the truth: `graph` is `Pipeline.to_json()`, `operators` comes from the
+ * registry (with parameter controls chosen by `oremda_lab.widget.params`), and
+ * `status`/`run`/`displays` mirror engine events. The front end only proposes edits
+ * as `Command`s; the kernel validates them and answers with a `Reply`.
+ */
+
+export interface Endpoint {
+  id: string;
+  port: string;
+}
+
+export interface EdgeJSON {
+  type?: string;
+  from: Endpoint;
+  to: Endpoint;
+  [extra: string]: unknown;
+}
+
+export interface NodeJSON {
+  id: string;
+  type?: "operator" | "display" | string;
+  image?: string;
+  display?: "1D" | "2D" | string;
+  params?: Record<string, unknown>;
+  position?: { x: number; y: number };
+  [extra: string]: unknown;
+}
+
+export interface PipelineJSON {
+  version?: number;
+  nodes: NodeJSON[];
+  edges: EdgeJSON[];
+  [extra: string]: unknown;
+}
+
+export interface PortSpec {
+  type: string;
+  required?: boolean;
+  dtype?: string;
+  ndim?: number;
+  description?: string;
+}
+
+/** How the parameter panel shows one parameter (chosen in Python, params.py). */
+export interface Control {
+  name: string;
+  kind: "slider" | "dropdown" | "checkbox" | "number" | "text" | "json";
+  integer?: boolean;
+  min?: number;
+  max?: number;
+  step?: number;
+  unit?: string;
+  choices?: unknown[];
+  default?: unknown;
+  description?: string;
+  per_axis?: boolean;
+}
+
+export interface OperatorInfo {
+  name: string;
+  image: string;
+  description?: string;
+  ports: { input: Record<string, PortSpec>; output: Record<string, PortSpec> };
+  controls: Control[];
+}
+
+export type NodeState = "queued" | "running" | "done" | "cached" | "error" | "skipped";
+
+export interface NodeStatus {
+  state: NodeState;
+  duration_s?: number | null;
+  cached?: boolean;
+  error?: { message?: string; traceback?: string; log_tail?: string; exit_status?: number | null } | null;
+}
+
+export interface RunState {
+  state: "idle" | "starting" | "running" | "done" | "error" | "invalid" | string;
+  message?: string;
+  problems?: string[];
+  elapsed_s?: number | null;
+}
+
+/** One display layer as the kernel encodes it for the canvas (see widget/_display.py). */
+export interface Layer {
+  kind: "picture" | "scatter" | "vector" | "png" | string;
+  label?: string;
+  color?: string;
+  size?: number;
+  width?: number;
+  height?: number;
+  pixels?: DataView; // picture: uint8, row-major, width*height
+  points?: DataView; // scatter: float32 (y, x) pairs; vector: float32 (y, x, dy, dx)
+  png?: DataView;
+  shape?: number[];
+}
+
+export interface DisplayPayload {
+  kind: string; // "1D" | "2D"
+  layers: Layer[];
+  revision: number;
+}
+
+/** Edits the front end proposes; each maps to one Pipeline method in Python. */
+export type Command =
+  | { op: "add_node"; image?: string; display?: string; id?: string; params?: Record<string, unknown>; position?: { x: number; y: number } }
+  | { op: "remove_node"; id: string }
+  | { op: "connect"; from: Endpoint; to: Endpoint }
+  | { op: "disconnect"; from: Endpoint; to: Endpoint }
+  | { op: "set_param"; id: string; name: string; value: unknown }
+  | { op: "set_position"; id: string; x: number; y: number }
+  | { op: "layout"; positions: Record<string, { x: number; y: number }> }
+  | { op: "replace"; graph: PipelineJSON }
+  | { op: "batch"; commands: Command[] };
+
+export interface Reply {
+  type: "reply";
+  id: number;
+  ok: boolean;
+  problems: string[];
+  node?: string;
+}
