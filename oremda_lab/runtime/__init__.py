@@ -15,6 +15,7 @@ DEFAULT_RUNTIME = "local"
 # name -> "module:class", imported on first use so missing extras cost nothing.
 NAMED_RUNTIMES = {
     "local": "oremda_lab.runtime.local:LocalRuntime",
+    "mpi": "oremda_lab.runtime.mpi:MPIRuntime",
     "inline": "oremda_lab.runtime.inline:InlineRuntime",
 }
 
