@@ -27,7 +27,7 @@ class BuildWithWidget(build_py):
 setup(
     package_dir={"oremda_lab": "oremda_lab", "oremda_operators": "operators"},
     package_data={
-        "oremda_lab": ["spec/*.json", "widget/static/*"],
+        "oremda_lab": ["spec/*.json", "widget/static/*", "testing_operators/*/*"],
         "oremda_operators": ["*/*.json", "*/*.py", "*/*.tif", "*/*.txt"],
     },
     cmdclass={"build_py": BuildWithWidget},

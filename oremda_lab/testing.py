@@ -8,14 +8,20 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from oremda_lab.dataplane.arena import Arena
+from oremda_lab.engine import Engine
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.registry import Registry, default_registry
+from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker import protocol
 from oremda_lab.worker.main import Worker, load_operator
 from oremda_lab.worker.sdk import DATA_DIR_ENV, PortValue
@@ -35,8 +41,6 @@ def run_operator(
     defaults. Raises ``RuntimeError`` with the operator's error and traceback.
     """
     spec = (registry or default_registry()).get(name)
-    import os
-
     previous = os.environ.get(DATA_DIR_ENV)
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir)
@@ -75,3 +79,126 @@ def write_operator(folder: Path, description: dict[str, Any], code: str) -> Path
     (folder / "operator.json").write_text(json.dumps(description))
     (folder / "run.py").write_text(code)
     return folder
+
+
+FAULT_OPERATORS = Path(__file__).parent / "testing_operators"
+
+
+def fault_pipeline(*chain: dict[str, Any]) -> Pipeline:
+    """A chain of ``fault`` nodes named n0, n1, ...; each dict gives that node's params."""
+    nodes = [{"id": f"n{i}", "image": "oremda/fault", "params": params} for i, params in enumerate(chain)]
+    edges = [
+        {"type": "data", "from": {"id": f"n{i}", "port": "out"}, "to": {"id": f"n{i + 1}", "port": "in"}}
+        for i in range(len(chain) - 1)
+    ]
+    return Pipeline.from_json({"nodes": nodes, "edges": edges}, catalog=Registry([FAULT_OPERATORS]))
+
+
+class RuntimeContract:
+    """What every runtime must do; subclass it in ``tests/runtime/test_<name>.py``.
+
+    Set ``runtime`` (and ``options`` for its constructor). Runtimes whose workers
+    are threads of the test process set ``isolated = False``, which skips the tests
+    that kill a worker.
+    """
+
+    runtime = "local"
+    options: dict[str, Any] = {}
+    isolated = True
+    task_timeout = 3.0
+
+    @pytest.fixture
+    def engine(self, tmp_path: Path) -> Iterator[Engine]:
+        """An engine on this runtime that sees the fault operator; checks cleanup on close."""
+        registry = Registry([FAULT_OPERATORS])
+        engine = Engine(self.runtime, tmp_path, registry=registry, timeout=self.task_timeout, **self.options)
+        session = engine.arena.path
+        try:
+            yield engine
+        finally:
+            engine.close()
+        assert not session.exists(), "the session's shared memory outlived the engine"
+
+    def test_runs_a_chain(self, engine: Engine) -> None:
+        run = engine.run(fault_pipeline({}, {}, {}))
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["n2"]["out"].data, np.full(16, 3.0))
+
+    def test_outputs_are_zero_copy_views(self, engine: Engine) -> None:
+        data = engine.run(fault_pipeline({})).outputs["n0"]["out"].data
+        assert not data.flags.owndata and not data.flags.writeable
+
+    def test_rerun_is_cached(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({}, {})
+        engine.run(pipeline)
+        run = engine.run(pipeline)
+        assert [r.status for r in run.nodes.values()] == ["cached", "cached"]
+
+    def test_param_change_reruns_only_descendants(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({}, {}, {})
+        engine.run(pipeline)
+        pipeline.set_param("n1", "tag", "changed")
+        run = engine.run(pipeline)
+        assert {n: r.status for n, r in run.nodes.items()} == {"n0": "cached", "n1": "done", "n2": "done"}
+
+    def test_workers_stay_warm(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({})
+        first = engine.run(pipeline).outputs["n0"]["out"].meta["pid"]
+        pipeline.set_param("n0", "tag", "again")
+        assert engine.run(pipeline).outputs["n0"]["out"].meta["pid"] == first
+
+    def test_independent_branches_run_concurrently(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({"mode": "sleep", "seconds": 0.0})
+        pipeline.add_node("oremda/fault", id="other", params={"mode": "sleep", "seconds": 0.0})
+        engine.run(pipeline)  # warm both workers
+        pipeline.set_params("n0", {"seconds": 1.0})
+        pipeline.set_params("other", {"seconds": 1.0})
+        started = time.perf_counter()
+        assert engine.run(pipeline).ok
+        assert time.perf_counter() - started < 1.8, "two 1 s branches did not overlap"
+
+    def test_operator_exception_is_a_node_error(self, engine: Engine) -> None:
+        run = engine.run(fault_pipeline({"mode": "raise"}, {}))
+        assert run.nodes["n0"].status == "error"
+        assert "ValueError: asked to raise" in run.nodes["n0"].error["message"]
+        assert "Traceback" in run.nodes["n0"].error["traceback"]
+        assert run.nodes["n1"].status == "skipped"
+
+    def test_sys_exit_is_a_node_error(self, engine: Engine) -> None:
+        run = engine.run(fault_pipeline({"mode": "exit"}))
+        assert "sys.exit(3)" in run.nodes["n0"].error["message"]
+
+    def test_failure_spares_other_branches(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({"mode": "raise"})
+        pipeline.add_node("oremda/fault", id="fine")
+        run = engine.run(pipeline)
+        assert run.nodes["fine"].status == "done" and run.nodes["n0"].status == "error"
+
+    @pytest.mark.parametrize("mode, status", [("kill", -9), ("segfault", -11)])
+    def test_dead_worker_is_a_node_error_and_restarts(self, engine: Engine, mode: str, status: int) -> None:
+        if not self.isolated:
+            pytest.skip("workers share the test process")
+        pipeline = fault_pipeline({"mode": mode}, {})
+        run = engine.run(pipeline)
+        error = run.nodes["n0"].error
+        assert "died" in error["message"] and error["exit_status"] == status
+        assert "fault operator: mode=" + mode in error["log_tail"]
+        assert not [name for name in engine.arena.live() if name.startswith(run.nodes["n0"].key or "")]
+        pipeline.set_param("n0", "mode", "ok")
+        assert engine.run(pipeline).ok
+
+    def test_hung_worker_times_out(self, engine: Engine) -> None:
+        if not self.isolated:
+            pytest.skip("a thread cannot be killed")
+        pipeline = fault_pipeline({"mode": "hang"})
+        started = time.perf_counter()
+        run = engine.run(pipeline)
+        assert time.perf_counter() - started < self.task_timeout + 5
+        assert "timeout" in run.nodes["n0"].error["message"]
+        pipeline.set_param("n0", "mode", "ok")
+        assert engine.run(pipeline).ok
+
+    def test_failed_task_leaves_no_objects(self, engine: Engine) -> None:
+        before = set(engine.arena.live())
+        engine.run(fault_pipeline({"mode": "raise"}))
+        assert set(engine.arena.live()) == before

@@ -117,7 +117,7 @@ class _Worker:
     slot: str
     spec: OperatorSpec
     id: str
-    handle: WorkerHandle
+    handle: WorkerHandle = None  # type: ignore[assignment]  # set right after launch
     hello: threading.Event = field(default_factory=threading.Event)
     conn: Connection | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -243,14 +243,16 @@ class Runtime(ABC):
     # -- internals -------------------------------------------------------------------
 
     def _launch_one(self, slot: str, spec: OperatorSpec) -> _Worker | NodeFailure:
-        worker_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
+        worker = _Worker(slot, spec, f"{spec.name}-{uuid.uuid4().hex[:8]}")
+        with self._lock:  # known before launch: a fast worker may say HELLO before launch returns
+            self._by_id[worker.id] = worker
         try:
-            handle = self.launch(spec, worker_id)
+            worker.handle = self.launch(spec, worker.id)
         except Exception as e:  # an adapter error is a start failure of this operator
+            with self._lock:
+                self._by_id.pop(worker.id, None)
             return NodeFailure(f"could not start a worker for {spec.name}: {e}")
-        worker = _Worker(slot, spec, worker_id, handle)
         with self._lock:
-            self._by_id[worker_id] = worker
             self._workers[slot] = worker
         return worker
 

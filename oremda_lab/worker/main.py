@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Client, Connection
@@ -26,6 +27,9 @@ from oremda_lab.worker import protocol
 from oremda_lab.worker.sdk import PortValue, as_port_value
 
 
+_loading = threading.Lock()
+
+
 def load_operator(folder: str | Path) -> tuple[OperatorSpec, Any]:
     """Read ``operator.json`` in ``folder`` and import its entry-point function."""
     folder = Path(folder).resolve()
@@ -33,14 +37,15 @@ def load_operator(folder: str | Path) -> tuple[OperatorSpec, Any]:
     module_name, _, func_name = spec.entrypoint.partition(":")
     # A unique module name per operator: many operators load into one test process.
     unique = f"oremda_operator_{spec.name}_{module_name}"
-    module = sys.modules.get(unique)
-    if module is None:
-        found = importlib.util.spec_from_file_location(unique, folder / f"{module_name}.py")
-        if found is None or found.loader is None:
-            raise ImportError(f"operator {spec.name}: no module {module_name}.py in {folder}")
-        module = importlib.util.module_from_spec(found)
-        sys.modules[unique] = module
-        found.loader.exec_module(module)
+    with _loading:  # the inline runtime loads operators from several threads
+        module = sys.modules.get(unique)
+        if module is None:
+            found = importlib.util.spec_from_file_location(unique, folder / f"{module_name}.py")
+            if found is None or found.loader is None:
+                raise ImportError(f"operator {spec.name}: no module {module_name}.py in {folder}")
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
+            sys.modules[unique] = module
     if func_name:
         return spec, getattr(module, func_name)
     marked = [v for v in vars(module).values() if callable(v) and hasattr(v, "oremda_operator")]

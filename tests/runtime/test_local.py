@@ -1,0 +1,5 @@
+from oremda_lab.testing import RuntimeContract
+
+
+class TestLocalRuntime(RuntimeContract):
+    runtime = "local"
