@@ -51,7 +51,29 @@ def read(filename, dataset=0):
     return signal["data"], meta
 
 
+def read_ncempy(filename):
+    """Read ``filename`` with ncempy.io.read (one dataset): (data, meta)."""
+    import ncempy.io
+
+    found = ncempy.io.read(str(data_path(filename)))
+    data = found["data"]
+    sizes = [float(s) for s in found.get("pixelSize", [1.0] * data.ndim)]
+    units = [str(u) for u in found.get("pixelUnit", [""] * data.ndim)]
+    offsets = [float(c[0]) if len(c) else 0.0 for c in found.get("coords", [])] or [0.0] * data.ndim
+    axes = [
+        {"name": "", "size": int(n), "scale": s, "offset": o, "units": u, "navigate": False}
+        for n, s, o, u in zip(data.shape, sizes, offsets, units)
+    ]
+    meta = {"filename": filename, "title": str(found.get("detectorName", "")), "axes": axes,
+            "pixel_size": sizes, "pixel_unit": units, "offset": offsets, "n_datasets": 1}  # fmt: skip
+    return data, meta
+
+
 @operator
 def ncem_reader(inputs, params):
-    data, meta = read(params["filename"], params.get("dataset", 0))
+    if params.get("backend", "rosettasciio") == "ncempy":
+        data, meta = read_ncempy(params["filename"])
+    else:
+        data, meta = read(params["filename"], params.get("dataset", 0))
+    meta["backend"] = params.get("backend", "rosettasciio")
     return {"image": PortValue(data, meta)}
