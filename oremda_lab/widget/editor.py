@@ -1,0 +1,376 @@
+"""PipelineEditor: the notebook editor widget (anywidget; front end in ``js/``).
+
+State and policy
+----------------
+* The :class:`~oremda_lab.spec.pipeline.Pipeline` is the truth. The ``graph`` trait is
+  always ``pipeline.to_json()``: the editor observes the pipeline and re-sends the graph
+  after every edit, wherever it came from (the canvas, code, a slider).
+* The front end only *proposes*: it sends ``{"type": "command", "id", "command"}``
+  messages; :meth:`PipelineEditor.apply` maps each command to one ``Pipeline`` method,
+  which validates, and the reply carries the problems when it is refused. Undo/redo
+  lives in the front end as a stack of commands and their inverses.
+* Every edit that changes what runs (not a moved node) submits a snapshot to the
+  engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
+  scheduler thread, which become the ``status`` and ``run`` traits. When a run
+  finishes, its display nodes become the ``displays`` trait (see ``_display.py``).
+* Callbacks never raise into the kernel's message loop: failures show in the widget.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from oremda_lab.registry import Registry, default_registry
+from oremda_lab.spec.pipeline import Pipeline, PipelineError
+from oremda_lab.widget import _display
+from oremda_lab.widget.params import operator_info, param_widget
+
+__all__ = ["PipelineEditor"]
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+BUNDLE = STATIC / "editor.js"
+_MISSING_BUNDLE = """
+export default { render({ el }) {
+  el.textContent = "oremda-lab: the editor bundle is missing; run `npm ci && npm run build` in the source tree.";
+} };
+"""
+
+
+def _bundle() -> str | Path:
+    # anywidget reads a Path (and watches it in development); without a build, say so.
+    return BUNDLE if BUNDLE.exists() else _MISSING_BUNDLE
+
+
+class PipelineEditor(anywidget.AnyWidget):
+    """Edit, run and watch a pipeline in a notebook.
+
+    Parameters
+    ----------
+    pipeline_or_json
+        A :class:`Pipeline` (edited in place and shared with the caller), a JSON
+        document (dict or text), a path to a JSON file, or None for an empty pipeline.
+    engine
+        The :class:`~oremda_lab.engine.Engine` that runs it; by default a local one is
+        made (and closed with the editor).
+    auto_run
+        Submit a run after every edit that changes the result.
+    registry
+        Operators offered in the palette (default: the shipped library).
+    height
+        Height of the canvas in pixels.
+
+    Examples
+    --------
+    >>> editor = PipelineEditor({"nodes": [], "edges": []}, auto_run=False)
+    >>> editor.pipeline.add_node("oremda/gaussian_blur", id="blur").id
+    'blur'
+    >>> [n["id"] for n in editor.graph["nodes"]]
+    ['blur']
+    >>> editor.close()
+    """
+
+    _esm = _bundle()
+    _css = STATIC / "editor.css" if (STATIC / "editor.css").exists() else ""
+
+    graph = t.Dict().tag(sync=True)
+    operators = t.List().tag(sync=True)
+    status = t.Dict().tag(sync=True)
+    run = t.Dict({"state": "idle"}).tag(sync=True)
+    displays = t.Dict().tag(sync=True)
+    height = t.Int(460).tag(sync=True)
+    filename = t.Unicode("pipeline.json").tag(sync=True)
+
+    def __init__(
+        self,
+        pipeline_or_json: Pipeline | dict | str | Path | None = None,
+        engine: Any = None,
+        *,
+        auto_run: bool = True,
+        registry: Registry | None = None,
+        height: int = 460,
+        **kwargs: Any,
+    ):
+        self._registry = registry or default_registry()
+        self._pipeline = _as_pipeline(pipeline_or_json, self._registry)
+        self._lock = threading.RLock()
+        self._syncing = False
+        self._batching = 0
+        self._submitted_key: str | None = None
+        self._latest_run = 0
+        self._display_revision = 0
+        self._run_started = 0.0
+        self._owns_engine = engine is None and auto_run
+        self._engine = engine
+        self.auto_run = auto_run
+        super().__init__(
+            graph=self._pipeline.to_json(),
+            operators=[operator_info(s) for s in self._registry.all()],
+            height=height,
+            **kwargs,
+        )
+        self._unobserve = self._pipeline.observe(self._on_pipeline)
+        self._unsubscribe = None
+        self.on_msg(self._on_msg)
+        self.observe(self._on_graph_trait, "graph")
+        if auto_run:
+            self._resubmit()
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline being edited (the same object that was passed in)."""
+        return self._pipeline
+
+    @property
+    def engine(self) -> Any:
+        """The engine that runs the pipeline (made on first use when none was given)."""
+        if self._engine is None:
+            from oremda_lab.engine import Engine
+
+            self._engine = Engine("local")
+        if self._unsubscribe is None:
+            self._unsubscribe = self._engine.subscribe(self._on_event)
+        return self._engine
+
+    def slider(self, node: str, param: str, **kwargs: Any) -> Any:
+        """A standard ipywidget bound to one parameter (see :func:`param_widget`).
+
+        >>> editor = PipelineEditor({"nodes": [{"id": "b", "image": "oremda/gaussian_blur"}], "edges": []},
+        ...                         auto_run=False)
+        >>> s = editor.slider("b", "sigma")
+        >>> s.value = 4.5
+        >>> editor.graph["nodes"][0]["params"]
+        {'sigma': 4.5}
+        >>> editor.close()
+        """
+        return param_widget(self._pipeline, node, param, **kwargs)
+
+    def apply(self, command: dict[str, Any]) -> None:
+        """Apply one front-end command through :class:`Pipeline` methods.
+
+        A ``batch`` is all or nothing. Raises :class:`PipelineError` (or KeyError,
+        ValueError) saying why a command is refused.
+        """
+        op = command.get("op")
+        p = self._pipeline
+        if op == "add_node":
+            p.add_node(
+                command.get("image"),
+                id=command.get("id"),
+                display=command.get("display"),
+                params=command.get("params") or None,
+                position=command.get("position"),
+            )
+        elif op == "remove_node":
+            p.remove_node(command["id"])
+        elif op == "connect":
+            p.connect(command["from"]["id"], command["from"]["port"], command["to"]["id"], command["to"]["port"])
+        elif op == "disconnect":
+            p.disconnect(command["from"]["id"], command["from"]["port"], command["to"]["id"], command["to"]["port"])
+        elif op == "set_param":
+            p.set_param(command["id"], command["name"], command["value"])
+        elif op == "set_position":
+            p.set_position(command["id"], command["x"], command["y"])
+        elif op == "layout":
+            with self._batch():
+                for node, pos in command["positions"].items():
+                    if node in p.nodes:
+                        p.set_position(node, pos["x"], pos["y"])
+        elif op == "replace":
+            p.replace(Pipeline.from_json(command["graph"], catalog=self._registry))
+        elif op == "batch":
+            before = p.to_json()
+            with self._batch():
+                try:
+                    for sub in command["commands"]:
+                        self.apply(sub)
+                except Exception:
+                    p.replace(Pipeline.from_json(before, catalog=self._registry))
+                    raise
+        else:
+            raise ValueError(f"unknown editor command {op!r}")
+
+    def close(self) -> None:
+        """Close the widget; stop observing; close the engine if the editor made it."""
+        self._unobserve()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._owns_engine and self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        super().close()
+
+    # -- pipeline <-> graph trait ------------------------------------------------------
+
+    def _batch(self):
+        editor = self
+
+        class _Batch:
+            def __enter__(self):
+                editor._batching += 1
+
+            def __exit__(self, *exc):
+                editor._batching -= 1
+                if editor._batching == 0:
+                    editor._on_pipeline(editor._pipeline)
+
+        return _Batch()
+
+    def _on_pipeline(self, pipeline: Pipeline) -> None:
+        if self._batching:
+            return
+        doc = pipeline.to_json()
+        with self._lock:
+            self._syncing = True
+            try:
+                self.graph = doc
+            finally:
+                self._syncing = False
+        if self.auto_run:
+            self._resubmit()
+
+    def _on_graph_trait(self, change: dict[str, Any]) -> None:
+        # Someone set ``editor.graph`` from Python (or restored state): adopt it.
+        if self._syncing or change["new"] == self._pipeline.to_json():
+            return
+        try:
+            self._pipeline.replace(Pipeline.from_json(change["new"], catalog=self._registry))
+        except PipelineError as e:
+            self._set_run("error", message=f"graph refused: {e}")
+            self._syncing = True
+            try:
+                self.graph = self._pipeline.to_json()
+            finally:
+                self._syncing = False
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("type") != "command":
+            return
+        reply: dict[str, Any] = {"type": "reply", "id": content.get("id"), "ok": True, "problems": []}
+        try:
+            self.apply(content["command"])
+        except PipelineError as e:
+            reply.update(ok=False, problems=[str(p) for p in e.problems])
+        except (KeyError, ValueError, TypeError) as e:
+            reply.update(ok=False, problems=[_message(e)])
+        except Exception as e:  # never into the kernel's message loop: show it in the widget
+            log.exception("editor command failed: %s", content)
+            reply.update(ok=False, problems=[f"internal error: {_message(e)}"])
+        self.send(reply)
+
+    # -- running -----------------------------------------------------------------------
+
+    def _resubmit(self) -> None:
+        key = _run_key(self._pipeline)
+        if key == self._submitted_key:
+            return  # only positions changed
+        self._submitted_key = key
+        problems = self._pipeline.validate()
+        if problems:
+            self._set_run("invalid", problems=[str(p) for p in problems])
+            return
+        if not self._pipeline.nodes:
+            self._set_run("idle")
+            return
+        try:
+            future = self.engine.submit(self._pipeline)
+        except PipelineError as e:
+            self._set_run("invalid", problems=[str(p) for p in e.problems])
+            return
+        except Exception as e:
+            log.exception("submit failed")
+            self._set_run("error", message=_message(e))
+            return
+        self._run_started = time.perf_counter()
+        self._set_run("running", message="queued…")
+        future.add_done_callback(self._on_done)
+
+    def _on_event(self, event: Any) -> None:
+        try:
+            with self._lock:
+                if event.node is None:
+                    self._latest_run = max(self._latest_run, event.run_id)
+                    if event.state == "starting":
+                        self._set_run("starting", message=event.message or "starting workers…")
+                    elif event.state == "started":
+                        self._set_run("running", message=event.message or "running…")
+                    return
+                status = dict(self.status)
+                status[event.node] = {
+                    "state": event.state,
+                    "duration_s": event.duration_s,
+                    "cached": bool(event.cached),
+                    "error": event.error,
+                }
+                self.status = status
+        except Exception:
+            log.exception("editor failed on %s", event)
+
+    def _on_done(self, future: Any) -> None:
+        try:
+            run = future.result()
+        except Exception as e:
+            self._set_run("error", message=_message(e))
+            return
+        if getattr(run, "superseded", False):
+            return
+        try:
+            with self._lock:
+                self._display_revision += 1
+                shown = {}
+                for node_id, layers in run.displays.items():
+                    node = run.pipeline.nodes.get(node_id)
+                    if node is not None:
+                        shown[node_id] = _display.encode(node, layers, self._display_revision)
+                self.status = {
+                    n: {"state": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error}
+                    for n, r in run.nodes.items()
+                }
+                self.displays = shown
+                errors = run.errors
+                if errors:
+                    first = next(iter(errors.items()))
+                    self._set_run("error", message=f"{first[0]}: {first[1].get('message', 'failed')}")
+                else:
+                    self._set_run("done", elapsed_s=run.duration_s)
+        except Exception as e:
+            log.exception("editor could not show run results")
+            self._set_run("error", message=f"cannot show results: {_message(e)}")
+
+    def _set_run(self, state: str, **fields: Any) -> None:
+        with self._lock:
+            self.run = {"state": state, **fields}
+
+
+def _as_pipeline(source: Pipeline | dict | str | Path | None, registry: Registry) -> Pipeline:
+    if isinstance(source, Pipeline):
+        return source
+    if source is None:
+        return Pipeline(catalog=registry)
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        return Pipeline.load(source, catalog=registry)
+    return Pipeline.from_json(copy.deepcopy(source) if isinstance(source, dict) else source, catalog=registry)
+
+
+def _run_key(pipeline: Pipeline) -> str:
+    """What a run depends on: the graph without editor positions."""
+    doc = pipeline.to_json()
+    for node in doc["nodes"]:
+        node.pop("position", None)
+    return json.dumps(doc, sort_keys=True, default=str)
+
+
+def _message(e: BaseException) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__

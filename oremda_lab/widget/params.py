@@ -1,0 +1,163 @@
+"""Parameter controls chosen from a :class:`ParamSpec`, for the editor panel and notebooks.
+
+One rule (:func:`control_for`) decides how a parameter is edited; the editor's
+parameter panel (JS) renders what it says, and :func:`param_widget` builds the same
+control as a standard ipywidget bound to a :class:`Pipeline`.
+
+Examples
+--------
+>>> from oremda_lab.spec.operator import ParamSpec
+>>> control_for(ParamSpec("sigma", "number", default=2.0, min=0, max=50, step=0.1, unit="px"))["kind"]
+'slider'
+>>> control_for(ParamSpec("normalize", "enum", choices=("linear", "log")))["kind"]
+'dropdown'
+>>> control_for(ParamSpec("threshold", "number"))["kind"]
+'number'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from oremda_lab.spec.operator import OperatorSpec, ParamSpec
+from oremda_lab.spec.pipeline import Pipeline, PipelineError
+
+if TYPE_CHECKING:
+    import ipywidgets
+
+__all__ = ["control_for", "operator_info", "param_widget"]
+
+#: Slider steps when the schema gives none: integers step by one, numbers by 1/100 of the range.
+DEFAULT_SLIDER_STEPS = 100
+
+
+def control_for(param: ParamSpec) -> dict[str, Any]:
+    """The control that edits ``param``: a JSON-ready dict with ``kind`` and its bounds.
+
+    ``kind`` is ``checkbox`` (bool), ``dropdown`` (choices), ``slider`` (a number or
+    integer with both bounds), ``number`` (other numbers), ``json`` (arrays, objects)
+    or ``text`` (strings).
+    """
+    c: dict[str, Any] = {"name": param.name, "description": param.description}
+    if param.unit:
+        c["unit"] = param.unit
+    if param.default is not None:
+        c["default"] = param.default
+    if param.per_axis:
+        c["per_axis"] = True
+    numeric = param.type in ("number", "integer")
+    if param.type == "bool":
+        c["kind"] = "checkbox"
+    elif param.choices is not None:
+        c["kind"] = "dropdown"
+        c["choices"] = list(param.choices)
+    elif numeric and param.min is not None and param.max is not None:
+        c["kind"] = "slider"
+        c["min"], c["max"] = param.min, param.max
+        c["step"] = param.step or (1 if param.type == "integer" else (param.max - param.min) / DEFAULT_SLIDER_STEPS)
+    elif numeric:
+        c["kind"] = "number"
+    elif param.type in ("array", "object"):
+        c["kind"] = "json"
+    else:
+        c["kind"] = "text"
+    if param.type == "integer":
+        c["integer"] = True
+    return c
+
+
+def operator_info(spec: OperatorSpec) -> dict[str, Any]:
+    """What the palette and the parameter panel need to know about one operator."""
+    ports = spec.to_dict()["ports"]
+    return {
+        "name": spec.name,
+        "image": f"oremda/{spec.name}",
+        "description": spec.description,
+        "ports": ports,
+        "controls": [control_for(p) for p in spec.params.values()],
+    }
+
+
+def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipywidgets.Widget:
+    """A standard ipywidget bound both ways to ``pipeline.nodes[node].params[name]``.
+
+    Moving the widget calls :meth:`Pipeline.set_param` (clamped to the schema, so it is
+    valid); edits from elsewhere (the editor, code) move the widget. Whoever observes the
+    pipeline (a :class:`~oremda_lab.widget.editor.PipelineEditor`, or :func:`param_slider`'s
+    engine) re-runs it. ``kwargs`` go to the widget (e.g. ``continuous_update=False``).
+    """
+    import ipywidgets as w
+
+    spec = pipeline.spec(node)
+    if spec is None or name not in spec.params:
+        raise PipelineError([_problem(node, name, "no such parameter")])
+    param = spec.params[name]
+    c = control_for(param)
+    label = f"{node}.{name}" + (f" ({param.unit})" if param.unit else "")
+    common = {"description": label, "description_tooltip": param.description, "style": {"description_width": "initial"}}
+    common.update(kwargs)
+
+    def current() -> Any:
+        value = pipeline.nodes[node].params.get(name, param.default)
+        if c["kind"] == "slider" and isinstance(value, (list, tuple)):
+            value = value[0]  # a per-axis value shows its first axis
+        return value
+
+    kind = c["kind"]
+    if kind == "slider":
+        cls = w.IntSlider if param.type == "integer" else w.FloatSlider
+        widget = cls(value=current(), min=c["min"], max=c["max"], step=c["step"], **common)
+    elif kind == "dropdown":
+        widget = w.Dropdown(options=list(param.choices or ()), value=current(), **common)
+    elif kind == "checkbox":
+        widget = w.Checkbox(value=bool(current()), **common)
+    elif kind == "number":
+        widget = (w.IntText if param.type == "integer" else w.FloatText)(value=current() or 0, **common)
+    else:
+        widget = w.Text(value=_as_text(current(), kind), **common)
+
+    syncing = False
+
+    def to_pipeline(change: dict[str, Any]) -> None:
+        nonlocal syncing
+        if syncing:
+            return
+        value = param.clamp(change["new"])
+        if kind == "json":
+            value = json.loads(value)
+        syncing = True
+        try:
+            pipeline.set_param(node, name, value)
+        finally:
+            syncing = False
+
+    def from_pipeline(_: Pipeline) -> None:
+        nonlocal syncing
+        if syncing or node not in pipeline.nodes:
+            return
+        value = current()
+        if kind in ("json", "text"):
+            value = _as_text(value, kind)
+        if widget.value != value:
+            syncing = True
+            try:
+                widget.value = value
+            finally:
+                syncing = False
+
+    widget.observe(to_pipeline, "value")
+    widget._oremda_unobserve = pipeline.observe(from_pipeline)  # kept so callers can unbind
+    return widget
+
+
+def _as_text(value: Any, kind: str) -> str:
+    if kind == "json":
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+def _problem(node: str, name: str, message: str):
+    from oremda_lab.spec.pipeline import Problem
+
+    return Problem(f"{node}.{name}", message)
