@@ -17,6 +17,9 @@ NAMED_RUNTIMES = {
     "local": "oremda_lab.runtime.local:LocalRuntime",
     "mpi": "oremda_lab.runtime.mpi:MPIRuntime",
     "inline": "oremda_lab.runtime.inline:InlineRuntime",
+    "docker": "oremda_lab.runtime.docker:DockerRuntime",
+    "podman": "oremda_lab.runtime.docker:PodmanRuntime",
+    "apptainer": "oremda_lab.runtime.apptainer:ApptainerRuntime",
 }
 
 
