@@ -1,0 +1,377 @@
+"""Workers in Docker (or Podman) containers, one warm container per operator.
+
+Images are named ``oremda/<name>:<version>`` and describe their operator in
+``oremda.*`` labels (built by ``oremda-lab build``); :class:`ImageCatalog` reads those
+labels without running anything. Every container is hardened the same way:
+
+* network ``none`` unless the operator's description asks for it (``http_reader``);
+* user 1001, read-only root filesystem, all capabilities dropped, no new privileges;
+* two mounts only: the session's shared-memory folder at the *same path* (so object
+  references and the control socket work unchanged) and the data folder, read-only,
+  at ``/data``; a small private tmpfs on ``/tmp`` for libraries that need scratch space;
+* labels ``oremda.session`` (the session folder) and ``oremda.owner`` (engine pid and
+  start time), so containers of a kernel that died are swept at the next start-up;
+* removed when their worker stops (after their log is kept for the node error).
+
+Podman is the same runtime pointed at Podman's Docker-compatible service
+(``podman system service``), which is what NERSC's podman-hpc wraps: see
+:class:`PodmanRuntime`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.runtime import RuntimeUnavailable
+from oremda_lab.runtime.base import Runtime, WorkerHandle
+from oremda_lab.spec.labels import labels_to_spec
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.pipeline import operator_name
+
+IMAGE_REPOSITORY = "oremda"
+OPERATOR_DIR = "/opt/oremda/operator"  # where the operator folder sits in its image
+DATA_MOUNT = "/data"
+PYTHON = "python3"
+USER = "1001:1001"
+SESSION_LABEL = "oremda.session"
+OWNER_LABEL = "oremda.owner"
+# Extra image labels written by the builder (not part of the operator description).
+SOURCE_DIGEST_LABEL = "oremda-lab.source-digest"
+PODMAN_HOST_ENV = "OREMDA_PODMAN_HOST"
+DEFAULT_PODMAN_HOST = "unix:///run/podman/podman.sock"
+_TMPFS = {"/tmp": "rw,noexec,nosuid,size=256m"}
+_STOP_GRACE = 2  # seconds between SIGTERM and SIGKILL
+
+
+def image_ref(name: str, version: str | None = None, prefix: str = "") -> str:
+    """The image reference of operator ``name``.
+
+    Examples
+    --------
+    >>> image_ref("gaussian_blur", "1.0.0")
+    'oremda/gaussian_blur:1.0.0'
+    >>> image_ref("crop2d", prefix="localhost/")
+    'localhost/oremda/crop2d:latest'
+    """
+    return f"{prefix}{IMAGE_REPOSITORY}/{name}:{version or 'latest'}"
+
+
+def connect(base_url: str | None = None, engine: str = "docker", timeout: float = 120) -> Any:
+    """A docker SDK client for ``engine``, or :class:`RuntimeUnavailable` saying why not.
+
+    Docker honours ``DOCKER_HOST`` (``base_url`` wins); Podman uses ``OREMDA_PODMAN_HOST``,
+    ``CONTAINER_HOST``, then ``/run/podman/podman.sock``.
+    """
+    try:
+        import docker
+    except ImportError:
+        hint = "pip install 'oremda-lab[docker]'"
+        raise RuntimeUnavailable(f"the {engine} runtime needs the docker SDK: {hint}") from None
+    if engine == "podman" and base_url is None:
+        base_url = os.environ.get(PODMAN_HOST_ENV) or os.environ.get("CONTAINER_HOST") or DEFAULT_PODMAN_HOST
+    try:
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as e:
+        where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
+        hint = "start `podman system service --time=0 unix://SOCKET`" if engine == "podman" else "start dockerd"
+        raise RuntimeUnavailable(f"no {engine} engine answers at {where} ({e}); {hint} or set its socket") from None
+    return client
+
+
+class ImageCatalog:
+    """Operator specs read from image labels, without running a container.
+
+    ``lookup`` accepts what pipelines name (``oremda/<name>[:tag]`` or a bare name).
+    """
+
+    def __init__(self, client: Any, prefix: str = ""):
+        self.client = client
+        self.prefix = prefix
+        self._specs: dict[str, OperatorSpec | None] = {}
+
+    def lookup(self, image: str) -> OperatorSpec | None:
+        """The spec in the labels of ``image``; None when there is no such operator image."""
+        ref = self.resolve(image)
+        if ref not in self._specs:
+            self._specs[ref] = self._read(ref)
+        return self._specs[ref]
+
+    def resolve(self, image: str) -> str:
+        """The full local reference for what a pipeline names (adds ``oremda/``, tag, prefix)."""
+        if "/" not in image.split(":", 1)[0]:
+            image = f"{IMAGE_REPOSITORY}/{image}"
+        if ":" not in image.rsplit("/", 1)[-1]:
+            image += ":latest"
+        if self.prefix and not image.startswith(self.prefix):
+            image = self.prefix + image
+        return image
+
+    def all(self) -> list[OperatorSpec]:
+        """Every operator image present (latest tags), sorted by name."""
+        specs = {}
+        for image in self.client.images.list(filters={"label": "oremda.name"}):
+            try:
+                spec = labels_to_spec(image.labels or {})
+            except ValueError:
+                continue
+            specs.setdefault(spec.name, spec)
+        return [specs[k] for k in sorted(specs)]
+
+    def _read(self, ref: str) -> OperatorSpec | None:
+        import docker.errors
+
+        try:
+            image = self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        labels = image.labels or {}
+        if "oremda.name" not in labels:
+            return None
+        return labels_to_spec(labels)
+
+
+class ContainerHandle(WorkerHandle):
+    """A worker container. A waiter thread learns its exit without polling the engine."""
+
+    def __init__(self, client: Any, container: Any):
+        self.client = client
+        self.container = container
+        self._status: int | None = None
+        self._ended = threading.Event()
+        self._log: str | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._wait, name=f"oremda-wait-{container.short_id}", daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            self._status = int(self.container.wait()["StatusCode"])
+        except Exception:
+            try:  # the wait connection broke: ask once more
+                self.container.reload()
+                state = self.container.attrs["State"]
+                if state.get("Running"):
+                    return self._wait()
+                self._status = int(state.get("ExitCode", -1))
+            except Exception:
+                self._status = -1  # the container is gone
+        self._ended.set()
+
+    def alive(self) -> bool:
+        return not self._ended.is_set()
+
+    def exit_status(self) -> int | None:
+        return self._status if self._ended.is_set() else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self._log is not None:
+            return "\n".join(self._log.splitlines()[-lines:])
+        try:
+            return self.container.logs(tail=lines).decode(errors="replace").rstrip()
+        except Exception:
+            return ""
+
+    def kill(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                return
+            if not self._ended.is_set():
+                try:
+                    self.container.stop(timeout=_STOP_GRACE)
+                except Exception:
+                    pass
+                self._ended.wait(_STOP_GRACE + 10)
+            try:  # keep the log: the node error quotes it after the container is gone
+                self._log = self.container.logs(tail=200).decode(errors="replace").rstrip()
+            except Exception:
+                self._log = ""
+            try:
+                self.container.remove(force=True)
+            except Exception:
+                pass
+
+
+class DockerRuntime(Runtime):
+    """Workers in hardened Docker containers started from ``oremda/<name>`` images.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        The engine's API socket; default ``DOCKER_HOST``, else the standard socket.
+    image_prefix : str
+        Prepended to image references (Podman's local images live under ``localhost/``).
+    check_images : bool
+        Refuse to start an image built from a different operator description or code
+        than the one the engine runs (compares the builder's source-digest label).
+    """
+
+    name = "docker"
+    engine: ClassVar[str] = "docker"
+    default_prefix: ClassVar[str] = ""
+    # Podman (runc) on these machines cannot raise rlimits, so it gets explicit ones.
+    ulimits: ClassVar[tuple[tuple[str, int, int], ...]] = ()
+
+    def __init__(
+        self,
+        arena: Arena,
+        *,
+        base_url: str | None = None,
+        image_prefix: str | None = None,
+        check_images: bool = True,
+        **options: Any,
+    ):
+        self.client = connect(base_url, self.engine)
+        self.prefix = self.default_prefix if image_prefix is None else image_prefix
+        self.check_images = check_images
+        self.catalog = ImageCatalog(self.client, self.prefix)
+        self._digests: dict[str, str] = {}
+        sweep_containers(self.client)
+        super().__init__(arena, **options)
+
+    # -- images ----------------------------------------------------------------
+
+    def image(self, spec: OperatorSpec) -> str:
+        """The image reference that hosts ``spec`` (its version tag)."""
+        return image_ref(spec.name, spec.version, self.prefix)
+
+    def image_digest(self, spec: OperatorSpec) -> str:
+        """The content digest of ``spec``'s image, for run records and exported pipelines.
+
+        The registry digest (``RepoDigests``) when the image was pulled or pushed,
+        else the image id (``sha256:...`` of its config), which is the same on every
+        engine that loaded the same image.
+        """
+        ref = self.image(spec)
+        if ref not in self._digests:
+            image = self._get_image(ref)
+            repo = image.attrs.get("RepoDigests") or []
+            self._digests[ref] = repo[0] if repo else image.id
+        return self._digests[ref]
+
+    def _get_image(self, ref: str) -> Any:
+        import docker.errors
+
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise LookupError(
+                f"no image {ref} in the {self.engine} engine; build it with `oremda-lab build --engine {self.engine} "
+                f"{operator_name(ref)}`"
+            ) from None
+
+    # -- workers -----------------------------------------------------------------
+
+    def launch(self, spec: OperatorSpec, worker_id: str) -> ContainerHandle:
+        """Start a hardened container running the worker for ``spec``."""
+        ref = self.image(spec)
+        image = self._get_image(ref)
+        built_from = (image.labels or {}).get(SOURCE_DIGEST_LABEL)
+        if self.check_images and spec.path and built_from and built_from != spec.digest:
+            raise RuntimeError(
+                f"image {ref} was built from another version of {spec.name} than {spec.path}; "
+                f"rebuild it: oremda-lab build --engine {self.engine} {spec.name}"
+            )
+        container = self.client.containers.run(image.id, **self.container_options(spec, worker_id))
+        return ContainerHandle(self.client, container)
+
+    def container_options(self, spec: OperatorSpec, worker_id: str) -> dict[str, Any]:
+        """The docker SDK ``containers.run`` keywords for a worker of ``spec``."""
+        from docker.types import Ulimit
+
+        session = str(self.arena.path)
+        options: dict[str, Any] = {
+            "command": self.worker_command(worker_id, OPERATOR_DIR, python=PYTHON),
+            "detach": True,
+            "name": f"oremda-{worker_id}-{os.getpid()}",
+            "environment": self.worker_env(data_dir=DATA_MOUNT),
+            "user": USER,
+            "working_dir": DATA_MOUNT,
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "network_mode": "bridge" if spec.network else "none",
+            "volumes": {
+                session: {"bind": session, "mode": "rw"},
+                str(self.data_dir): {"bind": DATA_MOUNT, "mode": "ro"},
+            },
+            "tmpfs": dict(_TMPFS),
+            "labels": {SESSION_LABEL: session, OWNER_LABEL: _owner_label(), "oremda.worker": worker_id},
+            "stdin_open": False,
+            "auto_remove": False,  # removed by kill(), after its log is read
+        }
+        if self.ulimits:
+            options["ulimits"] = [Ulimit(name=n, soft=s, hard=h) for n, s, h in self.ulimits]
+        return options
+
+
+class PodmanRuntime(DockerRuntime):
+    """The Docker runtime on Podman's Docker-compatible API (what podman-hpc wraps).
+
+    Differences from Docker: local images are named ``localhost/oremda/<name>``; runc
+    under Podman may not raise resource limits here, so nofile/nproc are set to 1024
+    explicitly; rootless Podman maps uid 1001 into the user's subordinate range, so the
+    session folder must be world-writable (it is: 0777 folders, 0666 files).
+    """
+
+    name = "podman"
+    engine = "podman"
+    default_prefix = "localhost/"
+    ulimits = (("nofile", 1024, 1024), ("nproc", 1024, 1024))
+
+
+def _owner_label() -> str:
+    return json.dumps({"pid": os.getpid(), "started": _start_time(os.getpid())})
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner_alive(label: str) -> bool:
+    try:
+        owner = json.loads(label)
+        pid = int(owner["pid"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    started = _start_time(pid)
+    return started is not None and (owner.get("started") is None or owner["started"] == started)
+
+
+def sweep_containers(client: Any) -> list[str]:
+    """Remove worker containers whose owning process died; returns their names.
+
+    A container counts as orphaned when its owner pid is gone (or reused by another
+    process) or its session folder no longer exists. Only containers on this host's
+    engine with our labels are touched.
+    """
+    removed = []
+    try:
+        containers = client.containers.list(all=True, filters={"label": SESSION_LABEL})
+    except Exception:
+        return removed
+    for container in containers:
+        labels = container.labels or {}
+        session = labels.get(SESSION_LABEL, "")
+        if _owner_alive(labels.get(OWNER_LABEL, "")) and Path(session).is_dir():
+            continue
+        try:
+            container.remove(force=True)
+            removed.append(container.name)
+        except Exception:
+            pass  # another process swept it first
+    return removed
+
+
+__all__ = ["ContainerHandle", "DockerRuntime", "ImageCatalog", "PodmanRuntime", "image_ref", "sweep_containers"]
