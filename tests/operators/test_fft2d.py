@@ -1,0 +1,19 @@
+import numpy as np
+
+from oremda_lab.testing import run_operator
+
+
+def test_equals_numpy_and_inverts():
+    image = np.random.default_rng(0).random((32, 48))
+    out = run_operator("fft2d", {"in": image})
+    expected = np.fft.fft2(image)
+    np.testing.assert_allclose(out["real"].data, expected.real, atol=1e-10)
+    np.testing.assert_allclose(out["imag"].data, expected.imag, atol=1e-10)
+    back = np.fft.ifft2(out["real"].data + 1j * out["imag"].data).real
+    np.testing.assert_allclose(back, image, atol=1e-12)
+
+
+def test_shift_centres_zero_frequency():
+    image = np.ones((16, 16))
+    out = run_operator("fft2d", {"in": image}, {"shift": True})
+    assert np.unravel_index(np.argmax(out["real"].data), (16, 16)) == (8, 8)
