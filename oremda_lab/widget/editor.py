@@ -22,7 +22,6 @@ import copy
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,6 @@ class PipelineEditor(anywidget.AnyWidget):
         self._submitted_key: str | None = None
         self._latest_run = 0
         self._display_revision = 0
-        self._run_started = 0.0
         self._owns_engine = engine is None and auto_run
         self._engine = engine
         self.auto_run = auto_run
@@ -284,6 +282,8 @@ class PipelineEditor(anywidget.AnyWidget):
         if not self._pipeline.nodes:
             self._set_run("idle")
             return
+        # Say "running" before submitting: a fast run may finish before submit returns.
+        self._set_run("running", message="queued…")
         try:
             future = self.engine.submit(self._pipeline)
         except PipelineError as e:
@@ -293,8 +293,6 @@ class PipelineEditor(anywidget.AnyWidget):
             log.exception("submit failed")
             self._set_run("error", message=_message(e))
             return
-        self._run_started = time.perf_counter()
-        self._set_run("running", message="queued…")
         future.add_done_callback(self._on_done)
 
     def _on_event(self, event: Any) -> None:

@@ -95,7 +95,7 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
     param = spec.params[name]
     c = control_for(param)
     label = f"{node}.{name}" + (f" ({param.unit})" if param.unit else "")
-    common = {"description": label, "description_tooltip": param.description, "style": {"description_width": "initial"}}
+    common = {"description": label, "tooltip": param.description, "style": {"description_width": "initial"}}
     common.update(kwargs)
 
     def current() -> Any:

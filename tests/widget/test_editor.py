@@ -1,0 +1,204 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from widget_helpers import BLUR_DISPLAY, command, front_end_says, wait_for
+
+from oremda_lab import Engine, Pipeline, PipelineEditor
+from oremda_lab.widget.editor import _run_key
+
+CASES = json.loads((Path(__file__).parent / "connection_cases.json").read_text())
+
+
+@pytest.fixture
+def editor(comm):
+    e = PipelineEditor(BLUR_DISPLAY, auto_run=False, comm=comm)
+    yield e
+    e.close()
+
+
+def test_graph_trait_is_the_pipeline_json(editor):
+    assert editor.graph == editor.pipeline.to_json()
+    assert {o["name"] for o in editor.operators} >= {"gaussian_blur", "picture", "tiff_reader"}
+
+
+def test_python_edits_reach_the_front_end(editor, comm):
+    editor.pipeline.set_param("blur", "sigma", 4.0)
+    graph, _ = comm.updates("graph")[-1]
+    assert next(n for n in graph["nodes"] if n["id"] == "blur")["params"]["sigma"] == 4.0
+    editor.pipeline.add_node("oremda/fft2d", id="fft")
+    assert comm.updates("graph")[-1][0]["nodes"][-1]["id"] == "fft"
+
+
+def test_setting_the_graph_trait_replaces_the_pipeline(editor):
+    doc = editor.pipeline.to_json()
+    doc["nodes"][2]["params"]["sigma"] = 9.0
+    editor.graph = doc
+    assert editor.pipeline.nodes["blur"].params["sigma"] == 9.0
+
+
+def test_a_shared_pipeline_stays_one_object(comm):
+    p = Pipeline.from_json(BLUR_DISPLAY)
+    e = PipelineEditor(p, auto_run=False, comm=comm)
+    assert e.pipeline is p
+    command(e, {"op": "set_param", "id": "blur", "name": "sigma", "value": 5})
+    assert p.nodes["blur"].params["sigma"] == 5
+    e.close()
+
+
+def test_front_end_commands_go_through_pipeline_methods(editor):
+    def say(cmd):
+        return command(editor, cmd)
+
+    r = say({"op": "add_node", "image": "oremda/gaussian_blur", "id": "blur2", "position": {"x": 10, "y": 20}})
+    assert r["ok"] and r["problems"] == []
+    assert editor.pipeline.nodes["blur2"].position == {"x": 10, "y": 20}
+    assert say({"op": "disconnect", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}})["ok"]
+    assert say({"op": "connect", "from": {"id": "blur", "port": "image"}, "to": {"id": "blur2", "port": "image"}})["ok"]
+    assert say({"op": "connect", "from": {"id": "blur2", "port": "image"}, "to": {"id": "pic", "port": "in"}})["ok"]
+    assert say({"op": "set_position", "id": "blur", "x": 5, "y": 6})["ok"]
+    assert say({"op": "layout", "positions": {"data": {"x": 0, "y": 0}, "read": {"x": 200, "y": 0}}})["ok"]
+    assert editor.pipeline.nodes["read"].position == {"x": 200.0, "y": 0.0}
+    assert say({"op": "remove_node", "id": "blur2"})["ok"]
+    assert "blur2" not in editor.graph and editor.graph == editor.pipeline.to_json()
+
+
+def test_refusals_come_back_with_reasons(editor):
+    r = front_end_says(
+        editor,
+        {"type": "command", "id": 7,
+         "command": {"op": "connect", "from": {"id": "data", "port": "data"}, "to": {"id": "pic", "port": "in"}}},
+    )  # fmt: skip
+    why = "pic.in: binary output data.data cannot feed a data input"
+    assert r == {"type": "reply", "id": 7, "ok": False, "problems": [why]}
+    r = command(editor, {"op": "set_param", "id": "blur", "name": "sigma", "value": -1})
+    assert not r["ok"] and "below the minimum" in r["problems"][0]
+    r = command(editor, {"op": "explode"})
+    assert not r["ok"] and "unknown editor command" in r["problems"][0]
+    r = command(editor, {"op": "remove_node"})
+    assert not r["ok"] and r["problems"] == ["id"]
+
+
+def test_a_batch_is_all_or_nothing(editor):
+    before = editor.pipeline.to_json()
+    r = front_end_says(
+        editor,
+        {"type": "command", "id": 1, "command": {"op": "batch", "commands": [
+            {"op": "remove_node", "id": "pic"},
+            {"op": "set_param", "id": "blur", "name": "sigma", "value": 1000},
+        ]}},
+    )  # fmt: skip
+    assert not r["ok"]
+    assert editor.pipeline.to_json() == before
+
+
+@pytest.mark.parametrize("case", CASES["cases"], ids=lambda c: f"{'.'.join(c['from'])}->{'.'.join(c['to'])}")
+def test_kernel_connection_rules_match_the_front_end(case, tmp_path):
+    # The same table drives js/tests/ports.test.ts: both sides must agree.
+    from oremda_lab.registry import Registry
+
+    for op in CASES["operators"]:
+        folder = tmp_path / op["name"]
+        folder.mkdir()
+        (folder / "operator.json").write_text(json.dumps(op))
+    p = Pipeline.from_json(CASES["graph"], catalog=Registry([tmp_path], builtin=False))
+    try:
+        p.connect(case["from"][0], case["from"][1], case["to"][0], case["to"][1])
+        assert case["ok"]
+    except Exception as e:  # PipelineError
+        assert not case["ok"], e
+        assert case["says"] in str(e)
+
+
+def test_positions_alone_do_not_rerun():
+    p = Pipeline.from_json(BLUR_DISPLAY)
+    key = _run_key(p)
+    p.set_position("blur", 100, 100)
+    assert _run_key(p) == key
+    p.set_param("blur", "sigma", 3.0)
+    assert _run_key(p) != key
+
+
+class FakeEngine:
+    """Records submissions and lets the test play engine events."""
+
+    def __init__(self):
+        self.submitted = []
+        self.subscribers = []
+
+    def submit(self, pipeline):
+        from concurrent.futures import Future
+
+        self.submitted.append(pipeline.to_json())
+        return Future()
+
+    def subscribe(self, cb):
+        self.subscribers.append(cb)
+        return lambda: self.subscribers.remove(cb)
+
+
+def test_node_status_and_errors_reach_the_widget(comm):
+    from oremda_lab import NodeEvent
+
+    engine = FakeEngine()
+    e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+    assert len(engine.submitted) == 1 and e.run["state"] == "running"
+    emit = engine.subscribers[0]
+    emit(NodeEvent(1, None, "starting", message="starting 4 workers"))
+    assert e.run == {"state": "starting", "message": "starting 4 workers"}
+    emit(NodeEvent(1, "blur", "running"))
+    error = {"message": "boom", "traceback": "tb", "log_tail": "log", "exit_status": 1}
+    emit(NodeEvent(1, "blur", "error", duration_s=0.5, error=error))
+    assert e.status["blur"] == {"state": "error", "duration_s": 0.5, "cached": False, "error": error}
+    e.pipeline.set_position("blur", 1, 2)
+    assert len(engine.submitted) == 1  # moving a node does not re-run
+    e.pipeline.set_param("blur", "sigma", 3.0)
+    assert len(engine.submitted) == 2
+    e.pipeline.disconnect("blur", "image", "pic", "in")
+    assert len(engine.submitted) == 2 and e.run["state"] == "invalid"
+    assert any("pic.in" in p for p in e.run["problems"])
+    e.close()
+
+
+def test_runs_update_displays_in_place(comm):
+    with Engine("inline") as engine:
+        e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+        wait_for(lambda: e.run["state"] in ("done", "error"))
+        assert e.run["state"] == "done", e.run
+        assert {n: s["state"] for n, s in e.status.items()} == dict.fromkeys(["data", "read", "blur", "pic"], "done")
+        (layer,) = e.displays["view"]["layers"]
+        assert (layer["kind"], layer["width"], layer["height"]) == ("picture", 256, 256)
+        first = np.frombuffer(layer["pixels"], np.uint8)
+        assert first.min() == 0 and first.max() == 255
+        # On the wire the pixels travel as one binary buffer, not JSON.
+        state, buffers = comm.updates("displays")[-1]
+        assert any(len(b) == 256 * 256 for b in buffers)
+        rev = e.displays["view"]["revision"]
+        e.pipeline.set_param("blur", "sigma", 8.0)
+        wait_for(lambda: e.displays["view"]["revision"] > rev and e.run["state"] == "done")
+        assert e.status["data"]["state"] == "cached" and e.status["blur"]["state"] == "done"
+        second = np.frombuffer(e.displays["view"]["layers"][0]["pixels"], np.uint8)
+        assert np.abs(second.astype(int) - first).mean() > 1  # more blur, different picture
+        e.close()
+
+
+def test_one_d_displays_arrive_as_png(comm):
+    from oremda_lab.spec.pipeline import Node
+    from oremda_lab.widget._display import encode
+    from oremda_lab.worker.sdk import PortValue
+
+    x = np.linspace(0, 1, 50)
+    payload = encode(Node("v", type="display", display="1D"), [PortValue(np.stack([x, x**2]), {"kind": "plot"})], 3)
+    (layer,) = payload["layers"]
+    assert layer["kind"] == "png" and layer["png"][:4] == b"\x89PNG" and payload["revision"] == 3
+
+
+def test_pictures_scale_linear_and_log():
+    from oremda_lab.widget._display import picture_bytes
+
+    img = np.array([[0.0, 1.0], [10.0, 100.0]])
+    lin = np.frombuffer(picture_bytes(img, {"min": 0.0, "max": 100.0}), np.uint8)
+    assert lin.tolist() == [0, 2, 25, 255]
+    log = np.frombuffer(picture_bytes(img, {"normalize": "log", "min": 0.0}), np.uint8)
+    assert log[0] == 0 and log[-1] == 255 and log[1] > lin[1]

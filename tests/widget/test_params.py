@@ -1,0 +1,82 @@
+import pytest
+
+from oremda_lab import Pipeline, PipelineError
+from oremda_lab.registry import default_registry
+from oremda_lab.spec.operator import ParamSpec
+from oremda_lab.widget.params import control_for, operator_info, param_widget
+
+KINDS = {"slider", "dropdown", "checkbox", "number", "text", "json"}
+
+
+@pytest.mark.parametrize(
+    ("param", "kind"),
+    [
+        (ParamSpec("sigma", "number", default=2.0, min=0, max=50, step=0.1, unit="px"), "slider"),
+        (ParamSpec("n", "integer", min=1, max=9), "slider"),
+        (ParamSpec("threshold", "number", min=0), "number"),
+        (ParamSpec("normalize", "enum", choices=("linear", "log")), "dropdown"),
+        (ParamSpec("cache", "bool", default=True), "checkbox"),
+        (ParamSpec("bounds", "array"), "json"),
+        (ParamSpec("filename", "string"), "text"),
+    ],
+)
+def test_control_kind_follows_the_schema(param, kind):
+    assert control_for(param)["kind"] == kind
+
+
+def test_slider_carries_bounds_unit_and_step():
+    c = control_for(ParamSpec("sigma", "number", default=2.0, min=0, max=50, step=0.1, unit="px", per_axis=True))
+    assert c == {
+        "name": "sigma", "kind": "slider", "min": 0, "max": 50, "step": 0.1, "unit": "px", "default": 2.0,
+        "per_axis": True, "description": "",
+    }  # fmt: skip
+    assert control_for(ParamSpec("n", "integer", min=0, max=10))["step"] == 1
+    assert control_for(ParamSpec("x", "number", min=0, max=10))["step"] == pytest.approx(0.1)
+
+
+def test_every_shipped_operator_gets_a_panel():
+    for spec in default_registry().all():
+        info = operator_info(spec)
+        assert info["image"] == f"oremda/{spec.name}"
+        assert [c["name"] for c in info["controls"]] == list(spec.params)
+        for c in info["controls"]:
+            assert c["kind"] in KINDS
+            if c["kind"] == "slider":
+                assert c["min"] < c["max"] and c["step"] > 0
+            if c["kind"] == "dropdown":
+                assert c.get("default", c["choices"][0]) in c["choices"]
+
+
+def test_blur_panel_is_a_sigma_slider_in_pixels():
+    info = operator_info(default_registry().get("gaussian_blur"))
+    sigma = next(c for c in info["controls"] if c["name"] == "sigma")
+    assert (sigma["kind"], sigma["unit"], sigma["min"], sigma["max"]) == ("slider", "px", 0, 50)
+
+
+def blur_pipeline():
+    node = {"id": "b", "image": "oremda/gaussian_blur", "params": {"sigma": 3}}
+    return Pipeline.from_json({"nodes": [node], "edges": []})
+
+
+def test_param_widget_binds_both_ways_and_clamps():
+    p = blur_pipeline()
+    s = param_widget(p, "b", "sigma")
+    assert (s.value, s.min, s.max) == (3, 0, 50)
+    assert "(px)" in s.description
+    s.value = 7.5
+    assert p.nodes["b"].params["sigma"] == 7.5
+    p.set_param("b", "sigma", 1.25)
+    assert s.value == 1.25
+    rev = p.revision
+    s.value = 1.25  # no change, no edit
+    assert p.revision == rev
+
+
+def test_param_widget_dropdown_and_unknown_param():
+    p = Pipeline.from_json({"nodes": [{"id": "pic", "image": "oremda/picture"}], "edges": []})
+    d = param_widget(p, "pic", "normalize")
+    assert list(d.options) == ["linear", "log"] and d.value == "linear"
+    d.value = "log"
+    assert p.nodes["pic"].params["normalize"] == "log"
+    with pytest.raises(PipelineError):
+        param_widget(p, "pic", "nope")

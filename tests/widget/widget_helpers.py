@@ -1,0 +1,76 @@
+"""Helpers for widget tests: the blur-and-display pipeline, a recording comm, waiting."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+BLUR_DISPLAY = {
+    "nodes": [
+        {"id": "data", "image": "oremda/data_container"},
+        {"id": "read", "image": "oremda/tiff_reader"},
+        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 2}},
+        {"id": "pic", "image": "oremda/picture"},
+        {"id": "view", "type": "display", "display": "2D"},
+    ],
+    "edges": [
+        {"type": "binary", "from": {"id": "data", "port": "data"}, "to": {"id": "read", "port": "data"}},
+        {"type": "data", "from": {"id": "read", "port": "out"}, "to": {"id": "blur", "port": "image"}},
+        {"type": "data", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}},
+        {"type": "display", "from": {"id": "pic", "port": "out"}, "to": {"id": "view", "port": "in"}},
+    ],
+}
+
+
+class RecordingComm:
+    """Records what the kernel side sends (as ipywidgets' own tests do)."""
+
+    comm_id = "recording-comm"
+    kernel = "Truthy"
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], list]] = []
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_msg(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send(self, data: dict[str, Any] | None = None, metadata: Any = None, buffers: list | None = None) -> None:
+        self.messages.append((data or {}, list(buffers or [])))
+
+    def replies(self) -> list[dict[str, Any]]:
+        return [d["content"] for d, _ in self.messages if d.get("method") == "custom"]
+
+    def updates(self, name: str) -> list[tuple[dict[str, Any], list]]:
+        return [(d["state"][name], b) for d, b in self.messages if d.get("method") == "update" and name in d["state"]]
+
+
+def front_end_says(widget, content: dict[str, Any]) -> dict[str, Any]:
+    """Deliver a custom message as the browser would; return the kernel's reply."""
+    comm = widget.comm
+    before = len(comm.replies())
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+    replies = comm.replies()[before:]
+    assert len(replies) == 1, replies
+    return replies[0]
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.01)
+
+
+_ids = iter(range(1, 1 << 30))
+
+
+def command(widget, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Send one editor command as the front end does; return the reply."""
+    return front_end_says(widget, {"type": "command", "id": next(_ids), "command": cmd})
