@@ -71,3 +71,9 @@ def hex_lattice(shape, origin, u, v, sigma, amplitude=1.0, background=0.0):
                 image += amplitude * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
                 positions.append((y, x))
     return image, np.array(positions)
+
+
+@pytest.fixture
+def make_lattice():
+    """The synthetic lattice image maker: ``make_lattice(shape, origin, u, v, sigma)``."""
+    return hex_lattice
