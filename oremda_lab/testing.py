@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +17,13 @@ import numpy as np
 import pytest
 
 from oremda_lab.dataplane.arena import Arena
-from oremda_lab.engine import Engine
 from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.engine import Engine
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker import protocol
 from oremda_lab.worker.main import Worker, load_operator
-from oremda_lab.worker.sdk import DATA_DIR_ENV, PortValue
+from oremda_lab.worker.sdk import PortValue
 
 
 def run_operator(
@@ -41,35 +40,25 @@ def run_operator(
     defaults. Raises ``RuntimeError`` with the operator's error and traceback.
     """
     spec = (registry or default_registry()).get(name)
-    previous = os.environ.get(DATA_DIR_ENV)
-    if data_dir is not None:
-        os.environ[DATA_DIR_ENV] = str(data_dir)
-    try:
-        with Arena.create() as arena:
-            _, func = load_operator(spec.path)
-            worker = Worker(spec, func, Arena.attach(arena.path))
-            wire = {}
-            for port, value in (inputs or {}).items():
-                value = value if isinstance(value, PortValue) else PortValue(value)
-                ref = arena.put(value.data, f"input--{port}") if value.data is not None else None
-                wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
-            msg = protocol.decode(
-                protocol.encode(protocol.RUN, task="t", params=spec.resolved_params(params or {}), inputs=wire)
-            )
-            reply = protocol.decode(worker.handle(msg))
-            if reply["op"] == protocol.ERROR:
-                raise RuntimeError(f"{name}: {reply['error']}\n{reply['traceback']}")
-            out = {}
-            for port, v in reply["outputs"].items():
-                data = arena.get(ObjectRef.from_dict(v["ref"])) if v["ref"] else None
-                out[port] = PortValue(np.array(data) if isinstance(data, np.ndarray) else data, v["meta"])
-            return out
-    finally:
-        if data_dir is not None:
-            if previous is None:
-                os.environ.pop(DATA_DIR_ENV, None)
-            else:
-                os.environ[DATA_DIR_ENV] = previous
+    with Arena.create() as arena:
+        _, func = load_operator(spec.path)
+        worker = Worker(spec, func, Arena.attach(arena.path), data_dir=str(data_dir) if data_dir else None)
+        wire = {}
+        for port, value in (inputs or {}).items():
+            value = value if isinstance(value, PortValue) else PortValue(value)
+            ref = arena.put(value.data, f"input--{port}") if value.data is not None else None
+            wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
+        msg = protocol.decode(
+            protocol.encode(protocol.RUN, task="t", params=spec.resolved_params(params or {}), inputs=wire)
+        )
+        reply = protocol.decode(worker.handle(msg))
+        if reply["op"] == protocol.ERROR:
+            raise RuntimeError(f"{name}: {reply['error']}\n{reply['traceback']}")
+        out = {}
+        for port, v in reply["outputs"].items():
+            data = arena.get(ObjectRef.from_dict(v["ref"])) if v["ref"] else None
+            out[port] = PortValue(np.array(data) if isinstance(data, np.ndarray) else data, v["meta"])
+        return out
 
 
 def write_operator(folder: Path, description: dict[str, Any], code: str) -> Path:

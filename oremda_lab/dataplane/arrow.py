@@ -36,8 +36,10 @@ def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...], fallback: 
     """A read-only numpy view of the tensor message at the start of ``buffer``."""
     tensor = pa.ipc.read_tensor(pa.BufferReader(buffer))
     array = tensor.to_numpy()
-    if fallback:
-        array = array.view(np.dtype(dtype)).reshape(shape)
+    if fallback or array.dtype != np.dtype(dtype):  # raw bytes, or bool stored as uint8
+        array = array.reshape(-1).view(np.dtype(dtype))
+    if array.shape != tuple(shape):  # 0-d arrays travel as one element
+        array = array.reshape(shape)
     array.flags.writeable = False
     return array
 

@@ -44,7 +44,7 @@ class InlineRuntime(Runtime):
         """Load the operator here and serve it from a thread."""
         _, func = load_operator(spec.path)
         conn = Client(self.address, family="AF_UNIX", authkey=self.authkey)
-        worker = Worker(spec, func, self.arena)
+        worker = Worker(spec, func, self.arena, data_dir=str(self.data_dir))
         thread = threading.Thread(target=serve, args=(conn, worker, worker_id), name=f"oremda-{worker_id}", daemon=True)
         thread.start()
         return ThreadHandle(thread, conn)

@@ -24,8 +24,7 @@ from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
-from oremda_lab.worker.sdk import PortValue, as_port_value
-
+from oremda_lab.worker.sdk import PortValue, as_port_value, current_data_dir
 
 _loading = threading.Lock()
 
@@ -57,8 +56,9 @@ def load_operator(folder: str | Path) -> tuple[OperatorSpec, Any]:
 class Worker:
     """Runs tasks for one operator against one shared-memory session."""
 
-    def __init__(self, spec: OperatorSpec, func: Any, arena: Arena):
+    def __init__(self, spec: OperatorSpec, func: Any, arena: Arena, data_dir: str | None = None):
         self.spec = spec
+        self.data_dir = data_dir
         self.func = func
         self.arena = arena
         self.state: dict[str, Any] = {}
@@ -68,6 +68,7 @@ class Worker:
         """Answer one RUN message."""
         task = msg["task"]
         start = time.perf_counter()
+        token = current_data_dir.set(self.data_dir)
         try:
             inputs = {
                 port: PortValue(
@@ -86,6 +87,7 @@ class Worker:
                 protocol.ERROR, task=task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
             )
         finally:
+            current_data_dir.reset(token)
             gc.collect(0)
         return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start)
 

@@ -20,6 +20,7 @@ it must copy any input it keeps, since input buffers are reused after the call.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR_ENV = "OREMDA_DATA_DIR"
+# Set by the worker around each call (in-process runtimes host several data folders).
+current_data_dir: contextvars.ContextVar[str | None] = contextvars.ContextVar("oremda_data_dir", default=None)
 
 
 @dataclass
@@ -68,7 +71,7 @@ def data_path(filename: str) -> Path:
     """
     if not filename:
         raise ValueError("no file name given")
-    root = Path(os.environ.get(DATA_DIR_ENV, ".")).resolve()
+    root = Path(current_data_dir.get() or os.environ.get(DATA_DIR_ENV, ".")).resolve()
     path = (root / filename).resolve()
     if root != path and root not in path.parents:
         raise ValueError(f"{filename!r} is outside the data folder")

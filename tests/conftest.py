@@ -1,0 +1,13 @@
+"""Shared fixtures: the upstream pipelines that must keep loading."""
+
+from pathlib import Path
+
+import pytest
+
+UPSTREAM = Path(__file__).resolve().parent / "upstream_pipelines"
+
+
+@pytest.fixture(params=["pipeline_1d.json", "pipeline_2d.json"])
+def upstream_pipeline(request) -> Path:
+    """An upstream OREMDA pipeline file (a copy ships with the tests)."""
+    return UPSTREAM / request.param

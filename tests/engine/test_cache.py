@@ -1,0 +1,22 @@
+import numpy as np
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.engine.cache import Cache, Entry, node_key
+
+
+def test_keys_are_canonical_and_sensitive():
+    base = node_key("sha256:a", {"sigma": 1, "mode": "x"}, {"image": "k/out"})
+    assert base == node_key("sha256:a", {"mode": "x", "sigma": 1}, {"image": "k/out"})
+    assert base != node_key("sha256:a", {"sigma": 2, "mode": "x"}, {"image": "k/out"})
+    assert base != node_key("sha256:b", {"sigma": 1, "mode": "x"}, {"image": "k/out"})
+    assert base != node_key("sha256:a", {"sigma": 1, "mode": "x"}, {"image": "other/out"})
+
+
+def test_retain_frees_what_no_run_needs(tmp_path):
+    with Arena.create(root=tmp_path) as arena:
+        cache = Cache(arena, spare_bytes=0)
+        for key in "abc":
+            ref = arena.put(np.ones(100), key)
+            cache.put(Entry(key, {"out": {"ref": ref.to_dict(), "meta": {}}}, 0.0))
+        cache.retain({"b"})
+        assert list(cache.entries) == ["b"] and arena.live() == ["b"]

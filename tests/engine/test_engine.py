@@ -1,0 +1,124 @@
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from oremda_lab import Engine, Pipeline, PipelineError
+from oremda_lab.registry import Registry
+from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Engine("inline", tmp_path, registry=Registry([FAULT_OPERATORS])) as e:
+        yield e
+
+
+def test_events_follow_each_node(engine):
+    events = []
+    engine.subscribe(events.append)
+    pipeline = fault_pipeline({}, {})
+    engine.run(pipeline)
+    states = [(e.node, e.state) for e in events]
+    assert states.index(("n0", "done")) < states.index(("n1", "running"))
+    assert ("n1", "done") in states and states[-1] == (None, "finished")
+    assert any(e.node is None and e.state == "starting" and "2 worker(s)" in e.message for e in events)
+    engine.run(pipeline)
+    assert [(e.node, e.state) for e in events[-3:]] == [("n0", "cached"), ("n1", "cached"), (None, "finished")]
+
+
+def test_newest_submission_wins(engine):
+    pipeline = fault_pipeline({"mode": "sleep", "seconds": 0.3, "tag": "0"}, {})
+    first = engine.submit(pipeline)
+    futures = []
+    for i in range(1, 6):
+        pipeline.set_param("n0", "tag", str(i))
+        futures.append(engine.submit(pipeline))
+    last = futures[-1].result(10)
+    assert last.ok and last.pipeline.nodes["n0"].params["tag"] == "5"
+    assert first.result().superseded
+    assert all(f.result().superseded for f in futures[:-1])
+    assert not any(n.status == "running" for n in first.result().nodes.values())
+
+
+def test_submit_does_not_block_and_can_be_awaited(engine):
+    pipeline = fault_pipeline({"mode": "sleep", "seconds": 0.5})
+    started = time.perf_counter()
+    future = engine.submit(pipeline)
+    assert time.perf_counter() - started < 0.2
+
+    async def wait():
+        return await future
+
+    assert asyncio.run(wait()).ok
+
+
+def test_invalid_pipeline_is_refused_at_submit(engine):
+    pipeline = fault_pipeline({})
+    pipeline.nodes["n0"].params["mode"] = "explode"
+    with pytest.raises(PipelineError, match="n0.mode"):
+        engine.submit(pipeline)
+
+
+def test_subscriber_errors_do_not_stop_the_engine(engine):
+    engine.subscribe(lambda event: 1 / 0)
+    assert engine.run(fault_pipeline({})).ok
+
+
+def test_cache_keeps_recent_results_for_slider_back_and_forth(engine):
+    pipeline = fault_pipeline({"tag": "a"}, {})
+    engine.run(pipeline)
+    pipeline.set_param("n0", "tag", "b")
+    engine.run(pipeline)
+    pipeline.set_param("n0", "tag", "a")
+    assert {r.status for r in engine.run(pipeline).nodes.values()} == {"cached"}
+
+
+def test_evicted_entries_return_memory(tmp_path):
+    with Engine("inline", tmp_path, registry=Registry([FAULT_OPERATORS]), cache_bytes=0) as engine:
+        pipeline = fault_pipeline({"tag": "a"})
+        engine.run(pipeline)
+        pipeline.set_param("n0", "tag", "b")
+        run = engine.run(pipeline)
+        assert engine.arena.live() == [run.nodes["n0"].outputs["out"]["ref"]["name"]]
+
+
+def test_run_record_and_provenance(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    pipeline = Pipeline.from_json(
+        {
+            "nodes": [
+                {"id": "src", "image": "oremda/tiff_reader", "params": {"filename": "a.tif"}},
+                {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1}},
+            ],
+            "edges": [{"type": "data", "from": {"id": "src", "port": "out"}, "to": {"id": "blur", "port": "image"}}],
+        }
+    )
+    with Engine("inline", tmp_path) as engine:
+        run = engine.run(pipeline)
+        record = json.loads(json.dumps(run.record()))
+        assert record["nodes"]["blur"]["status"] == "done"
+        assert record["provenance"]["inputs"]["src.filename"].startswith("sha256:")
+        assert record["provenance"]["operators"]["gaussian_blur"]["digest"].startswith("sha256:")
+        exported = run.export_pipeline()
+        exported["provenance"]["operators"]["gaussian_blur"]["digest"] = "sha256:0000"
+        with pytest.warns(UserWarning, match="gaussian_blur changed since this pipeline was exported"):
+            engine.submit(Pipeline.from_json(exported)).result()
+        # a file change on disk is a new input: the reader runs again
+        tifffile.imwrite(tmp_path / "a.tif", np.ones((8, 8), dtype=np.uint16))
+        assert engine.run(pipeline).nodes["src"].status == "done"
+
+
+def test_closed_engine_refuses_work(tmp_path):
+    engine = Engine("inline", tmp_path)
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.submit(fault_pipeline({}))
+
+
+def test_unknown_runtime_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="unknown runtime 'nope'"):
+        Engine("nope", tmp_path)
