@@ -40,6 +40,8 @@ def virtual_detector(inputs, params):
     if outer < inner:
         raise ValueError(f"outer_radius {outer} is smaller than inner_radius {inner}")
     mask = ring_mask(data.shape[-2:], inner, outer, params.get("center"))
-    meta = {**inputs["data"].meta, "detector": {"inner_radius": inner, "outer_radius": outer,
-                                                "pixels": int(mask.sum())}}
+    meta = {
+        **inputs["data"].meta,
+        "detector": {"inner_radius": inner, "outer_radius": outer, "pixels": int(mask.sum())},
+    }
     return {"image": PortValue(virtual_image(data, mask), meta)}

@@ -1,0 +1,465 @@
+"""What runs inside each MPI rank: ``python -m oremda_lab.runtime._mpi_host``.
+
+The kernel (see :mod:`oremda_lab.runtime.mpi`) launches ``mpiexec -n N`` on this
+module. Each rank imports mpi4py here, and only here, so the kernel never calls
+``MPI_Init``.
+
+State and policy
+----------------
+A rank holds:
+
+* one control connection to the kernel (the session's Unix socket when the rank
+  sees the kernel's shared-memory session, else TCP), over which it says HELLO and
+  then answers LOAD, RUN and SHUTDOWN, one at a time;
+* the operators it has loaded (warm: imported once), and per-node state for
+  stateful operators;
+* sub-communicators, one per set of ranks a task ran on, made on first use with
+  ``MPI_Comm_create_group`` (collective over those ranks only).
+
+A task names its *compute* ranks and a *leader*: a rank that sees the session
+(the first compute rank when it does). The leader reads inputs from shared memory
+and sends each remote compute rank its slice with ``Send`` (buffer protocol, no
+pickling); ranks that see the session take zero-copy views of their slice instead.
+Outputs join on the first compute rank with collectives (``Reduce`` for sum, max,
+min; ``Gatherv`` for concatenate and stack), then go to the leader, which writes them
+into the session and replies RESULT. Every other rank replies DONE. Before joining,
+the compute ranks agree (``allreduce``) on whether any of them failed, so an
+operator error on one rank becomes an ERROR on all and never a hang in a collective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from multiprocessing.connection import Client
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.worker import protocol
+from oremda_lab.worker.main import load_operator
+from oremda_lab.worker.sdk import PortValue, as_port_value
+
+LOAD = "load"
+LOADED = "loaded"
+DONE = "done"
+
+# What an operator sees of its place in a data-parallel run (upstream operators that
+# read their own part of a file use these; split inputs need neither).
+INDEX_ENV = "OREMDA_PARALLEL_INDEX"
+SIZE_ENV = "OREMDA_PARALLEL_SIZE"
+
+JOIN_METHODS = ("sum", "max", "min", "concatenate", "stack", "first")
+_INPUT_TAG = 1000
+_OUTPUT_TAG = 2000
+
+
+def bounds(length: int, parts: int) -> list[tuple[int, int]]:
+    """Split ``range(length)`` into ``parts`` contiguous near-equal pieces.
+
+    Examples
+    --------
+    >>> bounds(10, 3)
+    [(0, 4), (4, 7), (7, 10)]
+    """
+    base, extra = divmod(length, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def sees_session(session: str, host: str) -> bool:
+    """Whether this process is on the kernel's machine and can map its session."""
+    try:
+        owner = json.loads((Path(session) / "owner.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return owner.get("host") == host == socket.gethostname()
+
+
+def _take(array: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    index = [slice(None)] * array.ndim
+    index[axis] = slice(start, stop)
+    return array[tuple(index)]
+
+
+class RankHost:
+    """One rank's loop: control messages in, operator runs and MPI data movement."""
+
+    def __init__(self, mpi: Any, args: argparse.Namespace):
+        self.MPI = mpi
+        self.world = mpi.COMM_WORLD
+        self.rank = self.world.Get_rank()
+        self.local = self.rank not in args.remote and sees_session(args.session, args.host)
+        self.arena = Arena.attach(args.session) if self.local else None
+        self.operators: dict[str, tuple[Any, Any]] = {}
+        self.state: dict[str, dict[str, Any]] = {}
+        self.groups: dict[tuple[int, ...], Any] = {}
+        authkey = bytes.fromhex(os.environ.get(protocol.AUTHKEY_ENV, ""))
+        if self.local:
+            self.conn = Client(args.connect, family="AF_UNIX", authkey=authkey)
+        elif args.tcp:
+            host, _, port = args.tcp.rpartition(":")
+            self.conn = Client((host, int(port)), family="AF_INET", authkey=authkey)
+        else:
+            raise RuntimeError(
+                f"rank {self.rank} on {socket.gethostname()} cannot see the session {args.session} "
+                "and the runtime has no TCP control address (set MPIRuntime(control_host=...))"
+            )
+        self.conn.send_bytes(
+            protocol.encode(
+                protocol.HELLO,
+                worker=f"{args.job}-r{self.rank}",
+                operator="mpi",
+                pid=os.getpid(),
+                rank=self.rank,
+                size=self.world.Get_size(),
+                host=socket.gethostname(),
+                local=self.local,
+            )
+        )
+
+    def serve(self) -> None:
+        """Answer control messages until SHUTDOWN or until the kernel goes away."""
+        while True:
+            try:
+                msg = protocol.decode(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            op = msg["op"]
+            if op == LOAD:
+                self.conn.send_bytes(self.load(msg["operators"]))
+            elif op == protocol.RUN:
+                self.conn.send_bytes(self.run(msg))
+            elif op == protocol.PING:
+                self.conn.send_bytes(protocol.encode(protocol.PONG))
+            elif op == protocol.SHUTDOWN:
+                return
+
+    def load(self, operators: dict[str, str]) -> bytes:
+        """Import operators (name -> folder) that are not loaded yet."""
+        errors = {}
+        for name, folder in operators.items():
+            if name in self.operators:
+                continue
+            try:
+                self.operators[name] = load_operator(folder)
+            except Exception as e:
+                errors[name] = f"{type(e).__name__}: {e}"
+        return protocol.encode(
+            LOADED, rank=self.rank, pid=os.getpid(), host=socket.gethostname(), local=self.local, errors=errors
+        )
+
+    # -- one task ------------------------------------------------------------------
+
+    def run(self, msg: dict[str, Any]) -> bytes:
+        """Take part in one task: as leader, compute rank, or both."""
+        task = msg["task"]
+        compute: list[int] = msg["compute"]
+        leader: int = msg["leader"]
+        start = time.perf_counter()
+        result: dict[str, Any] | None = None  # the joined outputs, on the join root only
+        error: dict[str, str] | None = None
+        try:
+            if self.rank == leader:
+                self._send_inputs(msg)
+            if self.rank in compute:
+                result, error = self._compute(msg)
+            if self.rank == leader:
+                if compute[0] != self.rank:
+                    result, error = self._receive_outputs(msg)
+                if error is None:
+                    assert result is not None
+                    outputs = self._store(task, result)
+                    duration = time.perf_counter() - start
+                    return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=duration)
+                return protocol.encode(protocol.ERROR, task=task, **error)
+            if self.rank == compute[0]:
+                self._send_outputs(msg, result, error)
+        except Exception as e:  # data movement itself failed; the kernel fails the task
+            return protocol.encode(
+                protocol.ERROR, task=task, error=f"rank {self.rank}: {type(e).__name__}: {e}",
+                traceback=traceback.format_exc(),
+            )  # fmt: skip
+        finally:
+            gc.collect(0)
+        return protocol.encode(DONE, task=task, rank=self.rank)
+
+    def _send_inputs(self, msg: dict[str, Any]) -> None:
+        """Leader: send each remote compute rank its inputs (its slice of a split port)."""
+        remote = [r for r in msg["compute"] if r in msg["remote"]]
+        if not remote:
+            return
+        split = msg.get("split") or {}
+        requests = []
+        keep = []  # contiguous copies must live until their sends complete
+        for index, (port, wire) in enumerate(sorted(msg["inputs"].items())):
+            if not wire.get("ref"):
+                continue
+            ref = ObjectRef.from_dict(wire["ref"])
+            value = self.arena.get(ref)
+            array = np.frombuffer(value, np.uint8) if ref.kind == "bytes" else value
+            for r in remote:
+                part = array
+                if port == split.get("port"):
+                    i = msg["compute"].index(r)
+                    axis = split.get("axis", 0)
+                    part = np.ascontiguousarray(_take(array, axis, *bounds(array.shape[axis], len(msg["compute"]))[i]))
+                keep.append(part)
+                requests.append(self.world.Isend(part, dest=r, tag=_INPUT_TAG + index))
+        self.MPI.Request.Waitall(requests)
+        del keep
+
+    def _inputs(self, msg: dict[str, Any], index: int, parts: int) -> dict[str, PortValue]:
+        split = msg.get("split") or {}
+        inputs = {}
+        for tag, (port, wire) in enumerate(sorted(msg["inputs"].items())):
+            meta = wire.get("meta", {})
+            if not wire.get("ref"):
+                inputs[port] = PortValue(None, meta)
+                continue
+            ref = ObjectRef.from_dict(wire["ref"])
+            is_split = port == split.get("port")
+            axis = split.get("axis", 0)
+            if self.local:
+                value = self.arena.get(ref)
+                if is_split:
+                    value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
+            elif ref.kind == "bytes":
+                buffer = np.empty(ref.nbytes, np.uint8)
+                self.world.Recv(buffer, source=msg["leader"], tag=_INPUT_TAG + tag)
+                value = buffer.tobytes()
+            else:
+                shape = list(ref.shape)
+                if is_split:
+                    start, stop = bounds(shape[axis], parts)[index]
+                    shape[axis] = stop - start
+                value = np.empty(shape, np.dtype(ref.dtype))
+                self.world.Recv(value, source=msg["leader"], tag=_INPUT_TAG + tag)
+                value.flags.writeable = False
+            inputs[port] = PortValue(value, meta)
+        return inputs
+
+    def _compute(self, msg: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        """Compute rank: run the operator on this rank's part, then join on the root."""
+        compute = msg["compute"]
+        index = compute.index(self.rank)
+        group = self._group(compute)
+        error = None
+        outputs: dict[str, PortValue] = {}
+        try:
+            spec, func = self.operators[msg["operator"]]
+            inputs = self._inputs(msg, index, len(compute))
+            os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
+            if spec.stateful or getattr(func, "oremda_operator", {}).get("stateful"):
+                returned = func(inputs, msg["params"], self.state.setdefault(msg.get("slot") or msg["node"], {}))
+            else:
+                returned = func(inputs, msg["params"])
+            del inputs
+            outputs = self._check(spec, returned)
+        except SystemExit as e:
+            error = {"error": f"operator called sys.exit({e.code}) on rank {self.rank}", "traceback": ""}
+        except Exception as e:
+            error = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        finally:
+            os.environ.pop(INDEX_ENV, None)
+            os.environ.pop(SIZE_ENV, None)
+        # Agree before any collective over data, so one rank's error cannot hang the others.
+        if group is not None:
+            errors = group.allgather(error)
+            error = next((e for e in errors if e is not None), None)
+            if error is not None and errors[index] is None:
+                error = {**error, "error": f"on another rank: {error['error']}"}
+        if error is not None:
+            return None, error
+        try:
+            return self._join(group, outputs, msg), None
+        except Exception as e:  # shapes that do not join: every rank sees the same gathered facts
+            return None, {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+    def _join(self, group: Any, outputs: dict[str, PortValue], msg: dict[str, Any]) -> dict[str, PortValue] | None:
+        joins = msg.get("join") or {}
+        if not msg.get("parallel"):
+            return outputs
+        if group is None:  # one compute rank: only "stack" changes the shape (a leading axis of 1)
+            return {
+                p: PortValue(np.asarray(v.data)[np.newaxis], v.meta)
+                if joins.get(p, {}).get("method", "stack") == "stack" and isinstance(v.data, np.ndarray)
+                else v
+                for p, v in outputs.items()
+            }
+        split_axis = (msg.get("split") or {}).get("axis", 0)
+        root = group.Get_rank() == 0
+        joined: dict[str, PortValue] = {}
+        facts = group.allgather(
+            {
+                p: (v.data.shape, v.data.dtype.str) if isinstance(v.data, np.ndarray) else None
+                for p, v in outputs.items()
+            }
+        )
+        for port in sorted(set().union(*facts)):
+            method = joins.get(port, {}).get("method", "stack")
+            axis = joins.get(port, {}).get("axis", split_axis)
+            have = [f.get(port) for f in facts]
+            value = outputs.get(port)
+            if method == "first" or all(h is None for h in have):  # non-arrays: the first rank's
+                if root and value is not None:
+                    joined[port] = value
+                continue
+            if any(h is None for h in have):
+                raise TypeError(f"output {port!r} is not an array on every rank; it cannot be joined by {method!r}")
+            dtypes = {h[1] for h in have}
+            if len(dtypes) > 1:
+                raise TypeError(f"output {port!r} has different dtypes on different ranks: {sorted(dtypes)}")
+            data = np.ascontiguousarray(value.data)
+            if method in ("sum", "max", "min"):
+                if len({h[0] for h in have}) > 1:
+                    raise ValueError(f"output {port!r} has different shapes on different ranks; cannot {method} them")
+                op = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}[method]
+                out = np.empty_like(data) if root else None
+                group.Reduce(data, out, op=op, root=0)
+            elif method in ("concatenate", "stack"):
+                if method == "stack":
+                    data, axis = data[np.newaxis], 0
+                    shapes = [(1, *h[0]) for h in have]
+                else:
+                    shapes = [h[0] for h in have]
+                out = self._gather(group, data, shapes, axis, port, root)
+            else:
+                raise ValueError(f"unknown join method {method!r} for output {port!r}; use one of {JOIN_METHODS}")
+            if root:
+                joined[port] = PortValue(out, value.meta)
+        return joined if root else None
+
+    def _gather(self, group: Any, data: np.ndarray, shapes: list[tuple[int, ...]], axis: int, port: str, root: bool):
+        """Concatenate every rank's ``data`` along ``axis`` on the group root (Gatherv)."""
+        rest = {tuple(np.delete(s, axis)) for s in shapes}
+        if len(rest) > 1:
+            raise ValueError(f"output {port!r} differs across ranks in axes other than {axis}: {shapes}")
+        moved = np.ascontiguousarray(np.moveaxis(data, axis, 0))
+        # Bytes on the wire, so any numpy dtype works (MPI has no float16 or datetime).
+        counts = [int(np.prod(s)) * data.itemsize for s in shapes]
+        out = None
+        if root:
+            lengths = sum(s[axis] for s in shapes)
+            inner = [d for i, d in enumerate(shapes[0]) if i != axis]
+            out = np.empty([lengths, *inner], data.dtype)
+            group.Gatherv(moved.view(np.uint8).reshape(-1), [out.view(np.uint8).reshape(-1), counts], root=0)
+            return np.moveaxis(out, 0, axis)
+        group.Gatherv(moved.view(np.uint8).reshape(-1), None, root=0)
+        return None
+
+    def _send_outputs(self, msg: dict[str, Any], result: dict[str, PortValue] | None, error: dict | None) -> None:
+        """Remote join root: send the joined outputs to the leader (header, then buffers)."""
+        leader = msg["leader"]
+        if error is not None:
+            self.world.send({"error": error}, dest=leader, tag=_OUTPUT_TAG)
+            return
+        assert result is not None
+        header = {}
+        for port, value in sorted(result.items()):
+            data = value.data
+            if isinstance(data, (bytes, bytearray)):
+                header[port] = {"kind": "bytes", "nbytes": len(data), "meta": value.meta}
+            elif data is None:
+                header[port] = {"kind": "none", "meta": value.meta}
+            else:
+                data = np.asarray(data)
+                header[port] = {"kind": "array", "dtype": data.dtype.str, "shape": data.shape, "meta": value.meta}
+        self.world.send({"outputs": header}, dest=leader, tag=_OUTPUT_TAG)
+        for index, (port, value) in enumerate(sorted(result.items())):
+            kind = header[port]["kind"]
+            if kind == "bytes":
+                self.world.Send(np.frombuffer(value.data, np.uint8), dest=leader, tag=_OUTPUT_TAG + 1 + index)
+            elif kind == "array":
+                data = np.ascontiguousarray(value.data)
+                self.world.Send(data.view(np.uint8).reshape(-1), dest=leader, tag=_OUTPUT_TAG + 1 + index)
+
+    def _receive_outputs(self, msg: dict[str, Any]) -> tuple[dict[str, PortValue] | None, dict | None]:
+        source = msg["compute"][0]
+        header = self.world.recv(source=source, tag=_OUTPUT_TAG)
+        if "error" in header:
+            return None, header["error"]
+        result = {}
+        for index, (port, h) in enumerate(sorted(header["outputs"].items())):
+            if h["kind"] == "none":
+                result[port] = PortValue(None, h["meta"])
+            elif h["kind"] == "bytes":
+                buffer = np.empty(h["nbytes"], np.uint8)
+                self.world.Recv(buffer, source=source, tag=_OUTPUT_TAG + 1 + index)
+                result[port] = PortValue(buffer.tobytes(), h["meta"])
+            else:
+                data = np.empty(h["shape"], np.dtype(h["dtype"]))
+                self.world.Recv(data.view(np.uint8).reshape(-1), source=source, tag=_OUTPUT_TAG + 1 + index)
+                result[port] = PortValue(data, h["meta"])
+        return result, None
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _group(self, ranks: list[int]) -> Any:
+        """The communicator over ``ranks`` (None for a single rank), made once."""
+        if len(ranks) == 1:
+            return None
+        key = tuple(ranks)
+        if key not in self.groups:
+            group = self.world.Get_group().Incl(list(ranks))
+            self.groups[key] = self.world.Create_group(group, tag=7)
+            group.Free()
+        return self.groups[key]
+
+    @staticmethod
+    def _check(spec: Any, returned: Any) -> dict[str, PortValue]:
+        if not isinstance(returned, dict):
+            raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
+        unknown = set(returned) - set(spec.outputs)
+        if unknown:
+            raise KeyError(f"operator returned unknown outputs {sorted(unknown)}")
+        missing = [p for p, port in spec.outputs.items() if port.required and p not in returned]
+        if missing:
+            raise KeyError(f"operator did not return outputs {missing}")
+        return {port: as_port_value(value) for port, value in returned.items()}
+
+    def _store(self, task: str, result: dict[str, PortValue]) -> dict[str, Any]:
+        assert self.arena is not None
+        wire = {}
+        for port, value in result.items():
+            ref = self.arena.put(value.data, f"{task}--{port}") if value.data is not None else None
+            wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
+        return wire
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (one process per rank)."""
+    parser = argparse.ArgumentParser(prog="python -m oremda_lab.runtime._mpi_host")
+    parser.add_argument("--connect", required=True, help="the kernel's control socket (Unix)")
+    parser.add_argument("--tcp", default="", help="HOST:PORT control address for ranks on other machines")
+    parser.add_argument("--session", required=True, help="the kernel's shared-memory session folder")
+    parser.add_argument("--host", required=True, help="the kernel's host name")
+    parser.add_argument("--job", required=True, help="job id to announce")
+    parser.add_argument("--remote", default="", help="ranks to treat as remote (tests a multi-node run on one machine)")
+    args = parser.parse_args(argv)
+    args.remote = {int(r) for r in args.remote.split(",") if r}
+    from mpi4py import MPI  # only here, inside the job: MPI_Init must not run in the kernel
+
+    host = RankHost(MPI, args)
+    try:
+        host.serve()
+    finally:
+        host.conn.close()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,613 @@
+"""MPI ranks as warm workers: the kernel launches one ``mpiexec`` job and drives it.
+
+The kernel (or CLI) is the controller and never an MPI rank, so this works from an
+ordinary Jupyter kernel on a login or compute node: ``mpi4py`` is imported only inside
+the job (:mod:`oremda_lab.runtime._mpi_host`).
+
+State and policy
+----------------
+* One MPI job of ``ranks`` processes, started by :meth:`MPIRuntime.start` with the
+  configured launcher (``mpiexec -n N`` by default; ``srun -n N`` under Slurm) and
+  kept warm. Every rank connects back and says HELLO: over the session's Unix socket
+  when it runs on the kernel's machine, over TCP (``control_host``) otherwise.
+* Every rank loads every started operator (an import, once), so any node may run on
+  any rank. ``_ranks``: rank -> its control connection, lock, pid and whether it sees
+  the kernel's shared-memory session.
+* Placement, per pipeline node (``place(pipeline)`` or ``placement=``):
+  ``"mpi": {"ranks": [0, 1]}`` or upstream's ``run_locations``. A data-parallel
+  operator (``"parallel"`` in operator.json, or upstream's node-level ``parallel``
+  fields) runs on all its ranks; any other runs on one, chosen once per node and
+  spread over the ranks on the kernel's machine.
+* A task holds the locks of its ranks (taken in rank order, so tasks never deadlock),
+  sends RUN to each and waits for one reply from each, every wait bounded and
+  watching the job and rank processes. A dead rank, a hung rank or a job that fails to
+  start becomes a :class:`NodeFailure` with the job's log tail; the whole job is then
+  killed (an MPI job does not survive a lost rank) and the next ``start`` launches a
+  new one.
+
+Data: ranks on the kernel's machine read inputs as zero-copy views of the session,
+each taking only its slice of a split input; ranks elsewhere receive their slice by
+``MPI_Send`` from a rank that sees the session. Partial outputs join with MPI
+collectives (``Reduce``, ``Gatherv``) on the task's first rank. No array is pickled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from multiprocessing.connection import Listener
+from pathlib import Path
+from typing import Any
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.runtime import _mpi_host
+from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.worker import protocol
+
+DEFAULT_LAUNCHER = ("mpiexec", "-n", "{ranks}")
+_POLL = 0.1
+_SETTLE = 2.0
+_TERM_GRACE = 3.0
+# Node fields upstream's operator config used for placement; kept as they are.
+_RANK_SPEC = OperatorSpec(name="mpi-rank")
+UPSTREAM_KEYS = ("run_locations", "parallel", "parallel_output_to_join", "parallel_output_join_method")
+
+
+class MPIJob(WorkerHandle):
+    """The launcher process (``mpiexec``/``srun``), its log, and the rank pids it hosts."""
+
+    def __init__(self, process: subprocess.Popen, log: Path):
+        self.process = process
+        self.log = log
+        self.rank_pids: dict[int, int] = {}  # ranks on this machine only
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def exit_status(self) -> int | None:
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """Terminate the launcher's process group, then kill it and any rank left over."""
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(_TERM_GRACE)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers that outlived the launcher
+        for pid in self.rank_pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.process.wait()
+
+
+class RankHandle(WorkerHandle):
+    """One rank of the job: alive while the job and (when local) its process are."""
+
+    def __init__(self, job: MPIJob, rank: int):
+        self.job = job
+        self.rank = rank
+
+    def alive(self) -> bool:
+        if not self.job.alive():
+            return False
+        pid = self.job.rank_pids.get(self.rank)
+        return pid is None or _pid_alive(pid)
+
+    def exit_status(self) -> int | None:
+        return self.job.exit_status()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.job.log_tail(lines)
+
+    def kill(self) -> None:
+        self.job.kill()
+
+
+class MPIRuntime(Runtime):
+    """Operator workers hosted by the ranks of one MPI job.
+
+    Parameters
+    ----------
+    arena
+        The engine's shared-memory session.
+    ranks
+        Number of MPI processes.
+    launcher
+        The launcher command; ``{ranks}`` is replaced by the rank count (appended when
+        absent). Default ``["mpiexec", "-n", "{ranks}"]``; e.g. ``["srun", "-n",
+        "{ranks}", "--mpi=pmi2"]`` under Slurm.
+    placement
+        Node id -> placement options (see :meth:`place`).
+    control_host
+        Address ranks on other machines use to reach the kernel over TCP (e.g. the
+        kernel node's high-speed interface name or IP). Unset: single machine only.
+    remote_ranks
+        Ranks that act as if on another machine (tests the multi-node data path on
+        one machine).
+    env
+        Extra environment for the job.
+    **options
+        ``data_dir``, ``timeout``, ``start_timeout`` as for every runtime.
+
+    Examples
+    --------
+    >>> from oremda_lab.runtime import make_runtime       # doctest: +SKIP
+    >>> runtime = make_runtime("mpi", arena, ranks=4)     # doctest: +SKIP
+    """
+
+    name = "mpi"
+
+    def __init__(
+        self,
+        arena: Arena,
+        *,
+        ranks: int = 2,
+        launcher: Sequence[str] | None = None,
+        placement: dict[str, dict[str, Any]] | None = None,
+        control_host: str | None = None,
+        remote_ranks: Iterable[int] = (),
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        **options: Any,
+    ):
+        if int(ranks) < 1:
+            raise ValueError(f"ranks must be at least 1, not {ranks}")
+        super().__init__(arena, **options)
+        self.ranks = int(ranks)
+        self.launcher = list(launcher or DEFAULT_LAUNCHER)
+        self.placement: dict[str, dict[str, Any]] = dict(placement or {})
+        self.remote_ranks = sorted({int(r) for r in remote_ranks})
+        self.env = dict(env or {})
+        self.python = python
+        self._job: MPIJob | None = None
+        self._ranks: dict[int, _Worker] = {}
+        self._local: dict[int, bool] = {}
+        self._loaded: dict[str, OperatorSpec] = {}
+        self._slots: dict[str, str] = {}  # slot -> operator name
+        self._assigned: dict[str, int] = {}
+        self._job_lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._tcp: Listener | None = None
+        if control_host or self.remote_ranks:
+            self._tcp = Listener((control_host or "127.0.0.1", 0), family="AF_INET", authkey=self.authkey)
+            threading.Thread(target=self._accept_tcp, name="oremda-mpi-accept", daemon=True).start()
+
+    # -- placement -------------------------------------------------------------------
+
+    def place(self, pipeline: Any) -> None:
+        """Read each node's placement from a :class:`~oremda_lab.spec.pipeline.Pipeline`.
+
+        A node's ``"mpi"`` field (``{"ranks": [...], "split": {...}, "join": {...}}``)
+        and upstream's ``run_locations``, ``parallel``, ``parallel_output_to_join`` and
+        ``parallel_output_join_method`` fields are used.
+        """
+        for node in pipeline.nodes.values():
+            options = dict(node.extra.get("mpi") or {})
+            options.update({k: node.extra[k] for k in UPSTREAM_KEYS if k in node.extra})
+            if options:
+                self.placement[node.id] = options
+            else:
+                self.placement.pop(node.id, None)
+
+    def plan(self, task: Task) -> dict[str, Any]:
+        """Where and how ``task`` runs: compute ranks, leader, split and join."""
+        options = dict(getattr(task, "placement", None) or self.placement.get(task.node) or {})
+        declared = dict(task.spec.parallel or {})
+        upstream_parallel = bool(options.get("parallel")) and not isinstance(options.get("parallel"), dict)
+        parallel = bool(declared) or upstream_parallel or bool(options.get("split")) or bool(options.get("join"))
+        ranks = options.get("ranks", options.get("run_locations"))
+        if isinstance(ranks, int):
+            ranks = [ranks]
+        if ranks is not None:
+            bad = [r for r in ranks if not isinstance(r, int) or not 0 <= r < self.ranks]
+            if bad or not ranks:
+                raise NodeFailure(f"{task.node}: ranks {ranks} are not within the job's {self.ranks} ranks")
+            ranks = sorted(set(ranks))
+        split = options.get("split", declared.get("split"))
+        join: dict[str, dict[str, Any]] = {}
+        for port, how in {**declared.get("join", {}), **options.get("join", {})}.items():
+            join[port] = {"method": how} if isinstance(how, str) else dict(how)
+        if options.get("parallel_output_to_join"):
+            join[options["parallel_output_to_join"]] = {"method": options.get("parallel_output_join_method", "stack")}
+        for port, how in join.items():
+            if how.get("method") not in _mpi_host.JOIN_METHODS:
+                raise NodeFailure(f"{task.node}: output {port!r}: join method {how.get('method')!r} is not one of "
+                                  f"{', '.join(_mpi_host.JOIN_METHODS)}")  # fmt: skip
+        if split and split.get("port") not in task.spec.inputs:
+            raise NodeFailure(f"{task.node}: split port {split.get('port')!r} is not an input of {task.spec.name}")
+        if parallel:
+            compute = ranks or list(range(self.ranks))
+        else:
+            compute = [ranks[0]] if ranks else [self._auto_rank(task.node)]
+        local = [r for r in sorted(self._local) if self._local[r]]
+        if not local:
+            raise NodeFailure("no MPI rank runs on the kernel's machine; at least one must, to reach its data")
+        leader = compute[0] if self._local.get(compute[0]) else local[0]
+        return {"compute": compute, "leader": leader, "split": split, "join": join, "parallel": parallel}
+
+    def _auto_rank(self, node: str) -> int:
+        """Each unplaced node sticks to one rank, spread over the ranks on this machine."""
+        if node not in self._assigned:
+            local = [r for r in range(self.ranks) if self._local.get(r)] or list(range(self.ranks))
+            load = {r: 0 for r in local}
+            for r in self._assigned.values():
+                if r in load:
+                    load[r] += 1
+            self._assigned[node] = min(local, key=lambda r: (load[r], r))
+        return self._assigned[node]
+
+    # -- the runtime interface ---------------------------------------------------------
+
+    def launch(self, spec: OperatorSpec, worker_id: str) -> WorkerHandle:
+        """Operators share the job: make sure it runs and return it."""
+        failure = self._ensure_job()
+        if failure is not None:
+            raise failure
+        assert self._job is not None
+        return self._job
+
+    def start(self, slots: Mapping[str, OperatorSpec] | Iterable[OperatorSpec]) -> dict[str, NodeFailure]:
+        """Start the job if needed and load the slots' operators on every rank.
+
+        Slots (the engine uses one per node) only name which operator a node runs:
+        every rank hosts every loaded operator. Returns the slots that failed.
+        """
+        wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
+        with self._job_lock:
+            changed = [s for s in wanted.values() if s.name in self._loaded and self._loaded[s.name].digest != s.digest]
+            if changed:  # new operator code: ranks import modules once, so start afresh
+                self._drop_job(polite=True)
+            failure = self._ensure_job()
+            if failure is not None:
+                return dict.fromkeys(wanted, failure)
+            missing = {s.name: s for s in wanted.values() if s.name not in self._loaded}
+            failures: dict[str, NodeFailure] = {}
+            for name, spec in list(missing.items()):
+                if spec.path is None:
+                    failures[name] = NodeFailure(f"operator {name} has no folder to run from")
+                    del missing[name]
+            if missing:
+                try:
+                    operators = {n: s.path for n, s in missing.items()}
+                    replies = self._broadcast(_mpi_host.LOAD, self.start_timeout, operators=operators)
+                except NodeFailure as failure:
+                    return dict.fromkeys(wanted, failure)
+                for name, spec in missing.items():
+                    errors = [
+                        f"rank {r}: {reply['errors'][name]}" for r, reply in replies.items() if name in reply["errors"]
+                    ]
+                    if errors:
+                        failures[name] = NodeFailure(
+                            f"could not load {name}: " + "; ".join(errors), log_tail=self._tail()
+                        )
+                    else:
+                        self._loaded[name] = spec
+            for slot, spec in wanted.items():
+                if spec.name not in failures:
+                    self._slots[slot] = spec.name
+        return {slot: failures[spec.name] for slot, spec in wanted.items() if spec.name in failures}
+
+    def submit(self, task: Task) -> Future[TaskResult]:
+        """Run ``task`` on its ranks; the future fails with :class:`NodeFailure`."""
+        return self._pool.submit(self._run_mpi, task)
+
+    def alive(self, slot: str) -> bool:
+        """Whether the job runs, every rank is connected and ``slot``'s operator is loaded."""
+        job = self._job
+        return bool(
+            job is not None and job.alive() and self._slots.get(slot) in self._loaded
+            and len(self._ranks) == self.ranks and all(w.conn and w.handle.alive() for w in self._ranks.values())
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Ask every rank to finish, then end the job by force if it lingers."""
+        if self._stopped:
+            return
+        with self._job_lock:
+            self._drop_job(polite=True)
+        if self._tcp is not None:
+            self._tcp.close()
+        super().stop()
+
+    # -- the job -------------------------------------------------------------------
+
+    def command(self, job_id: str) -> list[str]:
+        """The launcher command line for a job."""
+        launcher = [part.replace("{ranks}", str(self.ranks)) for part in self.launcher]
+        if not any("{ranks}" in part for part in self.launcher):
+            launcher.append(str(self.ranks))
+        cmd = [
+            *launcher, self.python, "-m", "oremda_lab.runtime._mpi_host",
+            "--connect", self.address, "--session", str(self.arena.path),
+            "--host", socket.gethostname(), "--job", job_id,
+        ]  # fmt: skip
+        if self._tcp is not None:
+            host, port = self._tcp.address
+            cmd += ["--tcp", f"{host}:{port}"]
+        if self.remote_ranks:
+            cmd += ["--remote", ",".join(map(str, self.remote_ranks))]
+        return cmd
+
+    def _ensure_job(self) -> NodeFailure | None:
+        """Start the job unless a healthy one runs (caller holds ``_job_lock``)."""
+        if self._stopped:
+            return NodeFailure("the MPI runtime was stopped")
+        if self._job is not None:
+            if self._job.alive() and all(w.handle.alive() for w in self._ranks.values()):
+                return None
+            self._drop_job()
+        launcher = shutil.which(self.launcher[0], path=_search_path(self.python))
+        if launcher is None:
+            return NodeFailure(
+                f"MPI launcher {self.launcher[0]!r} not found on PATH: install MPI (e.g. `pip install mpi4py mpich`) "
+                "or pass launcher=[...] (e.g. ['srun', '-n', '{ranks}'])"
+            )
+        if self.python == sys.executable and importlib.util.find_spec("mpi4py") is None:
+            return NodeFailure("mpi4py is not installed in this environment: `pip install mpi4py mpich`")
+        job_id = f"mpi-{uuid.uuid4().hex[:8]}"
+        log = self.arena.path / "run" / f"{job_id}.log"
+        workers = {}
+        for rank in range(self.ranks):
+            worker = _Worker(f"mpi-rank-{rank}", _RANK_SPEC, f"{job_id}-r{rank}", None)  # type: ignore[arg-type]
+            workers[rank] = worker
+            self._by_id[worker.id] = worker
+        command = self.command(job_id)
+        command[0] = launcher
+        try:
+            with open(log, "wb") as out:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.worker_env(), **self.env},
+                    cwd=self.data_dir,
+                    start_new_session=True,  # one process group to end, whatever the launcher spawns
+                )
+        except OSError as e:
+            for worker in workers.values():
+                self._by_id.pop(worker.id, None)
+            return NodeFailure(f"could not run the MPI launcher {command[0]}: {e}")
+        job = MPIJob(process, log)
+        for rank, worker in workers.items():
+            worker.handle = RankHandle(job, rank)
+        self._job, self._ranks = job, workers
+        deadline = time.monotonic() + self.start_timeout
+        for worker in workers.values():
+            while not worker.hello.wait(_POLL):
+                if not job.alive():
+                    return self._drop_job(f"the MPI job exited during start-up (exit status {job.exit_status()})")
+                if time.monotonic() > deadline:
+                    return self._drop_job(f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
+        try:
+            replies = self._broadcast(_mpi_host.LOAD, self.start_timeout, operators={})
+        except NodeFailure as failure:
+            return failure
+        for rank, reply in replies.items():
+            self._local[rank] = bool(reply.get("local"))
+            if reply.get("local") and reply.get("pid"):
+                job.rank_pids[rank] = int(reply["pid"])
+        return None
+
+    def _drop_job(self, message: str | None = None, polite: bool = False, settle: bool = False) -> NodeFailure | None:
+        """End the job and forget its ranks; returns a failure built from ``message``.
+
+        ``settle``: a rank died, so give the launcher a moment to notice, abort the job
+        and log why (MPICH: "KILLED BY SIGNAL: 9"), which names the rank's exit status.
+        """
+        job, workers = self._job, list(self._ranks.values())
+        self._job, self._ranks, self._loaded, self._local, self._assigned = None, {}, {}, {}, {}
+        self._slots.clear()
+        for worker in workers:
+            self._by_id.pop(worker.id, None)
+        if job is None:
+            return NodeFailure(message) if message else None
+        if settle:
+            try:
+                job.process.wait(_SETTLE)
+            except subprocess.TimeoutExpired:
+                pass
+        if polite:
+            for worker in workers:
+                try:
+                    if worker.conn is not None:
+                        worker.conn.send_bytes(protocol.encode(protocol.SHUTDOWN))
+                except OSError:
+                    pass
+            try:
+                job.process.wait(_TERM_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+        job.kill()
+        for worker in workers:
+            if worker.conn is not None:
+                worker.conn.close()
+        if message is None:
+            return None
+        tail = job.log_tail()
+        status = _rank_status(tail)
+        if status is not None:
+            message += f" (exit status {status})"
+        return NodeFailure(message, log_tail=tail, exit_status=status)
+
+    def _broadcast(self, op: str, timeout: float, **fields: Any) -> dict[int, dict[str, Any]]:
+        """Send one control message to every rank and collect each reply (bounded)."""
+        workers = [self._ranks[r] for r in sorted(self._ranks)]
+        for worker in workers:
+            worker.lock.acquire()
+        try:
+            message = protocol.encode(op, **fields)
+            for worker in workers:
+                self._send(worker, message)
+            deadline = time.monotonic() + timeout
+            return {
+                rank: self._reply(worker, deadline, "loading operators")
+                for rank, worker in zip(sorted(self._ranks), workers, strict=False)
+            }
+        finally:
+            for worker in workers:
+                worker.lock.release()
+
+    def _send(self, worker: _Worker, message: bytes) -> None:
+        try:
+            assert worker.conn is not None
+            worker.conn.send_bytes(message)
+        except (OSError, AssertionError):
+            raise self._drop_job(f"MPI rank {worker.id} is gone") from None
+
+    def _reply(self, worker: _Worker, deadline: float, doing: str) -> dict[str, Any]:
+        """One message from a rank, or a failure if it dies or the deadline passes."""
+        conn = worker.conn
+        assert conn is not None
+        while True:
+            try:
+                if conn.poll(_POLL):
+                    return protocol.decode(conn.recv_bytes())
+            except (EOFError, OSError):
+                pass
+            else:
+                if worker.handle.alive():
+                    if time.monotonic() <= deadline:
+                        continue
+                    failure = self._drop_job(f"MPI rank {worker.id} did not answer within the timeout while {doing}")
+                    assert failure is not None
+                    raise failure
+            rank = worker.id.rsplit("-r", 1)[-1]
+            failure = self._drop_job(f"MPI rank {rank} died while {doing}", settle=True)
+            assert failure is not None
+            raise failure
+
+    def _tail(self) -> str:
+        return self._job.log_tail() if self._job else ""
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def _run_mpi(self, task: Task) -> TaskResult:
+        job = self._job
+        if job is None or task.spec.name not in self._loaded:
+            raise NodeFailure(f"no running MPI worker for {task.spec.name}; start() it first")
+        plan = self.plan(task)
+        participants = sorted(set(plan["compute"]) | {plan["leader"]})
+        try:
+            workers = [self._ranks[r] for r in participants]
+        except KeyError:
+            raise NodeFailure(f"the MPI job ended before {task.node} could run") from None
+        for worker in workers:
+            worker.lock.acquire()
+        try:
+            if self._job is not job:
+                raise NodeFailure(f"the MPI job ended before {task.node} could run")
+            remote = [r for r in participants if not self._local.get(r)]
+            message = protocol.encode(
+                protocol.RUN, task=task.id, seq=next(self._seq), node=task.node, operator=task.spec.name,
+                slot=task.slot, params=task.params, inputs=task.inputs, remote=remote, **plan,
+            )  # fmt: skip
+            for worker in workers:
+                self._send(worker, message)
+            deadline = time.monotonic() + self.timeout
+            replies = {}
+            for rank, worker in zip(participants, workers, strict=True):
+                try:
+                    replies[rank] = self._reply(worker, deadline, f"running {task.node}")
+                except NodeFailure:
+                    self.arena.discard(f"{task.id}--")
+                    raise
+        finally:
+            for worker in workers:
+                worker.lock.release()
+        errors = [r for r in replies.values() if r["op"] == protocol.ERROR]
+        leader = replies[plan["leader"]]
+        if leader["op"] == protocol.ERROR or errors:
+            reply = leader if leader["op"] == protocol.ERROR else errors[0]
+            self.arena.discard(f"{task.id}--")
+            raise NodeFailure(reply["error"], traceback=reply.get("traceback", ""), log_tail=job.log_tail())
+        return TaskResult(leader["outputs"], leader.get("duration_s", 0.0))
+
+    def _accept_tcp(self) -> None:
+        """Accept ranks on other machines (same HELLO handshake as the Unix socket)."""
+        assert self._tcp is not None
+        while not self._stopped:
+            try:
+                conn = self._tcp.accept()
+            except (OSError, EOFError):
+                if self._stopped:
+                    return
+                continue
+            except Exception:
+                continue
+            try:
+                hello = protocol.decode(conn.recv_bytes()) if conn.poll(self.start_timeout) else {}
+            except (OSError, EOFError, ValueError):
+                hello = {}
+            worker = self._by_id.get(hello.get("worker", ""))
+            if worker is None or hello.get("op") != protocol.HELLO:
+                conn.close()
+                continue
+            worker.conn = conn
+            worker.hello.set()
+
+
+def _rank_status(log: str) -> int | None:
+    """A dead rank's exit status from the launcher's report (negative: its signal).
+
+    Examples
+    --------
+    >>> _rank_status("=   KILLED BY SIGNAL: 9 (Killed)")
+    -9
+    >>> _rank_status("EXIT CODE: 139 ... THE EXIT STRING: Segmentation fault (signal 11)")
+    -11
+    """
+    killed = re.findall(r"KILLED BY SIGNAL: (\d+)|EXIT STRING: .*\(signal (\d+)\)", log)  # MPICH (hydra)
+    if killed:
+        return -int(next(n for n in killed[-1] if n))
+    code = re.findall(r"EXIT CODE: (\d+)", log)
+    return int(code[-1]) if code else None
+
+
+def _search_path(python: str) -> str:
+    # pip's mpich puts mpiexec beside the interpreter, which may not be on PATH in a kernel
+    return os.pathsep.join([os.environ.get("PATH", ""), str(Path(python).parent)])
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not reaped by its launcher) is dead to us
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

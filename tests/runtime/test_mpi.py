@@ -1,0 +1,238 @@
+"""The MPI runtime: the runtime contract, data-parallel joins, the multi-node data path, failures.
+
+Needs mpi4py and an ``mpiexec`` (``pip install mpi4py mpich``); all tests carry the
+``mpi`` marker, off in a plain ``pytest``.
+"""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.engine import Engine
+from oremda_lab.registry import Registry
+from oremda_lab.runtime import make_runtime
+from oremda_lab.runtime.base import NodeFailure, Task
+from oremda_lab.runtime.local import LocalRuntime
+from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, write_operator
+
+pytestmark = pytest.mark.mpi
+
+
+class TestMPIRuntime(RuntimeContract):
+    runtime = "mpi"
+    options = {"ranks": 2, "start_timeout": 60}
+
+
+# -- helpers ----------------------------------------------------------------------
+
+PARTS = """
+import os
+import numpy as np
+from oremda_lab.worker.sdk import PortValue, operator
+
+@operator
+def parts(inputs, params):
+    x = np.asarray(inputs["x"].data, np.float64)
+    if params.get("fail_on") is not None and x.size and x.flat[0] >= params["fail_on"]:
+        raise RuntimeError("bad slice")
+    w = inputs["w"].data if "w" in inputs else None
+    w = 1.0 if w is None else np.asarray(w).sum()
+    return {
+        "rows": x * w,                            # concatenate along the split axis
+        "total": x.sum(axis=params["axis"]) * w,  # sum over slices
+        "peak": x.max(axis=params["axis"]),       # max over slices
+        "n": PortValue(np.array([x.shape[params["axis"]]]), {"pid": os.getpid()}),  # stack: one per rank
+    }
+"""
+
+
+def parts_operator(folder: Path, axis: int = 0) -> Path:
+    description = {
+        "name": "parts",
+        "entrypoint": "run",
+        "ports": {
+            "input": {"x": {"type": "data"}, "w": {"type": "data", "required": False}},
+            "output": {p: {"type": "data"} for p in ("rows", "total", "peak", "n")},
+        },
+        "params": {"axis": {"type": "integer", "default": axis}, "fail_on": {"type": "number"}},
+        "parallel": {
+            "split": {"port": "x", "axis": axis},
+            "join": {"rows": "concatenate", "total": "sum", "peak": {"method": "max"}, "n": "stack"},
+        },
+    }
+    return write_operator(folder, description, PARTS)
+
+
+def run_task(runtime, arena, spec, inputs, params=None, node="node"):
+    wire = {}
+    for port, value in inputs.items():
+        ref = arena.put(value, f"in-{uuid.uuid4().hex[:6]}--{port}")
+        wire[port] = {"ref": ref.to_dict(), "meta": {"port": port}}
+    failures = runtime.start({node: spec})
+    assert not failures, failures
+    task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params or {}), wire, slot=node)
+    result = runtime.submit(task).result(timeout=120)
+    return {p: (np.array(arena.get(ObjectRef.from_dict(v["ref"]))), v["meta"]) for p, v in result.outputs.items()}
+
+
+@pytest.fixture
+def arena():
+    with Arena.create() as arena:
+        yield arena
+    assert not arena.path.exists()
+
+
+def mpi_host_pids():
+    out = subprocess.run(["pgrep", "-f", "oremda_lab.runtime._mpi_host"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_ranks():
+    before = mpi_host_pids()
+    yield
+    deadline = time.monotonic() + 5
+    while mpi_host_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not mpi_host_pids() - before, "MPI ranks outlived their runtime"
+
+
+# -- data-parallel operators --------------------------------------------------------
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_joins_equal_the_unsplit_local_result(tmp_path, arena, ranks, axis):
+    spec = Registry([parts_operator(tmp_path, axis)]).get("parts")
+    x = np.random.default_rng(1).random((11, 7, 3)).astype(np.float32)
+    w = np.array([0.5, 1.5])
+    with LocalRuntime(arena) as local:
+        expected = run_task(local, arena, spec, {"x": x, "w": w})
+    with make_runtime("mpi", arena, ranks=ranks, start_timeout=60) as runtime:
+        got = run_task(runtime, arena, spec, {"x": x, "w": w})
+    for port in ("rows", "total", "peak"):
+        np.testing.assert_allclose(got[port][0], expected[port][0], rtol=1e-6, err_msg=port)
+        assert got[port][0].dtype == expected[port][0].dtype
+    # "stack" keeps one entry per rank (upstream's default join)
+    assert got["n"][0].shape == (ranks, 1) and got["n"][0].sum() == x.shape[axis]
+    pids = {m["pid"] for _, m in got.values() if "pid" in m}
+    assert len(pids) == 1
+
+
+def test_remote_ranks_get_slices_by_mpi(tmp_path, arena):
+    """Ranks 1-3 act as if on another node: no shared memory, TCP control, MPI Send/Recv data."""
+    spec = Registry([parts_operator(tmp_path)]).get("parts")
+    x = np.arange(4 * 10 * 3, dtype=np.float64).reshape(10, 4, 3)
+    with make_runtime("mpi", arena, ranks=4, remote_ranks=[1, 2, 3], start_timeout=60) as runtime:
+        got = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)})
+        assert [runtime._local[r] for r in range(4)] == [True, False, False, False]
+        # a node placed only on remote ranks: rank 0 ships the data and takes the result back
+        runtime.placement["far"] = {"ranks": [2, 3]}
+        far = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)}, node="far")
+    for result in (got, far):
+        np.testing.assert_array_equal(result["rows"][0], x)
+        np.testing.assert_array_equal(result["total"][0], x.sum(axis=0))
+        np.testing.assert_array_equal(result["peak"][0], x.max(axis=0))
+    assert far["n"][0].shape == (2, 1)
+
+
+def test_placement_from_pipeline_json(tmp_path, arena):
+    folder = parts_operator(tmp_path)
+    registry = Registry([folder])
+    pipeline = Pipeline.from_json(
+        {
+            "nodes": [
+                {"id": "p", "image": "oremda/parts", "params": {}, "mpi": {"ranks": [1, 2]}},
+                {
+                    "id": "q",
+                    "image": "oremda/parts",
+                    "params": {},
+                    "run_locations": [0, 2],
+                    "parallel": True,
+                    "parallel_output_to_join": "total",
+                    "parallel_output_join_method": "sum",
+                },
+            ],
+            "edges": [],
+        },
+        catalog=registry,
+    )
+    spec = registry.get("parts")
+    x = np.random.default_rng(2).random((6, 5))
+    with make_runtime("mpi", arena, ranks=3, start_timeout=60) as runtime:
+        runtime.place(pipeline)
+        p = run_task(runtime, arena, spec, {"x": x}, node="p")
+        q = run_task(runtime, arena, spec, {"x": x}, node="q")
+    assert p["n"][0].shape == (2, 1) and q["n"][0].shape == (2, 1)
+    np.testing.assert_allclose(q["total"][0], x.sum(axis=0))
+
+
+def test_error_on_one_rank_fails_the_task_without_a_hang(tmp_path, arena):
+    spec = Registry([parts_operator(tmp_path)]).get("parts")
+    x = np.arange(8, dtype=np.float64)  # rank 1 of 2 gets 4..7
+    with make_runtime("mpi", arena, ranks=2, start_timeout=60, timeout=20) as runtime:
+        before = set(arena.live())
+        started = time.monotonic()
+        with pytest.raises(NodeFailure, match="bad slice"):
+            run_task(runtime, arena, spec, {"x": x}, {"fail_on": 4})
+        assert time.monotonic() - started < 10
+        assert {n for n in arena.live() if "--rows" in n or "--total" in n} <= before
+        # the job lives on and runs the next task
+        got = run_task(runtime, arena, spec, {"x": x})
+    np.testing.assert_array_equal(got["rows"][0], x)
+
+
+# -- failures ----------------------------------------------------------------------
+
+
+def test_launcher_not_found_is_a_clear_error(arena):
+    with make_runtime("mpi", arena, ranks=2, launcher=["no-such-mpiexec", "-n"]) as runtime:
+        started = time.monotonic()
+        failures = runtime.start({"n0": Registry([FAULT_OPERATORS]).get("fault")})
+    assert time.monotonic() - started < 5
+    assert "launcher 'no-such-mpiexec' not found" in failures["n0"].message
+
+
+def test_job_that_fails_to_start_is_a_node_failure(arena):
+    # the launcher runs, but the ranks die before saying HELLO
+    with make_runtime("mpi", arena, ranks=2, python="/bin/false", start_timeout=30) as runtime:
+        started = time.monotonic()
+        failures = runtime.start({"n0": Registry([FAULT_OPERATORS]).get("fault")})
+    assert time.monotonic() - started < 20
+    assert "exited during start-up" in failures["n0"].message
+
+
+def test_rank_killed_from_outside_is_a_node_failure(tmp_path):
+    pipeline = Pipeline.from_json(
+        {"nodes": [{"id": "n0", "image": "oremda/fault", "params": {"mode": "sleep", "seconds": 30}}], "edges": []},
+        catalog=Registry([FAULT_OPERATORS]),
+    )
+    engine = Engine("mpi", tmp_path, registry=Registry([FAULT_OPERATORS]), ranks=2, timeout=60, start_timeout=60)
+    try:
+        future = engine.submit(pipeline)
+        runtime = engine.runtime
+        deadline = time.monotonic() + 30
+        while not runtime._job or len(runtime._job.rank_pids) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)
+        rank = runtime._assigned.get("n0", 0)
+        os.kill(runtime._job.rank_pids[rank], signal.SIGKILL)
+        started = time.monotonic()
+        run = future.result(timeout=30)
+        assert time.monotonic() - started < 15
+        error = run.nodes["n0"].error
+        assert "died" in error["message"] and error["exit_status"] == -9, error
+    finally:
+        session = engine.arena.path
+        engine.close()
+    assert not session.exists()
