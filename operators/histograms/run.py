@@ -13,6 +13,6 @@ def histograms(inputs, params):
     values = data[np.isfinite(data)].ravel()
     counts, edges = np.histogram(values, bins=int(params["bins"]))
     centres = (edges[:-1] + edges[1:]) / 2
-    meta = {key: params.get(key) for key in ("z", "color", "label", "bins")}
+    meta = {key: params[key] for key in ("z", "color", "label", "bins") if params.get(key) not in (None, "")}
     meta.update(kind="histograms", edges=edges.tolist(), n=int(values.size))
     return {"out": PortValue(np.vstack([centres, counts.astype(np.float64)]), meta)}

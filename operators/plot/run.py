@@ -11,7 +11,8 @@ def plot(inputs, params):
     y = np.asarray(inputs["y"].data, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise ValueError(f"x ({x.size}) and y ({y.size}) differ in length")
-    meta = {"kind": "plot", "z": params.get("z", 0), "label": params.get("label", ""), "color": params.get("color", "")}
+    meta = {key: params[key] for key in ("z", "label", "color") if params.get(key) not in (None, "")}
+    meta["kind"] = "plot"
     for key, port in (("x_units", "x"), ("y_units", "y")):
         if inputs[port].meta.get("units"):
             meta[key] = inputs[port].meta["units"]

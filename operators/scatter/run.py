@@ -10,6 +10,6 @@ def scatter(inputs, params):
     points = np.asarray(inputs["in"].data, dtype=np.float64)
     if points.size % 2:
         raise ValueError(f"scatter needs N x 2 rows (y, x), got shape {points.shape}")
-    meta = {key: params.get(key) for key in ("z", "color", "marker", "size", "label")}
+    meta = {key: params[key] for key in ("z", "color", "marker", "size", "label") if params.get(key) not in (None, "")}
     meta.update(kind="scatter", convention="rows (y, x)")
     return {"out": PortValue(points.reshape(-1, 2), meta)}

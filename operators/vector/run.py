@@ -13,6 +13,6 @@ def vector(inputs, params):
         origin, direction = np.broadcast_arrays(origin, direction)
     except ValueError as e:
         raise ValueError(f"{len(origin)} origins and {len(direction)} directions do not broadcast") from e
-    meta = {key: params.get(key) for key in ("z", "color", "label")}
+    meta = {key: params[key] for key in ("z", "color", "label") if params.get(key) not in (None, "")}
     meta.update(kind="vector", convention="rows (y, x, dy, dx)")
     return {"out": PortValue(np.hstack([origin, direction]), meta)}
