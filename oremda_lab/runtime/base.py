@@ -162,15 +162,18 @@ class Runtime(ABC):
     def launch(self, spec: OperatorSpec, worker_id: str) -> WorkerHandle:
         """Start a worker for ``spec`` that runs :meth:`worker_command` and connects back."""
 
-    def worker_command(self, worker_id: str, operator_dir: str, python: str = sys.executable) -> list[str]:
-        """The worker's command line (adapters pass paths as seen inside the worker)."""
+    def worker_args(self, worker_id: str, operator_dir: str) -> list[str]:
+        """Arguments of ``python -m oremda_lab.worker`` (paths as seen inside the worker)."""
         return [
-            python, "-m", "oremda_lab.worker",
             "--operator", operator_dir,
             "--connect", self.address,
             "--session", str(self.arena.path),
             "--worker", worker_id,
         ]  # fmt: skip
+
+    def worker_command(self, worker_id: str, operator_dir: str, python: str = sys.executable) -> list[str]:
+        """The worker's whole command line."""
+        return [python, "-m", "oremda_lab.worker", *self.worker_args(worker_id, operator_dir)]
 
     def image_digest(self, spec: OperatorSpec) -> str:
         """What identifies the operator's code exactly (container runtimes: the image digest)."""
