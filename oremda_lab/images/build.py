@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import io
 import json
+import re
 import sys
 import tarfile
 import time
@@ -97,11 +98,14 @@ class ImageBuilder:
         repo, _, version = tag.rpartition(":")
         with open(tarball, "rb") as f:
             # the compat APIs take the tarball as the request body (docker import -)
-            self.client.api.import_image_from_data(
+            reply = self.client.api.import_image_from_data(
                 f, repository=repo, tag=version, changes=[f"LABEL oremda-lab.rootfs={tarball.name}"]
             )
-        if not self._exists(tag):
-            raise RuntimeError(f"importing {tarball} did not produce {tag}")
+        # Podman's compat import ignores the tag (it names the image :latest): tag by id.
+        found = re.findall(r"sha256:[0-9a-f]{64}", str(reply))
+        if not found:
+            raise RuntimeError(f"importing {tarball} gave no image id: {str(reply)[:500]}")
+        self.client.api.tag(found[-1], repo, version)
         return tag
 
     def base_image(self) -> str:

@@ -243,17 +243,15 @@ class DockerRuntime(Runtime):
         return image_ref(spec.name, spec.version, self.prefix)
 
     def image_digest(self, spec: OperatorSpec) -> str:
-        """The content digest of ``spec``'s image, for run records and exported pipelines.
+        """The image id (``sha256:`` of its config) of ``spec``'s image, for run records.
 
-        The registry digest (``RepoDigests``) when the image was pulled or pushed,
-        else the image id (``sha256:...`` of its config), which is the same on every
-        engine that loaded the same image.
+        The id names the image's content exactly and survives ``save``/``load`` between
+        engines; registry digests (``RepoDigests``) exist only for pushed or pulled
+        images, and Podman invents a local one, so they are not used.
         """
         ref = self.image(spec)
         if ref not in self._digests:
-            image = self._get_image(ref)
-            repo = image.attrs.get("RepoDigests") or []
-            self._digests[ref] = repo[0] if repo else image.id
+            self._digests[ref] = self._get_image(ref).id
         return self._digests[ref]
 
     def _get_image(self, ref: str) -> Any:
