@@ -16,7 +16,7 @@ function                   file and origin
 ``coreloss_msa()``         real EELS spectrum, 2048 x 0.2 eV from 360 eV, O-K and Mn-L2,3
                            edges (exspy 0.3.2, ``exspy/tests/components/coreloss_spectrum.msa``)
 ``lowloss_msa()``          its low-loss companion (same folder)
-``data_folder()``          a folder of symlinks to all of them under their plain names,
+``data_folder()``          a folder of hard links to all of them under their plain names,
                            which ``pipelines/*.json`` refer to
 ``peer_python()``          a virtualenv (system site-packages + exspy/hyperspy) used only
                            to compute reference results in a subprocess
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -129,15 +130,24 @@ def lowloss_msa() -> Path:
 
 
 def data_folder(names: list[str] | None = None) -> Path:
-    """A folder with every (or the named) data file under its plain name (symlinks)."""
+    """A folder with every (or the named) data file under its plain name.
+
+    Hard links (or copies), not symlinks: readers refuse paths that resolve outside
+    the data folder.
+    """
     folder = cache_dir() / "folder"
     folder.mkdir(exist_ok=True)
     for name in names or FILES:
         link = folder / name
         source = fetch(name)
+        if link.is_symlink():
+            link.unlink()
         if not link.exists():
             with contextlib.suppress(FileExistsError):
-                link.symlink_to(source)
+                try:
+                    os.link(source, link)
+                except OSError:
+                    shutil.copyfile(source, link)
     return folder
 
 
