@@ -2,9 +2,9 @@
 
 The dataset is simulated with abTEM (multislice, PyPI) at test time and cached
 outside the repository (``OREMDA_TEST_CACHE``, default ``~/.cache/oremda-lab``):
-monolayer 2H-MoS2 (``ase.build.mx2``), 80 kV, 8 mrad probe, a 16 x 16 scan over one
+monolayer 2H-MoS2 (``ase.build.mx2``), 80 kV, 5 mrad probe, a 16 x 16 scan over one
 orthogonal unit cell, 64 x 64 detector pixels of ~1.3 mrad, Poisson noise for
-2e4 electrons per pattern. Without abTEM a physically motivated synthetic dataset
+2e5 electrons per pattern. Without abTEM a physically motivated synthetic dataset
 (same geometry, Bragg disks of a hexagonal lattice with scan-dependent intensities)
 is used instead, and the source is recorded beside the cache file. The same data feed
 the MPI equality tests, the comparison with LiberTEM and ``bench/bench_mpi.py``.
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.mpi
 ENERGY = 80e3  # eV
 WAVELENGTH = 0.04176  # Angstrom at 80 keV (relativistic)
 A_MOS2 = 3.18  # Angstrom
-SEMIANGLE = 8.0  # mrad
-DOSE = 2e4  # electrons per pattern
+SEMIANGLE = 5.0  # mrad: disks stay apart (the {100} spacing is 15.2 mrad)
+DOSE = 2e5  # electrons per pattern
 DETECTOR = 64
 CACHE = Path(os.environ.get("OREMDA_TEST_CACHE", Path.home() / ".cache" / "oremda-lab"))
 
@@ -42,7 +42,7 @@ CACHE = Path(os.environ.get("OREMDA_TEST_CACHE", Path.home() / ".cache" / "oremd
 
 def mos2_4dstem(scan: int = 16, detector: int = DETECTOR, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Noisy MoS2 4D-STEM data (scan, scan, detector, detector) float32 counts, and its metadata."""
-    path = CACHE / f"mos2-4dstem-{scan}x{scan}-{detector}-v1.npy"
+    path = CACHE / f"mos2-4dstem-{scan}x{scan}-{detector}-v2.npy"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
         return np.load(path), json.loads(info_path.read_text())

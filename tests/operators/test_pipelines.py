@@ -77,3 +77,33 @@ def test_lattice_analysis_on_real_mos2(data_folder):
     tiles = outputs["tiles"]["image"][0]
     cell = outputs["cell"]["image"][0]
     assert tiles.shape == (4 * cell.shape[0], 4 * cell.shape[1])
+
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "upstream_pipelines"
+
+
+def test_upstream_pipeline_2d_runs_with_only_the_url_changed(tmp_path):
+    folder = Path(default_registry().get("data_container").path) / "data"
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pipeline = Pipeline.load(UPSTREAM / "pipeline_2d.json")
+        pipeline.set_params("9", {"url": f"http://127.0.0.1:{httpd.server_address[1]}/lattice.tif", "cache": False})
+        _, displays = _run(pipeline, tmp_path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    assert displays == {"30": 1, "31": 1}
+
+
+def test_upstream_pipeline_1d_runs_with_the_file_and_its_energy_window_changed(data_folder):
+    # Upstream's window (268-277 eV, carbon K) lies below this spectrum's 360 eV start,
+    # so the window is data, like the file name.
+    pipeline = Pipeline.load(UPSTREAM / "pipeline_1d.json")
+    pipeline.set_params("10", {"filename": "coreloss_spectrum.msa"})
+    pipeline.set_params("11", {"start": 460, "stop": 520})
+    pipeline.set_params("12", {"start": 460, "stop": 770})
+    _, displays = _run(pipeline, data_folder)
+    assert displays == {"30": 3}
