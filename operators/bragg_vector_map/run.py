@@ -18,10 +18,14 @@ def disk_template(shape, radius):
     return disk / disk.sum()
 
 
-def find_disks(frames, template_radius, threshold, min_distance, max_peaks, edge):
+def find_disks(frames, template_radius, threshold, min_distance, max_peaks, edge, relative_to=1):
     """Disk positions and strengths in each of ``frames`` (n, det_y, det_x).
 
-    Returns flat detector indices and strengths of all disks found, as two 1D arrays.
+    A disk is a local maximum of the template correlation (the largest value within
+    ``min_distance`` pixels) at least ``threshold`` times the pattern's
+    ``relative_to``-th strongest maximum (0: the strongest, normally the zero beam;
+    1: the strongest Bragg disk, since weak scatterers' disks are ~1e-3 of the zero
+    beam). Returns flat detector indices and strengths of all disks, as 1D arrays.
     """
     frames = np.asarray(frames, np.float32)
     shape = frames.shape[-2:]
@@ -30,31 +34,40 @@ def find_disks(frames, template_radius, threshold, min_distance, max_peaks, edge
         corr = fft.irfft2(fft.rfft2(frames, workers=1) * np.conj(kernel), s=shape, workers=1)
     else:
         corr = frames
-    size = 2 * int(min_distance) + 1
-    local_max = corr == ndimage.maximum_filter(corr, size=(1, size, size), mode="nearest")
-    strongest = corr.reshape(len(corr), -1).max(axis=1)
-    keep = local_max & (corr >= threshold * strongest[:, None, None]) & (corr > 0)
+    keep = (corr == ndimage.maximum_filter(corr, size=(1, 3, 3), mode="nearest")) & (corr > 0)
     if edge > 0:
         keep[:, :edge] = keep[:, -edge:] = False
         keep[:, :, :edge] = keep[:, :, -edge:] = False
     values = np.where(keep, corr, -np.inf).reshape(len(corr), -1)
-    if max_peaks < values.shape[1]:
-        top = np.argpartition(values, -max_peaks, axis=1)[:, -max_peaks:]
-        chosen = np.take_along_axis(values, top, axis=1)
-        found = np.isfinite(chosen)
-        return top[found], chosen[found]
-    frame, flat = np.nonzero(np.isfinite(values))
-    return flat, values[frame, flat]
+    count = min(max_peaks, values.shape[1])
+    top = np.argpartition(values, -count, axis=1)[:, -count:]
+    strength = np.take_along_axis(values, top, axis=1)
+    order = np.argsort(-strength, axis=1)
+    top, strength = np.take_along_axis(top, order, axis=1), np.take_along_axis(strength, order, axis=1)
+    # A maximum closer than min_distance to a stronger one is part of it (a plateau, a
+    # ring artefact, the slope of the zero beam's correlation).
+    yx = np.stack(np.divmod(top, shape[1]), axis=-1)
+    near = ((yx[:, :, None, :] - yx[:, None, :, :]) ** 2).sum(-1) < min_distance**2
+    stronger = np.tri(count, k=-1, dtype=bool)[None] & np.isfinite(strength)[:, None, :]
+    strength = np.where((near & stronger).any(axis=2), -np.inf, strength)
+    order = np.argsort(-strength, axis=1, kind="stable")
+    top, strength = np.take_along_axis(top, order, axis=1), np.take_along_axis(strength, order, axis=1)
+    reference = strength[:, min(relative_to, count - 1)]
+    found = np.isfinite(strength) & (
+        strength >= threshold * np.where(np.isfinite(reference), reference, np.inf)[:, None]
+    )
+    found[:, : relative_to + 1] &= np.isfinite(strength[:, : relative_to + 1])  # the reference peaks themselves
+    return top[found], strength[found]
 
 
-def bragg_map(data, template_radius=4, threshold=0.05, min_distance=3, max_peaks=64, edge=2):
+def bragg_map(data, template_radius=4, threshold=0.1, min_distance=3, max_peaks=64, edge=2, relative_to=1):
     """The Bragg vector map of ``data`` (..., det_y, det_x)."""
     shape = data.shape[-2:]
     frames = data.reshape(-1, *shape)
     total = np.zeros(shape[0] * shape[1], np.float64)
     for start in range(0, len(frames), _CHUNK):
         flat, strength = find_disks(frames[start : start + _CHUNK], template_radius, threshold,
-                                    min_distance, max_peaks, edge)  # fmt: skip
+                                    min_distance, max_peaks, edge, relative_to)  # fmt: skip
         total += np.bincount(flat, weights=strength, minlength=total.size)
     return total.reshape(shape)
 
@@ -80,5 +93,5 @@ def bragg_vector_map(inputs, params):
     if data.ndim < 3:
         raise ValueError(f"expected 4D-STEM data (..., det_y, det_x), got shape {data.shape}")
     out = bragg_map(data, float(params["template_radius"]), float(params["threshold"]), int(params["min_distance"]),
-                    int(params["max_peaks"]), int(params["edge"]))  # fmt: skip
+                    int(params["max_peaks"]), int(params["edge"]), int(params.get("relative_to", 1)))  # fmt: skip
     return {"out": PortValue(out, meta)}

@@ -92,7 +92,9 @@ def _synthetic(scan: int, detector: int) -> tuple[np.ndarray, dict]:
     radius = SEMIANGLE / mrad
     g = WAVELENGTH / (A_MOS2 * np.sqrt(3) / 2) * 1e3 / mrad  # first-order spacing in px
     y, x = np.mgrid[:detector, :detector] - detector // 2
-    sy, sx = np.meshgrid(np.linspace(0, 1, scan, endpoint=False), np.linspace(0, 1, scan, endpoint=False), indexing="ij")
+    sy, sx = np.meshgrid(
+        np.linspace(0, 1, scan, endpoint=False), np.linspace(0, 1, scan, endpoint=False), indexing="ij"
+    )
     out = np.zeros((scan, scan, detector, detector))
     for order, weight in ((0, 1.0), (1, 0.02), (np.sqrt(3), 0.005)):
         for k in range(6 if order else 1):
@@ -167,23 +169,24 @@ def test_ring_boundary_convention():
 
 def test_bragg_vector_map_shows_the_mos2_lattice(mos2):
     data, info = mos2
-    bvm = run_operator("bragg_vector_map", {"data": data}, {"template_radius": 5})["out"].data
+    bvm = run_operator("bragg_vector_map", {"data": data}, {})["out"].data
     assert bvm.shape == (DETECTOR, DETECTOR)
     c = DETECTOR // 2
     assert np.unravel_index(np.argmax(bvm), bvm.shape) == (c, c)  # the zero beam, in every pattern
-    # the six {100} reflections: spacing lambda / d100, d100 = a * sqrt(3) / 2
-    expected = WAVELENGTH / (A_MOS2 * np.sqrt(3) / 2) * 1e3 / np.mean(info["mrad_per_px"])
     masked = bvm.copy()
     masked[c - 4 : c + 5, c - 4 : c + 5] = 0
     spots = []
-    for _ in range(6):
+    for _ in range(12):
         y, x = np.unravel_index(np.argmax(masked), masked.shape)
-        spots.append((y - c, x - c))
+        spots.append(((y - c) * info["mrad_per_px"][0], (x - c) * info["mrad_per_px"][1]))
         masked[max(y - 3, 0) : y + 4, max(x - 3, 0) : x + 4] = 0
-    radii = np.hypot(*np.array(spots).T)
-    np.testing.assert_allclose(radii, expected, atol=1.6)
-    angles = np.sort(np.degrees(np.arctan2(*np.array(spots).T)) % 360)
-    np.testing.assert_allclose(np.diff(angles), 60, atol=8)
+    spots = np.array(spots)
+    # Monolayer MoS2: the six {110} (d = a / 2) outshine the six {100} (d = a * sqrt(3) / 2).
+    g100 = WAVELENGTH / (A_MOS2 * np.sqrt(3) / 2) * 1e3  # mrad
+    for ring, expected in ((spots[:6], np.sqrt(3) * g100), (spots[6:], g100)):
+        np.testing.assert_allclose(np.hypot(*ring.T), expected, atol=1.4)
+        angles = np.sort(np.degrees(np.arctan2(*ring.T)) % 360)
+        np.testing.assert_allclose(np.diff(angles), 60, atol=6)
 
 
 def test_bragg_vector_map_reads_a_file(tmp_path, mos2):
@@ -199,7 +202,9 @@ def test_bragg_vector_map_reads_a_file(tmp_path, mos2):
 
 def _run(runtime, arena, name, inputs, params, node="n"):
     spec = default_registry().get(name)
-    wire = {p: {"ref": arena.put(v, f"in-{uuid.uuid4().hex[:6]}--{p}").to_dict(), "meta": {}} for p, v in inputs.items()}
+    wire = {
+        p: {"ref": arena.put(v, f"in-{uuid.uuid4().hex[:6]}--{p}").to_dict(), "meta": {}} for p, v in inputs.items()
+    }
     assert not runtime.start({node: spec})
     task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params), wire, slot=node)
     outputs = runtime.submit(task).result(timeout=300).outputs
@@ -209,7 +214,7 @@ def _run(runtime, arena, name, inputs, params, node="n"):
 CASES = [
     ("virtual_detector", "image", {"inner_radius": 6, "outer_radius": 24}),
     ("virtual_detector", "image", {"inner_radius": 0, "outer_radius": 6}),
-    ("bragg_vector_map", "out", {"template_radius": 5}),
+    ("bragg_vector_map", "out", {}),
 ]
 
 
