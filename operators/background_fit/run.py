@@ -23,8 +23,10 @@ def fit_loglog(eloss, spec, i1, i2):
 
 
 def fit_two_area(eloss, spec, i1, i2):
-    """Egerton's two-area estimate: the window is split at its middle channel x3 and
-    I1, I2 are trapezoid integrals over [x1, x3] and [x3, x2];
+    """Egerton's two-area estimate of (A, r).
+
+    The window is split at its middle channel x3; I1, I2 are trapezoid integrals over
+    [x1, x3] and [x3, x2];
     r = 2 ln(I1 / I2) / ln(x2 / x1), A = (1 - r) I2 / (x2^(1-r) - x3^(1-r)).
     """
     i2 = min(i2, len(eloss) - 1)
@@ -59,5 +61,15 @@ def background_fit(inputs, params):
     e = eloss[i1:]
     with np.errstate(divide="ignore", invalid="ignore"):
         background = a * e ** (-r)
-    meta = {"A": a, "r": r, "method": method, "start": start, "stop": stop, "units": inputs["spec"].meta.get("units", "counts")}
-    return {"eloss": PortValue(e.copy(), {"units": inputs["eloss"].meta.get("units", "eV")}), "background": PortValue(background, meta)}
+    meta = {
+        "A": a,
+        "r": r,
+        "method": method,
+        "start": start,
+        "stop": stop,
+        "units": inputs["spec"].meta.get("units", "counts"),
+    }
+    return {
+        "eloss": PortValue(e.copy(), {"units": inputs["eloss"].meta.get("units", "eV")}),
+        "background": PortValue(background, meta),
+    }

@@ -20,6 +20,6 @@ def diffractogram(inputs, params):
     size = image.meta.get("pixel_size")
     if size and len(size) == 2:
         units = image.meta.get("pixel_unit", ["", ""])
-        meta["pixel_size"] = [1.0 / (n * s) if s else None for n, s in zip(data.shape, size)]
+        meta["pixel_size"] = [1.0 / (n * s) if s else None for n, s in zip(data.shape, size, strict=True)]
         meta["pixel_unit"] = [f"1/{u}" if u else "" for u in units]
     return {"diffractogram": PortValue(np.log1p(power), meta)}

@@ -12,4 +12,7 @@ def fft2d(inputs, params):
     if params.get("shift", False):
         f = np.fft.fftshift(f, axes=(-2, -1))
     meta = {"shifted": bool(params.get("shift", False)), "source_shape": list(image.data.shape)}
-    return {"real": PortValue(np.ascontiguousarray(f.real), meta), "imag": PortValue(np.ascontiguousarray(f.imag), meta)}
+    return {
+        "real": PortValue(np.ascontiguousarray(f.real), meta),
+        "imag": PortValue(np.ascontiguousarray(f.imag), meta),
+    }

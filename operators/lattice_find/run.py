@@ -41,7 +41,7 @@ def _translations(peaks, tree, tol, min_support):
     diffs = (peaks[idx[:, 1:]] - peaks[:, None, :]).reshape(-1, 2)
     lo, hi = peaks.min(axis=0) + tol, peaks.max(axis=0) - tol
     found = []
-    for centre, members in _cluster(diffs, tol, max(3, len(peaks) // 20)):
+    for centre, _ in _cluster(diffs, tol, max(3, len(peaks) // 20)):
         target = peaks + centre
         inside = np.all((target >= lo) & (target <= hi), axis=1)
         if inside.sum() < 3:
@@ -68,7 +68,7 @@ def _reduce(u, v):
 
 
 def _orient(u, v):
-    """u points to +x (or +y when vertical); v makes an acute angle with u."""
+    """U points to +x (or +y when vertical); v makes an acute angle with u."""
     if u[1] < -1e-9 or (abs(u[1]) <= 1e-9 and u[0] < 0):
         u = -u
     if u @ v < 0:

@@ -62,7 +62,7 @@ def read_ncempy(filename):
     offsets = [float(c[0]) if len(c) else 0.0 for c in found.get("coords", [])] or [0.0] * data.ndim
     axes = [
         {"name": "", "size": int(n), "scale": s, "offset": o, "units": u, "navigate": False}
-        for n, s, o, u in zip(data.shape, sizes, offsets, units)
+        for n, s, o, u in zip(data.shape, sizes, offsets, units, strict=False)
     ]
     meta = {"filename": filename, "title": str(found.get("detectorName", "")), "axes": axes,
             "pixel_size": sizes, "pixel_unit": units, "offset": offsets, "n_datasets": 1}  # fmt: skip

@@ -22,7 +22,9 @@ def _jacobian(p, y, x, z):
     dy, dx = y - y0, x - x0
     g = np.exp(-(dy**2) / (2 * sy**2) - dx**2 / (2 * sx**2))
     ag = a * g
-    return np.column_stack([np.ones_like(g), g, ag * dy / sy**2, ag * dx / sx**2, ag * dy**2 / sy**3, ag * dx**2 / sx**3])
+    return np.column_stack(
+        [np.ones_like(g), g, ag * dy / sy**2, ag * dx / sx**2, ag * dy**2 / sy**3, ag * dx**2 / sx**3]
+    )
 
 
 def fit_peak(image, y, x, cutout):
@@ -45,8 +47,17 @@ def fit_peak(image, y, x, cutout):
     upper = [top + span, 4 * amp + 1e-12, y + cutout, x + cutout, 2.0 * cutout + 1, 2.0 * cutout + 1]
     start = np.clip(start, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
     try:
-        fit = least_squares(_residuals, start, jac=_jacobian, bounds=(lower, upper), args=(yy, xx, z),
-                            x_scale="jac", xtol=1e-10, ftol=1e-10, max_nfev=200)
+        fit = least_squares(
+            _residuals,
+            start,
+            jac=_jacobian,
+            bounds=(lower, upper),
+            args=(yy, xx, z),
+            x_scale="jac",
+            xtol=1e-10,
+            ftol=1e-10,
+            max_nfev=200,
+        )
     except (ValueError, np.linalg.LinAlgError):
         return None
     if not fit.success:
@@ -75,4 +86,7 @@ def peak_opt(inputs, params):
     for key in ("pixel_size", "pixel_unit", "image_shape"):
         if key in inputs["peaks"].meta:
             meta[key] = inputs["peaks"].meta[key]
-    return {"peaks": PortValue(refined, meta), "sigmas": PortValue(sigmas, {"convention": "rows (sigma_y, sigma_x) in pixels"})}
+    return {
+        "peaks": PortValue(refined, meta),
+        "sigmas": PortValue(sigmas, {"convention": "rows (sigma_y, sigma_x) in pixels"}),
+    }

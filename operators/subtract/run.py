@@ -23,4 +23,7 @@ def subtract(inputs, params):
     same = len(e_bg) >= len(e) and np.array_equal(e_bg[np.searchsorted(e_bg, e[0]) :][: len(e)], e)
     b = bg[np.searchsorted(e_bg, e[0]) :][: len(e)] if same else np.interp(e, e_bg, bg)
     meta = {"start": start, "stop": stop, "units": inputs["spec"].meta.get("units", "counts"), "interpolated": not same}
-    return {"eloss": PortValue(e, {"units": inputs["eloss"].meta.get("units", "eV")}), "spec": PortValue(spec[covered] - b, meta)}
+    return {
+        "eloss": PortValue(e, {"units": inputs["eloss"].meta.get("units", "eV")}),
+        "spec": PortValue(spec[covered] - b, meta),
+    }

@@ -42,14 +42,23 @@ def test_exact_power_law_is_recovered():
     eloss = np.linspace(200, 600, 2001)
     spec = 3.0e9 * eloss**-2.7
     for method in ("loglog", "two_area"):
-        out = run_operator("background_fit", {"eloss": eloss, "spec": spec}, {"start": 250, "stop": 300, "method": method})
+        out = run_operator(
+            "background_fit", {"eloss": eloss, "spec": spec}, {"start": 250, "stop": 300, "method": method}
+        )
         assert out["background"].meta["r"] == pytest.approx(2.7, rel=1e-3)  # two_area: trapezoid integrals
         np.testing.assert_allclose(out["background"].data, spec[eloss >= 250], rtol=1e-3)
 
 
 def test_real_spectrum_after_subtraction_is_flat_before_the_edge(spectrum):
-    fit = run_operator("background_fit", {"eloss": spectrum["eloss"], "spec": spectrum["spec"]}, {"start": 460, "stop": 520})
-    inputs = {"eloss": spectrum["eloss"], "spec": spectrum["spec"], "eloss_bg": fit["eloss"], "background": fit["background"]}
+    fit = run_operator(
+        "background_fit", {"eloss": spectrum["eloss"], "spec": spectrum["spec"]}, {"start": 460, "stop": 520}
+    )
+    inputs = {
+        "eloss": spectrum["eloss"],
+        "spec": spectrum["spec"],
+        "eloss_bg": fit["eloss"],
+        "background": fit["background"],
+    }
     out = run_operator("subtract", inputs, {"start": 460, "stop": 700})
     e, s = out["eloss"].data, out["spec"].data
     pre, post = s[(e > 470) & (e < 520)], s[(e > 540) & (e < 560)]

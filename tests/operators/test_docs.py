@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
+from test_library import UPSTREAM
 
 from oremda_lab.registry import default_registry
-from test_library import UPSTREAM
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operators.md"
 

@@ -12,7 +12,9 @@ def test_msa_equals_rosettasciio(coreloss_msa):
     axis = expected["axes"][0]
     np.testing.assert_array_equal(out["spec"].data, expected["data"])
     np.testing.assert_allclose(out["eloss"].data, axis["offset"] + axis["scale"] * np.arange(axis["size"]))
-    assert out["eloss"].data[0] == pytest.approx(360.0) and out["eloss"].data[1] - out["eloss"].data[0] == pytest.approx(0.2)
+    assert out["eloss"].data[0] == pytest.approx(360.0) and out["eloss"].data[1] - out["eloss"].data[
+        0
+    ] == pytest.approx(0.2)
     assert out["eloss"].meta["units"] == "eV"
     assert len(out["eloss"].data) == len(out["spec"].data) == 2048
 

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from scipy import ndimage
 from scipy.optimize import curve_fit
 from skimage.feature import peak_local_max
@@ -38,7 +37,7 @@ def test_agrees_with_an_independent_fit_on_real_mos2(mos2_image):
     # of the same model on the same 13 x 13 windows.
     c = 6
     agree, compared = 0, 0
-    for (py, px), got in zip(peaks, out):
+    for (py, px), got in zip(peaks, out, strict=True):
         yy, xx = np.mgrid[py - c : py + c + 1, px - c : px + c + 1].astype(float)
         z = image[py - c : py + c + 1, px - c : px + c + 1]
         p0 = [z.min(), z.max() - z.min(), py, px, 2.0, 2.0]

@@ -28,4 +28,6 @@ def test_interpolates_a_background_on_another_axis():
 def test_window_outside_the_background():
     e = np.linspace(100, 200, 11)
     with pytest.raises(RuntimeError, match="does not cover"):
-        run_operator("subtract", {"eloss": e, "spec": e, "eloss_bg": e + 500, "background": e}, {"start": 100, "stop": 200})
+        run_operator(
+            "subtract", {"eloss": e, "spec": e, "eloss_bg": e + 500, "background": e}, {"start": 100, "stop": 200}
+        )

@@ -12,6 +12,7 @@ import tifffile
 
 
 def make(shape=(256, 256), a=16.0, sigma=2.2, origin=(10.3, 12.7), seed=0):
+    """The lattice image as uint16 (Poisson counts on a background of 100)."""
     u = np.array([0.0, a])
     v = np.array([a * np.sqrt(3) / 2, a / 2])
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
