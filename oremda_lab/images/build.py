@@ -50,6 +50,7 @@ ENV PYTHONPATH={LIB_DIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp 
     LANG=C.UTF-8 MPLCONFIGDIR=/tmp
 USER {USER}
 WORKDIR /data
+ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
 CMD ["python3", "-m", "oremda_lab.worker", "--help"]
 """
 _OPERATOR_DOCKERFILE = f"""\

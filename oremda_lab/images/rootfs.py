@@ -26,8 +26,11 @@ from pathlib import Path
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-# Debian packages beside python3 itself: certificates for http_reader.
-APT_PACKAGES = ("python3", "ca-certificates")
+# Debian packages beside python3 itself: certificates for http_reader, and tini as PID 1
+# (the kernel drops signals a process in the container sends to PID 1, so a worker that
+# is PID 1 could not even be killed by its own operator; tini also reaps and reports
+# a signal death as 128+N).
+APT_PACKAGES = ("python3", "ca-certificates", "tini")
 # What every worker needs (the SDK's data plane), before the operators' own requirements.
 CORE_REQUIREMENTS = ("numpy", "pyarrow")
 USER_ID = 1001
@@ -74,7 +77,7 @@ def rootfs_key(requirements: Iterable[str], mirror: str = DEFAULT_MIRROR) -> str
         "pip": sorted(requirements),
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "uid": USER_ID,
-        "layout": 3,  # bump when the build steps below change
+        "layout": 4,  # bump when the build steps below change
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,6 +75,17 @@ def connect(base_url: str | None = None, engine: str = "docker", timeout: float 
         raise RuntimeUnavailable(f"the {engine} runtime needs the docker SDK: {hint}") from None
     if engine == "podman" and base_url is None:
         base_url = os.environ.get(PODMAN_HOST_ENV) or os.environ.get("CONTAINER_HOST") or DEFAULT_PODMAN_HOST
+    where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    hint = "start `podman system service --time=0 unix://SOCKET`" if engine == "podman" else "start dockerd"
+    if where.startswith("unix://"):
+        # Probe the socket ourselves: the SDK leaks its socket when the connect fails.
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(5)
+                probe.connect(where[len("unix://") :])
+        except OSError as e:
+            raise RuntimeUnavailable(f"no {engine} engine answers at {where} ({e}); {hint} or set its socket") from None
+    client = None
     try:
         if base_url:
             client = docker.DockerClient(base_url=base_url, timeout=timeout)
@@ -81,8 +93,8 @@ def connect(base_url: str | None = None, engine: str = "docker", timeout: float 
             client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as e:
-        where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
-        hint = "start `podman system service --time=0 unix://SOCKET`" if engine == "podman" else "start dockerd"
+        if client is not None:
+            client.close()  # its half-open socket would otherwise linger until collected
         raise RuntimeUnavailable(f"no {engine} engine answers at {where} ({e}); {hint} or set its socket") from None
     return client
 
@@ -169,7 +181,10 @@ class ContainerHandle(WorkerHandle):
         return not self._ended.is_set()
 
     def exit_status(self) -> int | None:
-        return self._status if self._ended.is_set() else None
+        """Exit status; a death by signal N (tini reports 128+N) is -N, as for processes."""
+        if not self._ended.is_set() or self._status is None:
+            return None
+        return -(self._status - 128) if 128 < self._status < 160 else self._status
 
     def log_tail(self, lines: int = 40) -> str:
         if self._log is not None:
