@@ -51,3 +51,14 @@ def test_agrees_with_an_independent_fit_on_real_mos2(mos2_image):
         agree += np.hypot(ref[2] - got[0], ref[3] - got[1]) < 0.01
     assert compared > 0.9 * len(peaks) > 150
     assert agree >= 0.95 * compared
+
+
+def test_border_peaks_use_the_clipped_window_and_tiny_windows_fail():
+    yy, xx = np.mgrid[:40, :40].astype(float)
+    truth = np.array([[1.3, 20.2], [20.4, 38.6]])
+    image = sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.5**2)) for y, x in truth)
+    out = run_operator("peak_opt", {"image": image, "peaks": np.round(truth)}, {"cutout": 5})
+    np.testing.assert_allclose(out["peaks"].data, truth, atol=0.01)
+    tiny = run_operator("peak_opt", {"image": np.ones((2, 2)), "peaks": np.array([[0, 0]])}, {"cutout": 3})
+    assert tiny["peaks"].meta["failed"] == 1 and np.isnan(tiny["sigmas"].data).all()
+    np.testing.assert_array_equal(tiny["peaks"].data, [[0, 0]])
