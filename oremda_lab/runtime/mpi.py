@@ -37,6 +37,7 @@ import importlib.util
 import itertools
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -58,11 +59,14 @@ from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
 
 DEFAULT_LAUNCHER = ("mpiexec", "-n", "{ranks}")
+LAUNCHER_ENV = "OREMDA_MPI_LAUNCHER"  # a site's launcher, e.g. "srun -n {ranks} --mpi=pmix"
 _POLL = 0.1
 _SETTLE = 2.0
 _TERM_GRACE = 3.0
 # Node fields upstream's operator config used for placement; kept as they are.
 _RANK_SPEC = OperatorSpec(name="mpi-rank")
+# Ranks are the parallelism: one BLAS/OpenMP thread each unless the user says otherwise.
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 UPSTREAM_KEYS = ("run_locations", "parallel", "parallel_output_to_join", "parallel_output_join_method")
 
 
@@ -138,8 +142,9 @@ class MPIRuntime(Runtime):
         Number of MPI processes.
     launcher
         The launcher command; ``{ranks}`` is replaced by the rank count (appended when
-        absent). Default ``["mpiexec", "-n", "{ranks}"]``; e.g. ``["srun", "-n",
-        "{ranks}", "--mpi=pmi2"]`` under Slurm.
+        absent). Default: ``OREMDA_MPI_LAUNCHER`` split like a shell would, else
+        ``["mpiexec", "-n", "{ranks}"]``; e.g. ``["srun", "-n", "{ranks}", "--mpi=pmix"]``
+        under Slurm.
     placement
         Node id -> placement options (see :meth:`place`).
     control_host
@@ -178,7 +183,7 @@ class MPIRuntime(Runtime):
             raise ValueError(f"ranks must be at least 1, not {ranks}")
         super().__init__(arena, **options)
         self.ranks = int(ranks)
-        self.launcher = list(launcher or DEFAULT_LAUNCHER)
+        self.launcher = list(launcher or shlex.split(os.environ.get(LAUNCHER_ENV, "")) or DEFAULT_LAUNCHER)
         self.placement: dict[str, dict[str, Any]] = dict(placement or {})
         self.remote_ranks = sorted({int(r) for r in remote_ranks})
         self.env = dict(env or {})
@@ -384,7 +389,7 @@ class MPIRuntime(Runtime):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, **self.worker_env(), **self.env},
+                    env={**_ONE_THREAD, **os.environ, **self.worker_env(), **self.env},
                     cwd=self.data_dir,
                     start_new_session=True,  # one process group to end, whatever the launcher spawns
                 )
