@@ -23,8 +23,8 @@ def test_pipeline_is_valid_and_versioned(name):
     assert all(node.position for node in pipeline.nodes.values())
 
 
-def _run(pipeline, data_dir):
-    with Engine("inline", data_dir=data_dir) as engine:
+def _run(pipeline, data_dir, runtime="inline"):
+    with Engine(runtime, data_dir=data_dir) as engine:
         run = engine.run(pipeline, timeout=300)
         run.raise_for_errors()
         assert run.ok
@@ -35,8 +35,9 @@ def _run(pipeline, data_dir):
     return outputs, displays
 
 
-def test_eels_background(data_folder):
-    outputs, displays = _run(Pipeline.load(PIPELINES / "eels_background.json"), data_folder)
+@pytest.mark.parametrize("runtime", ["inline", "local"])
+def test_eels_background(data_folder, runtime):
+    outputs, displays = _run(Pipeline.load(PIPELINES / "eels_background.json"), data_folder, runtime)
     assert displays == {"spectrum": 3}
     assert outputs["background"]["background"][1]["r"] == pytest.approx(2.53, abs=0.01)
     e, s = outputs["subtract"]["eloss"][0], outputs["subtract"]["spec"][0]
