@@ -166,6 +166,10 @@ def main() -> None:
             f"- {op}: {args.cores} ranks vs 1 rank: {scaling:.2f}x; oremda {args.cores} ranks vs {lt_best}: "
             f"{vs_lt:.2f}x; oremda 1 rank vs LiberTEM inline: {vs_inline:.2f}x (ratios > 1: oremda faster)"
         )
+    lines.append(
+        f"- load average (1 min) when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(other jobs on the machine skew the multi-core numbers)"
+    )
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -278,6 +278,7 @@ class RankHost:
             os.environ.pop(SIZE_ENV, None)
         # Agree before any collective over data, so one rank's error cannot hang the others.
         if group is not None:
+            self._arrive(group)
             errors = group.allgather(error)
             error = next((e for e in errors if e is not None), None)
             if error is not None and errors[index] is None:
@@ -407,6 +408,19 @@ class RankHost:
         return result, None
 
     # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _arrive(group: Any) -> None:
+        """Wait, sleeping, until every rank of ``group`` is here.
+
+        MPI implementations busy-poll inside blocking calls; a rank that finished its
+        slice early would burn the core a slower rank (or another process) needs.
+        """
+        request = group.Ibarrier()
+        pause = 1e-5
+        while not request.Test():
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
 
     def _group(self, ranks: list[int]) -> Any:
         """The communicator over ``ranks`` (None for a single rank), made once."""
