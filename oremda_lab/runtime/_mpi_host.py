@@ -107,6 +107,8 @@ class RankHost:
         self.operators: dict[str, tuple[Any, Any]] = {}
         self.state: dict[str, dict[str, Any]] = {}
         self.groups: dict[tuple[int, ...], Any] = {}
+        self._last_views: dict[tuple[str, int], Any] = {}
+        self._next_views: dict[tuple[str, int], Any] = {}
         authkey = bytes.fromhex(os.environ.get(protocol.AUTHKEY_ENV, ""))
         if self.local:
             self.conn = Client(args.connect, family="AF_UNIX", authkey=authkey)
@@ -194,6 +196,7 @@ class RankHost:
                 traceback=traceback.format_exc(),
             )  # fmt: skip
         finally:
+            self._last_views, self._next_views = self._next_views, {}
             gc.collect(0)
         return protocol.encode(DONE, task=task, rank=self.rank)
 
@@ -209,7 +212,7 @@ class RankHost:
             if not wire.get("ref"):
                 continue
             ref = ObjectRef.from_dict(wire["ref"])
-            value = self.arena.get(ref)
+            value = self._view(ref)
             array = np.frombuffer(value, np.uint8) if ref.kind == "bytes" else value
             for r in remote:
                 part = array
@@ -234,7 +237,7 @@ class RankHost:
             is_split = port == split.get("port")
             axis = split.get("axis", 0)
             if self.local:
-                value = self.arena.get(ref)
+                value = self._view(ref)
                 if is_split:
                     value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
             elif ref.kind == "bytes":
@@ -408,6 +411,23 @@ class RankHost:
         return result, None
 
     # -- helpers -------------------------------------------------------------------
+
+    def _view(self, ref: ObjectRef) -> Any:
+        """A view of ``ref``, reusing the previous task's mapping of the same object.
+
+        Re-running a node with new parameters reads the same input again; mapping it
+        afresh costs a page fault per 4 KiB (about half the time of a virtual detector).
+        Object names are never reused, and the inode tells a pooled file's next life
+        apart, so a kept mapping is always of the same bytes. Only the last task's
+        inputs are kept, which bounds the memory held.
+        """
+        assert self.arena is not None
+        key = (ref.name, os.stat(self.arena.objects / ref.name).st_ino)
+        value = self._last_views.get(key)
+        if value is None:
+            value = self.arena.get(ref)
+        self._next_views[key] = value
+        return value
 
     @staticmethod
     def _arrive(group: Any) -> None:
