@@ -62,6 +62,8 @@ export function toFlow(graph: PipelineJSON, catalog: Catalog, status: Record<str
   return { nodes, edges };
 }
 
+const GESTURE_MS = 1000;
+
 function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
   const operators = useTrait<OperatorInfo[]>(model, "operators");
@@ -110,7 +112,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     if (!laidOut.current && catalog.size && graph.nodes.length && needsLayout(graph)) {
       laidOut.current = true;
       void propose({ op: "layout", positions: autoLayout(graph, catalog) }, "layout", false).then(() =>
-        requestAnimationFrame(() => flow.fitView({ padding: 0.15 })),
+        requestAnimationFrame(() => flow.fitView({ padding: 0.08, maxZoom: 1.2 })),
       );
     }
   }, [graph, catalog]);
@@ -180,20 +182,22 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     [flow, propose],
   );
 
-  // Slider streams: newest value wins, one message in flight per parameter.
+  // Slider streams: newest value wins, one message in flight per parameter. Changes of one
+  // parameter less than GESTURE_MS apart are one gesture, and one undo entry.
   const coalescers = useRef(new Map<string, Coalescer<unknown>>());
-  const dragStart = useRef(new Map<string, boolean>());
+  const lastChange = useRef(new Map<string, number>());
   const setParam = useCallback(
-    (id: string, name: string, value: unknown, final: boolean) => {
+    (id: string, name: string, value: unknown, _final: boolean) => {
       const key = `${id}.${name}`;
       const cmd: Command = { op: "set_param", id, name, value };
-      if (!dragStart.current.get(key)) {
-        // First change of a gesture: one undo entry, inverse taken from the value before it.
+      const now = performance.now();
+      const sameGesture = now - (lastChange.current.get(key) ?? -Infinity) < GESTURE_MS;
+      lastChange.current.set(key, now);
+      if (!(sameGesture && history.amendTop((e) => e.label === `set ${key}`, cmd))) {
         const inv = inverse(graphRef.current, cmd, catalog);
         if (inv) history.push({ command: cmd, inverse: inv, label: `set ${key}` });
         bump((x) => x + 1);
-      } else history.amendTop((e) => e.label === `set ${key}`, cmd);
-      dragStart.current.set(key, !final);
+      }
       let c = coalescers.current.get(key);
       if (!c) {
         c = new Coalescer((v) =>
@@ -274,7 +278,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
         </button>
         <button
           data-action="layout"
-          onClick={() => void propose({ op: "layout", positions: autoLayout(graphRef.current, catalog) }, "layout").then(() => requestAnimationFrame(() => flow.fitView({ padding: 0.15 })))}
+          onClick={() => void propose({ op: "layout", positions: autoLayout(graphRef.current, catalog) }, "layout").then(() => requestAnimationFrame(() => flow.fitView({ padding: 0.08, maxZoom: 1.2 })))}
         >
           Auto layout
         </button>
@@ -335,6 +339,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             onNodeClick={(_, n) => setSelected(n.id)}
             deleteKeyCode={["Delete", "Backspace"]}
             fitView
+            fitViewOptions={{ padding: 0.08, maxZoom: 1.2 }}
             minZoom={0.2}
             proOptions={{ hideAttribution: true }}
           >

@@ -3,7 +3,7 @@ import dagre from "@dagrejs/dagre";
 import type { PipelineJSON } from "./types";
 import { type Catalog, portsOf } from "./ports";
 
-export const NODE_WIDTH = 190;
+export const NODE_WIDTH = 150;
 
 export function nodeHeight(inputs: number, outputs: number): number {
   return 44 + 20 * Math.max(inputs, outputs, 1);
@@ -11,7 +11,7 @@ export function nodeHeight(inputs: number, outputs: number): number {
 
 export function autoLayout(graph: PipelineJSON, catalog: Catalog): Record<string, { x: number; y: number }> {
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 30, ranksep: 70, marginx: 20, marginy: 20 });
+  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 45, marginx: 20, marginy: 20 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const n of graph.nodes) {
     const p = portsOf(n, catalog);

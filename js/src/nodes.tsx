@@ -96,9 +96,11 @@ export function OperatorNode({ data, selected }: NodeProps & { data: NodeData })
     >
       <div className="oremda-node-title">
         <b>{data.node.id}</b>
-        <span className="oremda-node-op">{data.title}</span>
+        <div className="oremda-node-sub">
+          <span className="oremda-node-op">{data.title}</span>
+          <StatusLine status={data.status} />
+        </div>
       </div>
-      <StatusLine status={data.status} />
       {ins.map(([n, s], i) => (
         <PortRow key={`i-${n}`} name={n} spec={s} side="in" index={i} />
       ))}

@@ -141,13 +141,23 @@ function ParamControl({
   );
 }
 
+/** How long the thumb keeps its own value after a move before the kernel's value wins again. */
+export const SLIDER_HOLD_MS = 800;
+
 function Slider({ control: c, value, onChange }: { control: Control; value: unknown; onChange: (v: unknown, final: boolean) => void }) {
-  // Local value so the thumb follows the pointer; the kernel's value wins when it changes.
+  // The thumb follows the pointer (or keys) at once; replies to older moves must not pull it
+  // back, so the kernel's value is adopted only once the user has paused.
   const num = typeof value === "number" ? value : Array.isArray(value) ? Number(value[0]) : Number(c.default ?? c.min ?? 0);
   const [local, setLocal] = useState(num);
-  const dragging = useRef(false);
+  const lastMove = useRef(0);
   useEffect(() => {
-    if (!dragging.current) setLocal(num);
+    const wait = lastMove.current + SLIDER_HOLD_MS - performance.now();
+    if (wait <= 0) {
+      setLocal(num);
+      return;
+    }
+    const timer = setTimeout(() => setLocal(num), wait);
+    return () => clearTimeout(timer);
   }, [num]);
   const parse = (s: string) => (c.integer ? Math.round(Number(s)) : Number(s));
   return (
@@ -160,23 +170,15 @@ function Slider({ control: c, value, onChange }: { control: Control; value: unkn
         step={c.step ?? (c.integer ? 1 : "any")}
         value={local}
         onChange={(e) => {
-          // React's onChange on a range input is the native `input` event: fires per move.
-          dragging.current = true;
+          // React's onChange on a range input is the native `input` event: it fires per move.
+          lastMove.current = performance.now();
           const v = parse(e.target.value);
           setLocal(v);
           onChange(v, false);
         }}
-        onPointerUp={() => {
-          dragging.current = false;
-          onChange(local, true);
-        }}
-        onKeyUp={() => {
-          dragging.current = false;
-          onChange(local, true);
-        }}
       />
       <span className="oremda-slider-value" data-param-value={c.name}>
-        {Array.isArray(value) ? JSON.stringify(value) : formatNumber(local)}
+        {Array.isArray(value) && lastMove.current === 0 ? JSON.stringify(value) : formatNumber(local)}
       </span>
     </div>
   );

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Widget: build the front end and run its unit tests, then the browser tier: a real
+# JupyterLab (started and stopped by pid inside tests/browser/lab.py) driven by
+# Debian's Chromium through Playwright (never `playwright install`: no browser downloads here).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+npm ci --no-audit --no-fund
+npm run build
+npm test
+python -m pip install -q playwright
+python -m pytest -m browser tests/browser -q -p no:cacheprovider

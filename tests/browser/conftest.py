@@ -1,0 +1,32 @@
+"""Browser tier: a real JupyterLab and headless Chromium (marker ``browser``)."""
+
+import shutil
+
+import pytest
+from lab import ARTIFACTS, CHROMIUM, chromium_page, jupyter_lab
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def lab_url():
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    with jupyter_lab() as url:
+        yield url
+
+
+@pytest.fixture
+def page(lab_url):
+    with chromium_page() as page:
+        messages = []
+        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
+        (ARTIFACTS / "console.log").write_text("\n".join(messages))

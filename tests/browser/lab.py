@@ -1,0 +1,139 @@
+"""A real JupyterLab server and a headless Chromium page, for the browser tier.
+
+The server runs from the repository root with an empty workspace folder (a restored
+workspace can focus the wrong notebook) and no token, on a free loopback port; it is
+stopped by its pid. Chromium is Debian's (``/usr/bin/chromium``): Playwright's own
+browser downloads do not work on these machines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = os.environ.get("OREMDA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def jupyter_lab(root: Path = ROOT, timeout: float = 90.0):
+    """Start ``jupyter lab`` and yield its base URL; stop it by pid afterwards."""
+    port = free_port()
+    workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "jupyter-lab.log", "w")  # noqa: SIM115 (closed below)
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+        "--IdentityProvider.token=", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
+        f"--LabApp.workspaces_dir={workspaces}", f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"jupyter lab did not start; see {ARTIFACTS / 'jupyter-lab.log'}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        # The server and its kernels share a session (process group) that we made.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+        log.close()
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    """A Playwright page in headless system Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def open_notebook(page, url: str, path: str, timeout: float = 60_000) -> None:
+    """Open a notebook in Lab and wait until its kernel is idle."""
+    page.goto(f"{url}/lab/tree/{path}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-NotebookPanel", timeout=timeout)
+    wait_kernel_idle(page, timeout)
+
+
+def wait_kernel_idle(page, timeout: float = 60_000) -> None:
+    # The kernel status lives in the toolbar: "Kernel status: Idle".
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=timeout)  # fmt: skip
+
+
+def lab_menu(page, menu: str, item: str) -> None:
+    """Click a main-menu item, e.g. ``lab_menu(page, "Run", "Run All Cells")``."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
+
+
+def run_all_cells(page, tries: int = 3) -> None:
+    """Run > Run All Cells; retried when no cell started (a click can land before Lab is ready)."""
+    prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt")
+    for _ in range(tries):
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
+        page.keyboard.press("Escape")
+        lab_menu(page, "Run", "Run All Cells")
+        try:
+            started = "els => els.some(e => /\\[[0-9*]+\\]/.test(e.textContent))"
+            page.wait_for_function(started, arg=prompts.element_handles(), timeout=10_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; try the menu again
+            page.keyboard.press("Escape")
+    raise TimeoutError("Run All Cells did not start any cell")
+
+
+def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
+    """Append a code cell at the end, run it, and return its text output."""
+    nb = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
+    cells = nb.locator(".jp-Cell")
+    cells.last.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # insert below, command mode
+    count = cells.count()
+    page.keyboard.press("Enter")  # edit mode
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    out = cells.nth(count - 1).locator(".jp-OutputArea-output")
+    out.first.wait_for(timeout=timeout)
+    wait_kernel_idle(page, timeout)
+    return out.first.inner_text()
