@@ -263,8 +263,8 @@ class RankHost:
         error = None
         outputs: dict[str, PortValue] = {}
         try:
+            inputs = self._inputs(msg, index, len(compute))  # first: the leader's sends must complete
             spec, func = self.operators[msg["operator"]]
-            inputs = self._inputs(msg, index, len(compute))
             os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
             if spec.stateful or getattr(func, "oremda_operator", {}).get("stateful"):
                 returned = func(inputs, msg["params"], self.state.setdefault(msg.get("slot") or msg["node"], {}))

@@ -242,8 +242,16 @@ class MPIRuntime(Runtime):
             if how.get("method") not in _mpi_host.JOIN_METHODS:
                 raise NodeFailure(f"{task.node}: output {port!r}: join method {how.get('method')!r} is not one of "
                                   f"{', '.join(_mpi_host.JOIN_METHODS)}")  # fmt: skip
-        if split and split.get("port") not in task.spec.inputs:
-            raise NodeFailure(f"{task.node}: split port {split.get('port')!r} is not an input of {task.spec.name}")
+        if split:
+            port, axis = split.get("port"), split.get("axis", 0)
+            if port not in task.spec.inputs:
+                raise NodeFailure(f"{task.node}: split port {port!r} is not an input of {task.spec.name}")
+            ref = (task.inputs.get(port) or {}).get("ref")
+            # Checked here, where a mistake is a clear error, not a rank stuck waiting for a slice.
+            if ref and (ref.get("kind") == "bytes" or not isinstance(axis, int) or not 0 <= axis < len(ref["shape"])):
+                raise NodeFailure(
+                    f"{task.node}: cannot split input {port!r} (shape {tuple(ref.get('shape', ()))}) along axis {axis}"
+                )
         if parallel:
             compute = ranks or list(range(self.ranks))
         else:

@@ -256,3 +256,15 @@ def test_reused_shared_memory_is_read_afresh(tmp_path, arena):
                     arena.free(ObjectRef.from_dict(v["ref"]))
             arena.free(ref)  # back to the pool: the next value likely reuses this very file
     assert [r[0] for r in results] == [8.0, 8.0, 16.0, 16.0, 24.0, 24.0]
+
+
+def test_bad_split_is_a_clear_error(tmp_path, arena):
+    spec = Registry([parts_operator(tmp_path)]).get("parts")
+    with make_runtime("mpi", arena, ranks=2, remote_ranks=[1], start_timeout=60, timeout=20) as runtime:
+        runtime.placement["node"] = {"split": {"port": "x", "axis": 2}}
+        started = time.monotonic()
+        with pytest.raises(NodeFailure, match="cannot split input 'x'"):
+            run_task(runtime, arena, spec, {"x": np.ones((4, 3))})
+        assert time.monotonic() - started < 10
+        runtime.placement.clear()
+        assert run_task(runtime, arena, spec, {"x": np.ones((4, 3))})["total"][0].tolist() == [4.0, 4.0, 4.0]
