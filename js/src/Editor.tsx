@@ -16,7 +16,7 @@ import type { Command, DisplayPayload, NodeStatus, OperatorInfo, PipelineJSON, R
 import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, portsOf } from "./ports";
 import { History, freshId, inverse } from "./commands";
 import { autoLayout, needsLayout } from "./layout";
-import { Channel, Coalescer, type Model } from "./model";
+import { Channel, Coalescer, type Model, trace } from "./model";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
 import { DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
 import { DisplayView } from "./display";
@@ -24,8 +24,12 @@ import { DisplayView } from "./display";
 function useTrait<T>(model: Model, name: string): T {
   const subscribe = useCallback(
     (cb: () => void) => {
-      model.on(`change:${name}`, cb);
-      return () => model.off(`change:${name}`, cb);
+      const changed = () => {
+        trace(`change:${name}`);
+        cb();
+      };
+      model.on(`change:${name}`, changed);
+      return () => model.off(`change:${name}`, changed);
     },
     [model, name],
   );
@@ -83,10 +87,24 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   graphRef.current = graph;
 
   // Local node state so drags are smooth; rebuilt whenever the kernel's graph changes.
-  const built = useMemo(() => toFlow(graph, catalog, status ?? {}), [graph, catalog, status]);
+  // Unchanged nodes keep their object, so React Flow re-renders only what changed.
+  const previous = useRef(new Map<string, { sig: string; node: Node<NodeData> }>());
+  const built = useMemo(() => {
+    const fresh = toFlow(graph, catalog, status ?? {});
+    const kept = new Map<string, { sig: string; node: Node<NodeData> }>();
+    fresh.nodes = fresh.nodes.map((n) => {
+      const sig = JSON.stringify([n.type, n.position, n.data.node, n.data.status, n.data.title, n.data.unknown]);
+      const old = previous.current.get(n.id);
+      const node = old && old.sig === sig ? old.node : n;
+      kept.set(n.id, { sig, node });
+      return node;
+    });
+    previous.current = kept;
+    return fresh;
+  }, [graph, catalog, status]);
   const [nodes, setNodes] = useState<Node<NodeData>[]>(built.nodes);
   useEffect(() => {
-    setNodes(built.nodes.map((n) => ({ ...n, selected: n.id === selected })));
+    setNodes(built.nodes.map((n) => (Boolean(n.selected) === (n.id === selected) ? n : { ...n, selected: n.id === selected })));
   }, [built, selected]);
 
   const show = (text: string, kind: "error" | "info" = "error") => setMessage({ text, kind });

@@ -5,8 +5,9 @@
  * through a 256-entry colour table: no PNG encode/decode on the slider path. Scatter and
  * vector layers are drawn on top in image coordinates; 1D plots arrive as PNG.
  */
-import { useEffect, useRef } from "react";
+import { memo, useEffect, useRef } from "react";
 import type { DisplayPayload, Layer } from "./types";
+import { trace } from "./model";
 
 const GREY = (() => {
   const lut = new Uint32Array(256);
@@ -31,8 +32,9 @@ function floats(view?: DataView): Float32Array {
   return new Float32Array(view.buffer, view.byteOffset, view.byteLength / 4);
 }
 
-function drawOverlay(ctx: CanvasRenderingContext2D, layer: Layer, scale: number): void {
-  const v = floats(layer.points);
+/** Draw a scatter/vector layer; `bin` is how much the picture under it was shrunk. */
+function drawOverlay(ctx: CanvasRenderingContext2D, layer: Layer, scale: number, bin: number): void {
+  const v = floats(layer.points).map((x) => x / bin);
   ctx.strokeStyle = ctx.fillStyle = layer.color || "#ff3b30";
   ctx.lineWidth = Math.max(1, scale);
   if (layer.kind === "scatter") {
@@ -60,7 +62,7 @@ function drawOverlay(ctx: CanvasRenderingContext2D, layer: Layer, scale: number)
   }
 }
 
-export function DisplayView({ id, payload }: { id: string; payload?: DisplayPayload }) {
+export const DisplayView = memo(function DisplayView({ id, payload }: { id: string; payload?: DisplayPayload }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const frame = useRef(0);
   const layers = payload?.layers ?? [];
@@ -79,8 +81,9 @@ export function DisplayView({ id, payload }: { id: string; payload?: DisplayPayl
     if (base) drawPicture(ctx, base);
     else ctx.clearRect(0, 0, w, h);
     const scale = Math.max(1, w / 512);
-    for (const o of overlays) drawOverlay(ctx, o, scale);
+    for (const o of overlays) drawOverlay(ctx, o, scale, base?.scale ?? 1);
     frame.current += 1;
+    trace("drawn");
     c.dataset.frame = String(frame.current);
     c.dataset.revision = String(payload.revision);
   }, [payload]);
@@ -96,7 +99,7 @@ export function DisplayView({ id, payload }: { id: string; payload?: DisplayPayl
       ))}
     </div>
   );
-}
+});
 
 function PngImage({ layer, revision }: { layer: Layer; revision: number }) {
   const ref = useRef<HTMLImageElement>(null);

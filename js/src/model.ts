@@ -17,6 +17,7 @@ export class Channel {
   private pending = new Map<number, (r: Reply) => void>();
   private readonly onMsg = (msg: any) => {
     if (msg?.type === "reply") {
+      trace("reply");
       const resolve = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       resolve?.(msg as Reply);
@@ -27,6 +28,7 @@ export class Channel {
   }
   command(command: Command): Promise<Reply> {
     const id = this.next++;
+    trace(`send ${command.op}`);
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
       this.model.send({ type: "command", id, command });
@@ -59,4 +61,10 @@ export class Coalescer<T> {
       if (q) this.push(q.value);
     });
   }
+}
+
+/** Timing marks for the latency benchmark: recorded only when the page defines `window.__oremdaTrace`. */
+export function trace(label: string): void {
+  const t = (globalThis as { __oremdaTrace?: [string, number][] }).__oremdaTrace;
+  if (t) t.push([label, performance.now()]);
 }

@@ -94,7 +94,8 @@ export interface Layer {
   pixels?: DataView; // picture: uint8, row-major, width*height
   points?: DataView; // scatter: float32 (y, x) pairs; vector: float32 (y, x, dy, dx)
   png?: DataView;
-  shape?: number[];
+  shape?: number[]; // picture: the full image shape before binning
+  scale?: number; // picture: block size of the binning (1 = full size)
 }
 
 export interface DisplayPayload {

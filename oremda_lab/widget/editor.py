@@ -38,6 +38,8 @@ __all__ = ["PipelineEditor"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 BUNDLE = STATIC / "editor.js"
+#: Node status changes are sent at most this often while a run is going (the end is sent at once).
+STATUS_INTERVAL_S = 0.1
 _MISSING_BUNDLE = """
 export default { render({ el }) {
   el.textContent = "oremda-lab: the editor bundle is missing; run `npm ci && npm run build` in the source tree.";
@@ -67,6 +69,9 @@ class PipelineEditor(anywidget.AnyWidget):
         Operators offered in the palette (default: the shipped library).
     height
         Height of the canvas in pixels.
+    picture_max_px
+        Pictures larger than this (per side) are block-averaged by an integer factor
+        before they are sent to the browser (None: always full size).
 
     Examples
     --------
@@ -97,6 +102,7 @@ class PipelineEditor(anywidget.AnyWidget):
         auto_run: bool = True,
         registry: Registry | None = None,
         height: int = 460,
+        picture_max_px: int | None = 512,
         **kwargs: Any,
     ):
         self._registry = registry or default_registry()
@@ -105,11 +111,13 @@ class PipelineEditor(anywidget.AnyWidget):
         self._syncing = False
         self._batching = 0
         self._submitted_key: str | None = None
-        self._latest_run = 0
+        self._pending_status: dict[str, dict[str, Any]] = {}
+        self._status_timer: threading.Timer | None = None
         self._display_revision = 0
         self._owns_engine = engine is None and auto_run
         self._engine = engine
         self.auto_run = auto_run
+        self.picture_max_px = picture_max_px
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
@@ -202,6 +210,8 @@ class PipelineEditor(anywidget.AnyWidget):
     def close(self) -> None:
         """Close the widget; stop observing; close the engine if the editor made it."""
         self._unobserve()
+        if self._status_timer is not None:
+            self._status_timer.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -229,6 +239,8 @@ class PipelineEditor(anywidget.AnyWidget):
     def _on_pipeline(self, pipeline: Pipeline) -> None:
         if self._batching:
             return
+        if self.auto_run:
+            self._resubmit()  # first: the run starts while the graph goes to the browser
         doc = pipeline.to_json()
         with self._lock:
             self._syncing = True
@@ -236,8 +248,6 @@ class PipelineEditor(anywidget.AnyWidget):
                 self.graph = doc
             finally:
                 self._syncing = False
-        if self.auto_run:
-            self._resubmit()
 
     def _on_graph_trait(self, change: dict[str, Any]) -> None:
         # Someone set ``editor.graph`` from Python (or restored state): adopt it.
@@ -296,25 +306,36 @@ class PipelineEditor(anywidget.AnyWidget):
         future.add_done_callback(self._on_done)
 
     def _on_event(self, event: Any) -> None:
+        # Node events are batched: at most one ``status`` message per STATUS_INTERVAL_S, and
+        # the run's end sends status, displays and run state together (one message). A
+        # message per event would make the browser re-render a dozen times per slider step.
         try:
             with self._lock:
                 if event.node is None:
-                    self._latest_run = max(self._latest_run, event.run_id)
                     if event.state == "starting":
                         self._set_run("starting", message=event.message or "starting workers…")
                     elif event.state == "started":
                         self._set_run("running", message=event.message or "running…")
                     return
-                status = dict(self.status)
-                status[event.node] = {
+                self._pending_status[event.node] = {
                     "state": event.state,
                     "duration_s": event.duration_s,
                     "cached": bool(event.cached),
                     "error": event.error,
                 }
-                self.status = status
+                if self._status_timer is None:
+                    self._status_timer = threading.Timer(STATUS_INTERVAL_S, self._flush_status)
+                    self._status_timer.daemon = True
+                    self._status_timer.start()
         except Exception:
             log.exception("editor failed on %s", event)
+
+    def _flush_status(self) -> None:
+        with self._lock:
+            self._status_timer = None
+            if self._pending_status:
+                self.status = {**self.status, **self._pending_status}
+                self._pending_status = {}
 
     def _on_done(self, future: Any) -> None:
         try:
@@ -325,13 +346,17 @@ class PipelineEditor(anywidget.AnyWidget):
         if getattr(run, "superseded", False):
             return
         try:
-            with self._lock:
+            with self._lock, self.hold_sync():
+                if self._status_timer is not None:
+                    self._status_timer.cancel()
+                    self._status_timer = None
+                self._pending_status = {}
                 self._display_revision += 1
                 shown = {}
                 for node_id, layers in run.displays.items():
                     node = run.pipeline.nodes.get(node_id)
                     if node is not None:
-                        shown[node_id] = _display.encode(node, layers, self._display_revision)
+                        shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
                 self.status = {
                     n: {"state": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error}
                     for n, r in run.nodes.items()
@@ -349,7 +374,9 @@ class PipelineEditor(anywidget.AnyWidget):
 
     def _set_run(self, state: str, **fields: Any) -> None:
         with self._lock:
-            self.run = {"state": state, **fields}
+            new = {"state": state, **fields}
+            if new != self.run:
+                self.run = new
 
 
 def _as_pipeline(source: Pipeline | dict | str | Path | None, registry: Registry) -> Pipeline:

@@ -150,6 +150,7 @@ def test_node_status_and_errors_reach_the_widget(comm):
     emit(NodeEvent(1, "blur", "running"))
     error = {"message": "boom", "traceback": "tb", "log_tail": "log", "exit_status": 1}
     emit(NodeEvent(1, "blur", "error", duration_s=0.5, error=error))
+    wait_for(lambda: "blur" in e.status)  # node events are batched (STATUS_INTERVAL_S)
     assert e.status["blur"] == {"state": "error", "duration_s": 0.5, "cached": False, "error": error}
     e.pipeline.set_position("blur", 1, 2)
     assert len(engine.submitted) == 1  # moving a node does not re-run
