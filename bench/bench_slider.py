@@ -94,7 +94,8 @@ w.VBox([slider, out])
 ARM = """kind => {
   window.__t0 = null;
   document.addEventListener('keydown', () => { window.__t0 = performance.now(); }, {capture: true, once: true});
-  const painted = (resolve) => requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
+  const painted = (resolve) =>
+    requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
   window.__done = new Promise((resolve) => {
     if (kind === 'editor') {
       const c = document.querySelector("canvas[data-display='view']");
@@ -150,7 +151,8 @@ def measure(page, kind: str, slider, moves: int, warmup: int, traces: list | Non
 def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"median_ms": statistics.median(times), "p95_ms": p95, "min_ms": ordered[0], "max_ms": ordered[-1], "n": len(times)}
+    median = statistics.median(times)
+    return {"median_ms": median, "p95_ms": p95, "min_ms": ordered[0], "max_ms": ordered[-1], "n": len(times)}
 
 
 def main() -> None:
