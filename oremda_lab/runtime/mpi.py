@@ -77,6 +77,24 @@ class MPIJob(WorkerHandle):
         self.process = process
         self.log = log
         self.rank_pids: dict[int, int] = {}  # ranks on this machine only
+        self.shared_files: set[str] = set()  # the MPI library's own /dev/shm segments
+
+    def note_shared_files(self) -> None:
+        """Remember the shared-memory files the ranks mapped (MPICH: ``mpich_shm_*``).
+
+        MPI libraries unlink these at ``MPI_Finalize``; a killed job leaves them behind
+        in /dev/shm, so :meth:`kill` removes them.
+        """
+        for pid in self.rank_pids.values():
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            for line in maps.splitlines():
+                fields = line.split(maxsplit=5)
+                path = fields[5] if len(fields) == 6 else ""
+                if path.startswith("/dev/shm/") and not path.startswith("/dev/shm/oremda-"):
+                    self.shared_files.add(path.removesuffix(" (deleted)"))
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -93,6 +111,7 @@ class MPIJob(WorkerHandle):
 
     def kill(self) -> None:
         """Terminate the launcher's process group, then kill it and any rank left over."""
+        self.note_shared_files()
         if self.process.poll() is None:
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
@@ -106,6 +125,8 @@ class MPIJob(WorkerHandle):
             except (ProcessLookupError, PermissionError):
                 pass
         self.process.wait()
+        for path in self.shared_files:
+            Path(path).unlink(missing_ok=True)
 
 
 class RankHandle(WorkerHandle):
@@ -424,6 +445,7 @@ class MPIRuntime(Runtime):
             self._local[rank] = bool(reply.get("local"))
             if reply.get("local") and reply.get("pid"):
                 job.rank_pids[rank] = int(reply["pid"])
+        job.note_shared_files()
         return None
 
     def _drop_job(self, message: str | None = None, polite: bool = False, settle: bool = False) -> NodeFailure | None:

@@ -96,14 +96,19 @@ def mpi_host_pids():
     return {int(p) for p in out.split()}
 
 
+def mpi_shm_files():
+    return {p.name for p in Path("/dev/shm").glob("mpich_shm_*")} if Path("/dev/shm").is_dir() else set()
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_ranks():
-    before = mpi_host_pids()
+    before, files = mpi_host_pids(), mpi_shm_files()
     yield
     deadline = time.monotonic() + 5
     while mpi_host_pids() - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not mpi_host_pids() - before, "MPI ranks outlived their runtime"
+    assert not mpi_shm_files() - files, "a killed MPI job left its shared memory in /dev/shm"
 
 
 # -- data-parallel operators --------------------------------------------------------
