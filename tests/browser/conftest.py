@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from lab import ARTIFACTS, CHROMIUM, chromium_page, jupyter_lab
+from lab import ARTIFACTS, CHROMIUM, ROOT, chromium_page, jupyter_lab
 
 
 def pytest_collection_modifyitems(items):
@@ -12,11 +12,15 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def lab_url():
+def lab_url(tmp_path_factory):
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("playwright")
-    with jupyter_lab() as url:
+    # Serve copies: Lab autosaves and writes checkpoints, and the repository's notebooks
+    # must stay as committed (without outputs).
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    with jupyter_lab(root) as url:
         yield url
 
 
