@@ -10,10 +10,12 @@ being tuned does. LiberTEM gets the same array as a "memory" dataset (inline exe
 one core) and as a .npy file in the page cache (pipelined executor, --cores workers),
 and runs the same algorithms: its own ring mask analysis (ApplyMasksUDF) for the
 virtual detector, and a UDF calling our bragg_map() per partition for the Bragg
-vector map. Throughput is frames (diffraction patterns) per second, best of --reps.
+vector map. Throughput is frames (diffraction patterns) per second, best of --reps
+rounds; each round runs every contender in turn, so changing load hits all alike.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import platform
@@ -35,8 +37,7 @@ from oremda_lab.runtime import make_runtime  # noqa: E402
 from oremda_lab.runtime.base import Task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-VD_PARAMS = {"inner_radius": 6.0, "outer_radius": 24.0}
-BVM_PARAMS: dict = {}
+PARAMS = {"virtual_detector": {"inner_radius": 6.0, "outer_radius": 24.0}, "bragg_vector_map": {}}
 
 
 def load(path: Path, name: str):
@@ -54,76 +55,83 @@ def dataset(scan: int) -> np.ndarray:
     return np.ascontiguousarray(data), info
 
 
-def best(fn, reps: int) -> float:
-    fn()  # warm: workers started, code imported, pages mapped
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+class Ours:
+    """One oremda runtime with the data in its session; ``run(op)`` runs one task."""
+
+    def __init__(self, stack: contextlib.ExitStack, arena: Arena, ref: ObjectRef, runtime_name: str, **options):
+        self.arena = arena
+        self.wire = {"data": {"ref": ref.to_dict(), "meta": {}}}
+        self.runtime = stack.enter_context(make_runtime(runtime_name, arena, start_timeout=120, **options))
+        self.specs = {name: default_registry().get(name) for name in PARAMS}
+        assert not self.runtime.start(self.specs)
+
+    def run(self, name: str) -> None:
+        spec = self.specs[name]
+        task = Task(f"b{uuid.uuid4().hex[:6]}", name, spec, spec.resolved_params(PARAMS[name]), self.wire, slot=name)
+        result = self.runtime.submit(task).result(600)
+        for v in result.outputs.values():
+            self.arena.free(ObjectRef.from_dict(v["ref"]))
 
 
-def ours(data: np.ndarray, runtime_name: str, reps: int, **options) -> dict[str, float]:
-    registry = default_registry()
-    out = {}
-    with Arena.create() as arena:
-        ref = arena.put(data, "bench--data")
-        wire = {"data": {"ref": ref.to_dict(), "meta": {}}}
-        with make_runtime(runtime_name, arena, start_timeout=120, **options) as runtime:
-            for name, params in (("virtual_detector", VD_PARAMS), ("bragg_vector_map", BVM_PARAMS)):
-                spec = registry.get(name)
-                assert not runtime.start({name: spec})
+class LiberTEM:
+    """A LiberTEM context on the same data; ``run(op)`` runs the same analysis."""
 
-                def once(spec=spec, params=params, name=name):
-                    task = Task(f"b{uuid.uuid4().hex[:6]}", name, spec, spec.resolved_params(params), wire, slot=name)
-                    result = runtime.submit(task).result(600)
-                    for v in result.outputs.values():
-                        arena.free(ObjectRef.from_dict(v["ref"]))
+    def __init__(self, stack: contextlib.ExitStack, data: np.ndarray, executor: str, cores: int, folder: Path):
+        from libertem.api import Context
+        from libertem.udf import UDF
 
-                out[name] = best(once, reps)
-    return out
+        bvm = load(ROOT / "operators" / "bragg_vector_map" / "run.py", "bvm_run")
+        spec = default_registry().get("bragg_vector_map")
+        p = spec.resolved_params(PARAMS["bragg_vector_map"])
 
+        class BraggUDF(UDF):
+            def get_result_buffers(self):
+                sig = tuple(self.meta.dataset_shape.sig)
+                return {"out": self.buffer(kind="single", extra_shape=sig, dtype=np.float64)}
 
-def libertem(data: np.ndarray, executor: str, cores: int, reps: int, folder: Path) -> dict[str, float]:
-    from libertem.api import Context
-    from libertem.udf import UDF
+            def process_partition(self, partition):
+                self.results.out[:] += bvm.bragg_map(
+                    partition, p["template_radius"], p["threshold"], p["min_distance"],
+                    p["max_peaks"], p["edge"], p["relative_to"],
+                )  # fmt: skip
 
-    bvm = load(ROOT / "operators" / "bragg_vector_map" / "run.py", "bvm_run")
-    params = {**{k: p.default for k, p in default_registry().get("bragg_vector_map").params.items()}, **BVM_PARAMS}
+            def merge(self, dest, src):
+                dest.out[:] += src.out
 
-    class BraggUDF(UDF):
-        def get_result_buffers(self):
-            return {"out": self.buffer(kind="single", extra_shape=tuple(self.meta.dataset_shape.sig), dtype=np.float64)}
-
-        def process_partition(self, partition):
-            self.results.out[:] += bvm.bragg_map(
-                partition, params["template_radius"], params["threshold"], params["min_distance"],
-                params["max_peaks"], params["edge"], params["relative_to"],
-            )  # fmt: skip
-
-        def merge(self, dest, src):
-            dest.out[:] += src.out
-
-    ctx = Context.make_with(executor, cpus=cores) if executor != "inline" else Context.make_with("inline")
-    try:
         if executor == "inline":
-            ds = ctx.load("memory", data=data, sig_dims=2)
+            self.ctx = Context.make_with("inline")
+            ds = self.ctx.load("memory", data=data, sig_dims=2)
         else:
+            self.ctx = Context.make_with(executor, cpus=cores)
             path = folder / "scan.npy"
-            if not path.exists():
-                np.save(path, data)
-            ds = ctx.load("npy", path=str(path))
+            np.save(path, data)
+            ds = self.ctx.load("npy", path=str(path))
+        stack.callback(self.ctx.close)
         c = data.shape[-1] // 2
-        ring = ctx.create_ring_analysis(
-            dataset=ds, cx=c, cy=c, ri=VD_PARAMS["inner_radius"], ro=VD_PARAMS["outer_radius"]
-        )
-        return {
-            "virtual_detector": best(lambda: ctx.run(ring), reps),
-            "bragg_vector_map": best(lambda: ctx.run_udf(dataset=ds, udf=BraggUDF()), reps),
+        vd = PARAMS["virtual_detector"]
+        ring = self.ctx.create_ring_analysis(dataset=ds, cx=c, cy=c, ri=vd["inner_radius"], ro=vd["outer_radius"])
+        self.jobs = {
+            "virtual_detector": lambda: self.ctx.run(ring),
+            "bragg_vector_map": lambda: self.ctx.run_udf(dataset=ds, udf=BraggUDF()),
         }
-    finally:
-        ctx.close()
+
+    def run(self, name: str) -> None:
+        self.jobs[name]()
+
+
+def measure(contenders: dict, reps: int) -> dict[str, dict[str, float]]:
+    """Best time per contender and operator; rounds interleave contenders, so load drift hits all alike."""
+    best = {who: dict.fromkeys(PARAMS, float("inf")) for who in contenders}
+    for c in contenders.values():  # warm: workers started, code imported, pages mapped
+        for name in PARAMS:
+            c.run(name)
+    for _ in range(reps):
+        for who, c in contenders.items():
+            for name in PARAMS:
+                start = time.perf_counter()
+                c.run(name)
+                best[who][name] = min(best[who][name], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -136,15 +144,17 @@ def main() -> None:
     data, info = dataset(args.scan)
     frames = data.shape[0] * data.shape[1]
     print(f"data: {data.shape} {data.dtype} ({data.nbytes / 2**20:.0f} MiB, {info['source']}), {args.cores} cores")
-    results: dict[str, dict[str, float]] = {}
-    results["oremda local (1 process)"] = ours(data, "local", args.reps)
-    for ranks in sorted({1, 2, args.cores}):
-        results[f"oremda mpi, {ranks} rank(s)"] = ours(data, "mpi", args.reps, ranks=ranks)
-    with tempfile.TemporaryDirectory() as tmp:
-        results["LiberTEM inline (1 core)"] = libertem(data, "inline", 1, args.reps, Path(tmp))
-        results[f"LiberTEM pipelined ({args.cores} cores)"] = libertem(
-            data, "pipelined", args.cores, args.reps, Path(tmp)
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        arena = stack.enter_context(Arena.create())
+        ref = arena.put(data, "bench--data")
+        contenders = {"oremda local (1 process)": Ours(stack, arena, ref, "local")}
+        for ranks in sorted({1, 2, args.cores}):
+            contenders[f"oremda mpi, {ranks} rank(s)"] = Ours(stack, arena, ref, "mpi", ranks=ranks)
+        contenders["LiberTEM inline (1 core)"] = LiberTEM(stack, data, "inline", 1, Path(tmp))
+        contenders[f"LiberTEM pipelined ({args.cores} cores)"] = LiberTEM(
+            stack, data, "pipelined", args.cores, Path(tmp)
         )
+        results = measure(contenders, args.reps)
     mpi_best = f"oremda mpi, {args.cores} rank(s)"
     lt_best = f"LiberTEM pipelined ({args.cores} cores)"
     lines = [
