@@ -293,7 +293,7 @@ class PipelineEditor(anywidget.AnyWidget):
             self._set_run("idle")
             return
         # Say "running" before submitting: a fast run may finish before submit returns.
-        self._set_run("running", message="queued…")
+        self._set_run("running", message="running…")
         try:
             future = self.engine.submit(self._pipeline)
         except PipelineError as e:
