@@ -46,8 +46,8 @@ def find_disks(frames, template_radius, threshold, min_distance, max_peaks, edge
     top, strength = np.take_along_axis(top, order, axis=1), np.take_along_axis(strength, order, axis=1)
     # A maximum closer than min_distance to a stronger one is part of it (a plateau, a
     # ring artefact, the slope of the zero beam's correlation).
-    yx = np.stack(np.divmod(top, shape[1]), axis=-1)
-    near = ((yx[:, :, None, :] - yx[:, None, :, :]) ** 2).sum(-1) < min_distance**2
+    y, x = (v.astype(np.int32) for v in np.divmod(top, shape[1]))
+    near = (y[:, :, None] - y[:, None, :]) ** 2 + (x[:, :, None] - x[:, None, :]) ** 2 < min_distance**2
     stronger = np.tri(count, k=-1, dtype=bool)[None] & np.isfinite(strength)[:, None, :]
     strength = np.where((near & stronger).any(axis=2), -np.inf, strength)
     order = np.argsort(-strength, axis=1, kind="stable")
