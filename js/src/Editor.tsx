@@ -115,7 +115,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       const inv = record ? inverse(graphRef.current, cmd, catalog) : null;
       const reply = await channel.command(cmd);
       if (!reply.ok) show(reply.problems.join("; ") || "refused");
-      else if (record && inv) {
+      else if (record) setMessage(null);
+      if (reply.ok && record && inv) {
         history.push({ command: cmd, inverse: inv, label });
         bump((x) => x + 1);
       }

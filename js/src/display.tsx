@@ -88,10 +88,11 @@ export const DisplayView = memo(function DisplayView({ id, payload }: { id: stri
     c.dataset.revision = String(payload.revision);
   }, [payload]);
   return (
-    <div className="oremda-display" data-display-id={id}>
+    <div className={`oremda-display${payload?.stale ? " stale" : ""}`} data-display-id={id}>
       <div className="oremda-display-title">
         {id}
         {layers.length ? "" : " (no data yet)"}
+        {payload?.stale ? <span className="oremda-stale"> (stale: an upstream node failed)</span> : null}
       </div>
       {pictures.length || overlays.length ? <canvas ref={canvas} className="oremda-canvas" data-display={id} /> : null}
       {pngs.map((l, i) => (

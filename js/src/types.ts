@@ -102,6 +102,7 @@ export interface DisplayPayload {
   kind: string; // "1D" | "2D"
   layers: Layer[];
   revision: number;
+  stale?: boolean; // the last good layers, kept while an upstream node fails
 }
 
 /** Edits the front end proposes; each maps to one Pipeline method in Python. */

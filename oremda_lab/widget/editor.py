@@ -355,8 +355,14 @@ class PipelineEditor(anywidget.AnyWidget):
                 shown = {}
                 for node_id, layers in run.displays.items():
                     node = run.pipeline.nodes.get(node_id)
-                    if node is not None:
-                        shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
+                    if node is None:
+                        continue
+                    old = self.displays.get(node_id)
+                    if not layers and old and old.get("layers") and run.errors:
+                        # Upstream failed: keep the last picture, marked stale, rather than a blank.
+                        shown[node_id] = {**old, "stale": True}
+                        continue
+                    shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
                 self.status = {
                     n: {"state": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error}
                     for n, r in run.nodes.items()

@@ -114,3 +114,15 @@ def test_getting_started_in_jupyterlab(page, lab_url):
     new_edge = {"type": "data", "from": {"id": "read", "port": "out"}, "to": {"id": "gaussian_blur1", "port": "image"}}
     assert new_edge in exported["edges"]
     shot(page, "06-exported")
+
+    # Edits from Python show on the canvas; a failing node shows its error and log.
+    run_code_in_new_cell(page, 'pipeline.set_param("blur", "sigma", 4.0); print("ok")')
+    page.wait_for_function("() => document.querySelector(\"[data-param-value='sigma']\").textContent === '4'")
+    run_code_in_new_cell(page, 'pipeline.set_param("read", "series", 7); print("ok")')
+    error = page.locator(".oremda-node[data-node-id='read'] .oremda-node-error")
+    error.wait_for(timeout=30_000)
+    assert page.locator(".oremda-node[data-node-id='read']").get_attribute("data-state") == "error"
+    assert error.locator(".oremda-node-error-msg").inner_text().strip()
+    assert page.locator(".oremda-node[data-node-id='blur']").get_attribute("data-state") == "skipped"
+    page.locator(EDITOR).first.scroll_into_view_if_needed()
+    shot(page, "07-node-error")

@@ -181,6 +181,13 @@ def test_runs_update_displays_in_place(comm):
         assert e.status["data"]["state"] == "cached" and e.status["blur"]["state"] == "done"
         second = np.frombuffer(e.displays["view"]["layers"][0]["pixels"], np.uint8)
         assert np.abs(second.astype(int) - first).mean() > 1  # more blur, different picture
+        # An upstream failure keeps the last picture, marked stale, and says which node failed.
+        e.pipeline.set_param("read", "series", 7)
+        wait_for(lambda: e.run["state"] == "error")
+        assert e.run["message"].startswith("read: ")
+        assert e.status["read"]["state"] == "error" and e.status["read"]["error"]["message"]
+        assert e.status["blur"]["state"] == "skipped"
+        assert e.displays["view"]["stale"] and e.displays["view"]["layers"][0]["pixels"] == second.tobytes()
         e.close()
 
 
