@@ -39,7 +39,8 @@ _PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"
 # Left out of the Python packages: test suites, C headers and sources, and pyarrow's
 # Flight and Gandiva libraries, which workers never load (lib.so links Substrait: kept).
 _PRUNE_DIRS = ("tests", "include")
-_PRUNE_GLOBS = ("*.pxd", "*.pyx", "*.pyi", "pyarrow/src", "pyarrow/*flight*", "pyarrow/*gandiva*")
+# (*.pyi stubs stay: scikit-image loads its submodules lazily from them.)
+_PRUNE_GLOBS = ("*.pxd", "*.pyx", "pyarrow/src", "pyarrow/*flight*", "pyarrow/*gandiva*")
 
 
 def cache_dir() -> Path:
@@ -77,7 +78,7 @@ def rootfs_key(requirements: Iterable[str], mirror: str = DEFAULT_MIRROR) -> str
         "pip": sorted(requirements),
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "uid": USER_ID,
-        "layout": 4,  # bump when the build steps below change
+        "layout": 5,  # bump when the build steps below change
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -118,6 +119,9 @@ def build_rootfs(requirements: Iterable[str], *, mirror: str | None = None, log=
         with tarfile.open(partial, "w") as tar:
             tar.add(root, arcname=".", filter=_skip_devices)
         partial.rename(target)
+    for old in target.parent.glob(f"rootfs-{SUITE}-*.tar"):
+        if old != target:  # one base at a time: each is several hundred MB
+            old.unlink(missing_ok=True)
     return target
 
 

@@ -154,9 +154,10 @@ class ImageCatalog:
 class ContainerHandle(WorkerHandle):
     """A worker container. A waiter thread learns its exit without polling the engine."""
 
-    def __init__(self, client: Any, container: Any):
+    def __init__(self, client: Any, container: Any, log: Path | None = None):
         self.client = client
         self.container = container
+        self.log = log
         self._status: int | None = None
         self._ended = threading.Event()
         self._log: str | None = None
@@ -187,10 +188,22 @@ class ContainerHandle(WorkerHandle):
         return -(self._status - 128) if 128 < self._status < 160 else self._status
 
     def log_tail(self, lines: int = 40) -> str:
-        if self._log is not None:
-            return "\n".join(self._log.splitlines()[-lines:])
+        text = self._log
+        if text is None:
+            text = self._read_log()
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _read_log(self) -> str:
+        """The worker's output: its log file in the session folder, else the engine's log."""
+        if self.log is not None:
+            try:
+                text = self.log.read_text(errors="replace").rstrip()
+                if text:
+                    return text
+            except OSError:
+                pass
         try:
-            return self.container.logs(tail=lines).decode(errors="replace").rstrip()
+            return self.container.logs(tail=200).decode(errors="replace").rstrip()
         except Exception:
             return ""
 
@@ -204,10 +217,7 @@ class ContainerHandle(WorkerHandle):
                 except Exception:
                     pass
                 self._ended.wait(_STOP_GRACE + 10)
-            try:  # keep the log: the node error quotes it after the container is gone
-                self._log = self.container.logs(tail=200).decode(errors="replace").rstrip()
-            except Exception:
-                self._log = ""
+            self._log = self._read_log()  # the node error quotes it after the container is gone
             try:
                 self.container.remove(force=True)
             except Exception:
@@ -292,16 +302,21 @@ class DockerRuntime(Runtime):
                 f"image {ref} was built from another version of {spec.name} than {spec.path}; "
                 f"rebuild it: oremda-lab build --engine {self.engine} {spec.name}"
             )
+        self._digests[ref] = image.id
         container = self.client.containers.run(image.id, **self.container_options(spec, worker_id))
-        return ContainerHandle(self.client, container)
+        return ContainerHandle(self.client, container, self.arena.path / "run" / f"{worker_id}.log")
 
     def container_options(self, spec: OperatorSpec, worker_id: str) -> dict[str, Any]:
         """The docker SDK ``containers.run`` keywords for a worker of ``spec``."""
         from docker.types import Ulimit
 
         session = str(self.arena.path)
+        log = f"{session}/run/{worker_id}.log"
+        worker = self.worker_command(worker_id, OPERATOR_DIR, python=PYTHON)
         options: dict[str, Any] = {
-            "command": self.worker_command(worker_id, OPERATOR_DIR, python=PYTHON),
+            # The worker's output goes to a file in the session folder, as for local workers:
+            # readable at once, and after the container is gone (engine logs can lag behind).
+            "command": ["/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1', log, *worker],
             "detach": True,
             "name": f"oremda-{worker_id}-{os.getpid()}",
             "environment": self.worker_env(data_dir=DATA_MOUNT),

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Containers: install Docker, Podman and debootstrap; start both engines by pid; build
+# every operator image (base root filesystem from scratch unless cached); run the
+# container suite; stop the engines by pid whatever happens. Budget: 20 min on 2 cores.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+state="$(mktemp -d /run/oremda-ci.XXXXXX)"
+# The engine's images live on disk (not under /run, a tmpfs), fresh for every run.
+export OREMDA_DOCKER_DATA="$(mktemp -d /var/tmp/oremda-ci-docker.XXXXXX)"
+
+stop_all() {
+  # Containers of this run are removed by the tests; the engines are stopped by pid only.
+  bash "${here}/containers/stop-daemon.sh" "${state}/podman/podman.pid" || true
+  bash "${here}/containers/stop-daemon.sh" "${state}/docker/dockerd.pid" || true
+  rm -rf "${state}" "${OREMDA_DOCKER_DATA}"
+}
+trap stop_all EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v dockerd >/dev/null || ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq docker.io podman debootstrap >/dev/null
+fi
+python -m pip install -q "docker>=7"
+
+bash "${here}/containers/start-dockerd.sh" "${state}/docker"
+bash "${here}/containers/start-podman.sh" "${state}/podman"
+export DOCKER_HOST="unix://${state}/docker/docker.sock"
+export OREMDA_PODMAN_HOST="unix://${state}/podman/podman.sock"
+export OREMDA_REQUIRE_ENGINES=1  # a missing engine fails the step instead of skipping tests
+
+start=$(date +%s)
+python -m oremda_lab.images.build                   # Docker: base (debootstrap + import) + every operator
+python -m oremda_lab.images.build --engine podman   # Podman: same base tarball, imported again
+echo "images built in $(( $(date +%s) - start )) s"
+
+python -m pytest -m "docker or podman" tests/runtime tests/images -q -p no:cacheprovider -rs --timeout 900
+
+left=$(docker ps -aq --filter label=oremda.session | wc -l)
+if [ "${left}" != "0" ]; then
+  echo "containers left behind: ${left}" >&2
+  exit 1
+fi
