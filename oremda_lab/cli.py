@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     operators = sub.add_parser("operators", help="list operators with their ports and parameters")
     operators.add_argument("--json", action="store_true", help="print the descriptions as JSON")
     operators.set_defaults(command=_operators)
+
+    from oremda_lab.images.build import add_arguments as add_build_arguments, run as build_images
+
+    build = sub.add_parser("build", help="build operator images (Docker, Podman, or Apptainer SIF files)")
+    add_build_arguments(build)
+    build.set_defaults(command=build_images)
     return parser
 
 
