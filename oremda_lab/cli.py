@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     operators.add_argument("--json", action="store_true", help="print the descriptions as JSON")
     operators.set_defaults(command=_operators)
 
-    from oremda_lab.images.build import add_arguments as add_build_arguments, run as build_images
+    from oremda_lab.images.build import add_arguments as add_build_arguments
+    from oremda_lab.images.build import run as build_images
 
     build = sub.add_parser("build", help="build operator images (Docker, Podman, or Apptainer SIF files)")
     add_build_arguments(build)
