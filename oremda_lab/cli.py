@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("pipeline", type=Path)
     validate.set_defaults(command=_validate)
 
+    examples = sub.add_parser("examples", help="fetch the real example data (once) and print its folder")
+    examples.set_defaults(command=_examples)
+
     operators = sub.add_parser("operators", help="list operators with their ports and parameters")
     operators.add_argument("--json", action="store_true", help="print the descriptions as JSON")
     operators.set_defaults(command=_operators)
@@ -154,6 +157,16 @@ def _operators(args: argparse.Namespace) -> int:
                 )
             unit = f" {param.unit}" if param.unit else ""
             print(f"  param {param.name}: {param.type}{bounds}{unit} = {param.default!r}")
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from oremda_lab.examples import DataUnavailable, example_data
+
+    try:
+        print(example_data())
+    except DataUnavailable as e:
+        raise UserError(str(e)) from None
     return 0
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import ndimage
 
-from oremda_lab.worker.sdk import PortValue, operator
+from oremda_lab.worker.sdk import PortValue, operator, output_array
 
 
 @operator
@@ -13,7 +13,8 @@ def gaussian_blur(inputs, params):
     sigma = params["sigma"]
     if isinstance(sigma, (list, tuple)) and len(sigma) != data.ndim:
         raise ValueError(f"sigma has {len(sigma)} values for a {data.ndim}-D image")
-    blurred = ndimage.gaussian_filter(
-        data, sigma, mode=params.get("mode", "reflect"), truncate=params.get("truncate", 4.0)
+    blurred = output_array(data.shape, data.dtype)  # written in place in shared memory
+    ndimage.gaussian_filter(
+        data, sigma, output=blurred, mode=params.get("mode", "reflect"), truncate=params.get("truncate", 4.0)
     )
     return {"image": PortValue(blurred, dict(image.meta))}

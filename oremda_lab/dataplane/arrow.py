@@ -7,6 +7,8 @@ without a copy.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pyarrow as pa
 
@@ -27,9 +29,40 @@ def tensor_size(tensor: pa.Tensor) -> int:
 
 def write_tensor(tensor: pa.Tensor, buffer: pa.Buffer) -> None:
     """Write the tensor message at the start of a mutable buffer."""
-    sink = pa.FixedSizeBufferWriter(buffer)
-    sink.set_memcopy_threads(_COPY_THREADS)
-    pa.ipc.write_tensor(tensor, sink)
+    pa.ipc.write_tensor(tensor, pa.FixedSizeBufferWriter(buffer))
+
+
+def tensor_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes | None:
+    """The bytes of an Arrow tensor message that precede its body.
+
+    Lets a writer fill the body in place. None for dtypes Arrow tensors cannot hold.
+    """
+    try:
+        # np.empty of any size touches no page: only the metadata is computed here.
+        tensor = pa.Tensor.from_numpy(np.empty(shape, dtype))
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError):
+        return None
+    sink = _HeaderSink(tensor_size(tensor) - int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    pa.ipc.write_tensor(tensor, pa.PythonFile(sink, mode="w"))
+    return bytes(sink.header)
+
+
+class _HeaderSink(io.RawIOBase):
+    """A file that keeps the first ``length`` bytes written to it and drops the rest."""
+
+    def __init__(self, length: int):
+        self.header = bytearray()
+        self.length = length
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        missing = self.length - len(self.header)
+        if missing > 0:
+            self.header += view[:missing]
+        return view.nbytes
 
 
 def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...], fallback: bool) -> np.ndarray:
@@ -42,7 +75,3 @@ def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...], fallback: 
         array = array.reshape(shape)
     array.flags.writeable = False
     return array
-
-
-# Two threads saturate memory bandwidth on small machines; more only contend.
-_COPY_THREADS = 2

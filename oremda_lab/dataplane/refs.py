@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -23,7 +23,7 @@ class ObjectRef:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for a control message."""
-        return asdict(self)
+        return {"name": self.name, "kind": self.kind, "nbytes": self.nbytes, "dtype": self.dtype, "shape": self.shape}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ObjectRef:

@@ -105,7 +105,7 @@ def _draw_picture(ax, data: np.ndarray, meta: dict[str, Any]) -> None:
 def _draw_vector(ax, data: np.ndarray, meta: dict[str, Any]) -> None:
     rows = data.reshape(-1, 4)
     ax.quiver(rows[:, 1], rows[:, 0], rows[:, 3], rows[:, 2], angles="xy", scale_units="xy", scale=1,
-              color=meta.get("color", "red"), label=meta.get("label"))  # fmt: skip
+              color=meta.get("color") or "red", label=meta.get("label") or None)  # fmt: skip
 
 
 _DRAW = {

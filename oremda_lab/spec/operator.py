@@ -118,7 +118,9 @@ class ParamSpec:
         d: dict[str, Any] = {"type": self.type}
         if self.required:
             d["required"] = True
-        for key in ("default", "min", "max", "step", "unit", "description"):
+        if self.default is not None:  # an empty-string default is still a default
+            d["default"] = self.default
+        for key in ("min", "max", "step", "unit", "description"):
             value = getattr(self, key)
             if value is not None and value != "":
                 d[key] = value
@@ -247,9 +249,10 @@ class OperatorSpec:
     def digest(self) -> str:
         """A content hash of the description (and code, when the folder is known)."""
         h = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode())
-        if self.path:
-            for f in sorted(Path(self.path).rglob("*.py")):
-                h.update(f.name.encode())
+        if self.path:  # code and baked-in data files alike
+            root = Path(self.path)
+            for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+                h.update(str(f.relative_to(root)).encode())
                 h.update(f.read_bytes())
         return "sha256:" + h.hexdigest()
 

@@ -8,7 +8,6 @@ RESULT or ERROR until SHUTDOWN or until the runtime goes away. An exception (eve
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import os
@@ -24,7 +23,7 @@ from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
-from oremda_lab.worker.sdk import PortValue, as_port_value, current_data_dir
+from oremda_lab.worker.sdk import PortValue, as_port_value, current_allocator, current_data_dir
 
 _loading = threading.Lock()
 
@@ -68,7 +67,16 @@ class Worker:
         """Answer one RUN message."""
         task = msg["task"]
         start = time.perf_counter()
-        token = current_data_dir.set(self.data_dir)
+        allocated: list[tuple[Any, ObjectRef]] = []
+
+        def allocate(shape: tuple[int, ...], dtype: Any) -> Any:
+            made = self.arena.allocate_array(f"{task}--alloc{len(allocated)}", shape, dtype)
+            if made is None:
+                return None
+            allocated.append(made)
+            return made[0]
+
+        tokens = current_data_dir.set(self.data_dir), current_allocator.set(allocate)
         try:
             inputs = {
                 port: PortValue(
@@ -79,19 +87,21 @@ class Worker:
             args = (inputs, msg["params"], self.state) if self.stateful else (inputs, msg["params"])
             returned = self.func(*args)
             del inputs, args  # drop input views before the engine may reuse their buffers
-            outputs = self._store(task, returned)
+            outputs = self._store(task, returned, allocated)
         except SystemExit as e:
+            self._unlink(ref for _, ref in allocated)
             return protocol.encode(protocol.ERROR, task=task, error=f"operator called sys.exit({e.code})", traceback="")
         except Exception as e:
+            self._unlink(ref for _, ref in allocated)
             return protocol.encode(
                 protocol.ERROR, task=task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
             )
         finally:
-            current_data_dir.reset(token)
-            gc.collect(0)
+            current_data_dir.reset(tokens[0])
+            current_allocator.reset(tokens[1])
         return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start)
 
-    def _store(self, task: str, returned: Any) -> dict[str, Any]:
+    def _store(self, task: str, returned: Any, allocated: list[tuple[Any, ObjectRef]]) -> dict[str, Any]:
         if not isinstance(returned, dict):
             raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
         unknown = set(returned) - set(self.spec.outputs)
@@ -101,11 +111,22 @@ class Worker:
         if missing:
             raise KeyError(f"operator did not return outputs {missing}")
         wire = {}
+        unused = dict((id(array), ref) for array, ref in allocated)
         for port, value in returned.items():
             value = as_port_value(value)
-            ref = self.arena.put(value.data, f"{task}--{port}") if value.data is not None else None
+            if value.data is None:
+                ref = None
+            elif id(value.data) in unused:  # computed in place by output_array(): nothing to copy
+                ref = unused.pop(id(value.data))
+            else:
+                ref = self.arena.put(value.data, f"{task}--{port}")
             wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
+        self._unlink(unused.values())
         return wire
+
+    def _unlink(self, refs: Any) -> None:
+        for ref in refs:
+            (self.arena.objects / ref.name).unlink(missing_ok=True)
 
 
 def serve(conn: Connection, worker: Worker, worker_id: str) -> None:

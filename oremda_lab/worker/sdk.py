@@ -30,6 +30,9 @@ from typing import Any
 DATA_DIR_ENV = "OREMDA_DATA_DIR"
 # Set by the worker around each call (in-process runtimes host several data folders).
 current_data_dir: contextvars.ContextVar[str | None] = contextvars.ContextVar("oremda_data_dir", default=None)
+current_allocator: contextvars.ContextVar[Callable[[tuple[int, ...], Any], Any] | None] = contextvars.ContextVar(
+    "oremda_allocator", default=None
+)
 
 
 @dataclass
@@ -58,6 +61,25 @@ def as_port_value(value: Any) -> PortValue:
     if isinstance(value, PortValue):
         return value
     return PortValue(value, {})
+
+
+def output_array(shape: Any, dtype: Any = float) -> Any:
+    """A writable array to compute an output into; returning it costs no copy.
+
+    In a worker it lives in shared memory already; elsewhere it is ``np.empty``.
+
+    Examples
+    --------
+    >>> out = output_array((2, 3), "float32")
+    >>> out.shape, out.dtype.name
+    ((2, 3), 'float32')
+    """
+    import numpy as np
+
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    allocate = current_allocator.get()
+    array = allocate(shape, np.dtype(dtype)) if allocate else None
+    return array if array is not None else np.empty(shape, dtype)
 
 
 def data_path(filename: str) -> Path:
