@@ -1,41 +1,44 @@
 """The embedded default: one warm process per worker, no container engine needed.
 
-Workers are forked from a fork server that has already imported numpy, pyarrow,
-scipy and the worker loop, so starting N workers costs little more than one (a
-fresh interpreter spends about half a second on imports alone). Each worker runs in
-its own session (process group), its output going to a log file in the session's
-``run/`` folder.
+Workers are forked by a fork server (:mod:`oremda_lab.runtime._forkserver`) that this
+runtime starts once and that has numpy, pyarrow and scipy imported already, so N
+workers start in about the time of one. Each worker runs in its own session
+(process group), its output going to a log file in the session's ``run/`` folder.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from oremda_lab.runtime.base import Runtime, WorkerHandle
 from oremda_lab.spec.operator import OperatorSpec
 
 _TERM_GRACE = 2.0
-# Imported once in the fork server; every worker starts with them loaded.
-PRELOAD = ["oremda_lab.worker.main", "numpy", "pyarrow", "scipy.ndimage", "scipy.optimize", "skimage.feature"]
 
 
 class ProcessHandle(WorkerHandle):
-    """A forked worker process and its log file."""
+    """A forked worker: its pid, its log, and the status file the fork server writes."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, log: Path):
-        self.process = process
+    def __init__(self, pid: int, log: Path):
+        self.pid = pid
         self.log = log
-        self._exitcode: int | None = None
-        self._closed = False
+        self.status_file = Path(f"{log}.status")
 
     def alive(self) -> bool:
-        return not self._closed and self.process.is_alive()
+        return not self.status_file.exists()
 
     def exit_status(self) -> int | None:
-        return self._exitcode if self._closed else self.process.exitcode
+        try:
+            return int(self.status_file.read_text())
+        except (OSError, ValueError):
+            return None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -45,55 +48,71 @@ class ProcessHandle(WorkerHandle):
         return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
-        if self._closed:
-            return
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(_TERM_GRACE)
-            if self.process.is_alive():
-                self.process.kill()
-        self.process.join()
-        self._exitcode = self.process.exitcode
-        self._closed = True
-        self.process.close()  # release its sentinel pipe now, not at garbage collection
+        for sig, wait in ((signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, 10.0)):
+            if not self.alive():
+                return
+            try:
+                os.killpg(self.pid, sig)  # the worker leads its own process group
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 class LocalRuntime(Runtime):
-    """Workers as local processes of the kernel (or CLI) process."""
+    """Workers as local processes, forked from this runtime's fork server."""
 
     name = "local"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._server: subprocess.Popen | None = None
+        self._server_lock = threading.Lock()
+
     def launch(self, spec: OperatorSpec, worker_id: str) -> ProcessHandle:
-        """Fork a worker for ``spec`` from the fork server."""
+        """Ask the fork server for a worker for ``spec``."""
         if spec.path is None:
             raise ValueError(f"operator {spec.name} has no folder to run from")
         log = self.arena.path / "run" / f"{worker_id}.log"
-        process = _context().Process(
-            target=_worker_main,
-            args=(self.worker_args(worker_id, spec.path), self.worker_env(), str(log), str(self.data_dir)),
-            name=f"oremda-{worker_id}",
-            daemon=False,
-        )
-        process.start()
-        return ProcessHandle(process, log)
+        request = {
+            "args": self.worker_args(worker_id, spec.path),
+            "env": self.worker_env(),
+            "log": str(log),
+            "cwd": str(self.data_dir),
+        }
+        with self._server_lock:
+            server = self._fork_server()
+            server.stdin.write(json.dumps(request).encode() + b"\n")
+            server.stdin.flush()
+            reply = server.stdout.readline()
+        if not reply:
+            self._server = None
+            raise RuntimeError(f"the fork server exited (status {server.wait()})")
+        return ProcessHandle(json.loads(reply)["pid"], log)
 
+    def stop(self) -> None:
+        """Stop the workers, then the fork server."""
+        super().stop()
+        with self._server_lock:
+            if self._server is not None:
+                self._server.stdin.close()
+                self._server.stdout.close()
+                try:
+                    self._server.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._server.kill()
+                    self._server.wait()
+                self._server = None
 
-def _context() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
-
-
-def _worker_main(args: list[str], env: dict[str, str], log: str, cwd: str) -> None:
-    """Runs in the forked child: own session, output to the log, then the worker loop."""
-    os.setsid()  # a terminal's Ctrl-C goes to the engine, which stops its workers
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.environ.update(env)
-    os.chdir(cwd)
-    from oremda_lab.worker.main import main
-
-    main(args)
-    sys.stdout.flush()
+    def _fork_server(self) -> subprocess.Popen:
+        if self._server is None or self._server.poll() is not None:
+            with open(self.arena.path / "run" / "forkserver.log", "ab") as log:
+                self._server = subprocess.Popen(
+                    [sys.executable, "-m", "oremda_lab.runtime._forkserver"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    start_new_session=True,
+                )
+        return self._server

@@ -1,0 +1,95 @@
+"""A fork server for local workers: imports the heavy libraries once, forks workers.
+
+A fresh interpreter spends about half a second importing numpy, pyarrow and scipy;
+forking from a process that already holds them starts a worker in milliseconds, so
+a pipeline's workers start together instead of queueing for the two cores.
+
+Protocol (one JSON object per line): the runtime writes
+``{"args": [...], "env": {...}, "log": PATH, "cwd": PATH}`` on stdin; the server answers
+``{"pid": N}``. When a worker exits, the server writes its wait status to ``LOG.status``
+(so a reused pid can never pass for a live worker). End of stdin stops the server.
+
+Unlike :mod:`multiprocessing`'s fork server, the parent's ``__main__`` (a notebook
+kernel or the CLI) is not imported again in every worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from importlib import import_module
+
+PRELOAD = ("numpy", "pyarrow", "scipy.ndimage", "scipy.optimize", "skimage.feature", "oremda_lab.worker.main")
+
+
+def _reap(logs: dict[int, str]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        log = logs.pop(pid, None)
+        if log is not None:
+            with open(log + ".status", "w") as out:
+                out.write(str(os.waitstatus_to_exitcode(status)))
+
+
+def _child(request: dict) -> None:
+    os.setsid()  # a terminal's Ctrl-C goes to the engine, which stops its workers
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    from oremda_lab.worker.main import main
+
+    main(request["args"])
+
+
+def serve() -> None:
+    """Answer fork requests until stdin closes."""
+    for name in PRELOAD:
+        try:
+            import_module(name)
+        except ImportError:
+            pass  # an optional library: workers that need it import it themselves
+    logs: dict[int, str] = {}
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(logs))
+    replies = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        # Hold SIGCHLD until the pid is recorded: a worker may die before fork() returns.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            code = 0
+            try:
+                _child(request)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        logs[pid] = request["log"]
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        replies.write(json.dumps({"pid": pid}).encode() + b"\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    serve()
