@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena
@@ -27,9 +29,31 @@ class RuntimeUnavailable(RuntimeError):
     """The requested runtime cannot run on this machine (the message says why)."""
 
 
+CONFIG_FILE = "oremda_lab.json"
+
+
 def runtime_name(requested: str | None = None) -> str:
-    """Pick the runtime: the argument, else ``OREMDA_RUNTIME``, else ``local``."""
-    return requested or os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME
+    """Pick the runtime: the argument, else ``OREMDA_RUNTIME``, else Jupyter config, else ``local``.
+
+    The Jupyter config is ``{"runtime": NAME}`` in ``oremda_lab.json`` in any Jupyter
+    config folder (``jupyter --paths``), e.g. set once by a facility for its JupyterHub.
+    """
+    return requested or os.environ.get(RUNTIME_ENV) or _configured_runtime() or DEFAULT_RUNTIME
+
+
+def _configured_runtime() -> str | None:
+    try:
+        from jupyter_core.paths import jupyter_config_path
+    except ImportError:
+        return None
+    for folder in jupyter_config_path():  # the user's folder comes first
+        path = Path(folder) / CONFIG_FILE
+        if path.is_file():
+            try:
+                return json.loads(path.read_text()).get("runtime")
+            except (OSError, ValueError) as e:
+                raise RuntimeUnavailable(f"cannot read {path}: {e}") from None
+    return None
 
 
 def make_runtime(name: str | None, arena: Arena, **options: Any) -> Runtime:
