@@ -18,6 +18,7 @@ class BuildWithWidget(build_py):
     """Build the widget bundle from js/ when it is missing (needs node and npm)."""
 
     def run(self):
+        """Build the bundle first if needed, then copy the package as usual."""
         if not BUNDLE.exists() and (HERE / "package.json").exists():
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True)
             subprocess.run(["npm", "run", "build"], cwd=HERE, check=True)
