@@ -30,9 +30,11 @@ operator error on one rank becomes an ERROR on all and never a hang in a collect
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -259,11 +261,12 @@ class RankHost:
         """Compute rank: run the operator on this rank's part, then join on the root."""
         compute = msg["compute"]
         index = compute.index(self.rank)
-        group = self._group(compute)
         error = None
         outputs: dict[str, PortValue] = {}
         try:
-            inputs = self._inputs(msg, index, len(compute))  # first: the leader's sends must complete
+            # Before any collective: the leader waits for its sends to complete, and large
+            # messages complete only when received (rendezvous protocol).
+            inputs = self._inputs(msg, index, len(compute))
             spec, func = self.operators[msg["operator"]]
             os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
             if spec.stateful or getattr(func, "oremda_operator", {}).get("stateful"):
@@ -279,6 +282,7 @@ class RankHost:
         finally:
             os.environ.pop(INDEX_ENV, None)
             os.environ.pop(SIZE_ENV, None)
+        group = self._group(compute)
         # Agree before any collective over data, so one rank's error cannot hang the others.
         if group is not None:
             self._arrive(group)
@@ -485,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--remote", default="", help="ranks to treat as remote (tests a multi-node run on one machine)")
     args = parser.parse_args(argv)
     args.remote = {int(r) for r in args.remote.split(",") if r}
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <rank pid>`: stacks to the job log
     from mpi4py import MPI  # only here, inside the job: MPI_Init must not run in the kernel
 
     host = RankHost(MPI, args)

@@ -218,13 +218,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 4])
-def test_mpi_equals_local(mos2, ranks):
+@pytest.mark.parametrize("ranks, remote", [(1, []), (2, []), (4, []), (4, [2, 3])], ids=["1", "2", "4", "4-remote"])
+def test_mpi_equals_local(mos2, ranks, remote):
+    """``remote``: ranks that act as if on another node (their slices travel by MPI_Send)."""
     data, _ = mos2
     with Arena.create() as arena:
         with LocalRuntime(arena) as local:
             expected = [_run(local, arena, name, {"data": data}, params)[port] for name, port, params in CASES]
-        with make_runtime("mpi", arena, ranks=ranks, start_timeout=60) as runtime:
+        with make_runtime("mpi", arena, ranks=ranks, remote_ranks=remote, start_timeout=60) as runtime:
             got = [_run(runtime, arena, name, {"data": data}, params)[port] for name, port, params in CASES]
     for (name, _, params), e, g in zip(CASES, expected, got, strict=True):
         assert g.shape == e.shape and g.dtype == e.dtype, name

@@ -136,8 +136,9 @@ def test_joins_equal_the_unsplit_local_result(tmp_path, arena, ranks, axis):
 def test_remote_ranks_get_slices_by_mpi(tmp_path, arena):
     """Ranks 1-3 act as if on another node: no shared memory, TCP control, MPI Send/Recv data."""
     spec = Registry([parts_operator(tmp_path)]).get("parts")
-    x = np.arange(4 * 10 * 3, dtype=np.float64).reshape(10, 4, 3)
-    with make_runtime("mpi", arena, ranks=4, remote_ranks=[1, 2, 3], start_timeout=60) as runtime:
+    # 8 MB: beyond MPI's eager limit, so sends complete only once received (rendezvous)
+    x = np.arange(1000 * 128 * 8, dtype=np.float64).reshape(1000, 128, 8)
+    with make_runtime("mpi", arena, ranks=4, remote_ranks=[1, 2, 3], start_timeout=60, timeout=60) as runtime:
         got = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)})
         assert [runtime._local[r] for r in range(4)] == [True, False, False, False]
         # a node placed only on remote ranks: rank 0 ships the data and takes the result back
