@@ -39,6 +39,7 @@ import socket
 import sys
 import time
 import traceback
+from collections import OrderedDict
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,10 @@ class RankHost:
         self.operators: dict[str, tuple[Any, Any]] = {}
         self.state: dict[str, dict[str, Any]] = {}
         self.groups: dict[tuple[int, ...], Any] = {}
+        self.resident: OrderedDict[str, np.ndarray] = OrderedDict()  # outputs kept on a remote rank
+        self.keep_bytes = args.keep_bytes
+        self._kept: list[str] = []
+        self._evicted: list[str] = []
         self._last_views: dict[tuple[str, int], Any] = {}
         self._next_views: dict[tuple[str, int], Any] = {}
         authkey = bytes.fromhex(os.environ.get(protocol.AUTHKEY_ENV, ""))
@@ -169,18 +174,19 @@ class RankHost:
     # -- one task ------------------------------------------------------------------
 
     def run(self, msg: dict[str, Any]) -> bytes:
-        """Take part in one task: as leader, compute rank, or both."""
+        """Take part in one task: as leader, holder of an input, compute rank, or several."""
         task = msg["task"]
         compute: list[int] = msg["compute"]
         leader: int = msg["leader"]
         start = time.perf_counter()
         result: dict[str, Any] | None = None  # the joined outputs, on the join root only
         error: dict[str, str] | None = None
+        self._kept, self._evicted = [], []
         try:
-            if self.rank == leader:
-                self._send_inputs(msg)
+            received = self._transfer_inputs(msg)
             if self.rank in compute:
-                result, error = self._compute(msg)
+                result, error = self._compute(msg, received)
+            del received
             if self.rank == leader:
                 if compute[0] != self.rank:
                     result, error = self._receive_outputs(msg)
@@ -195,42 +201,68 @@ class RankHost:
         except Exception as e:  # data movement itself failed; the kernel fails the task
             return protocol.encode(
                 protocol.ERROR, task=task, error=f"rank {self.rank}: {type(e).__name__}: {e}",
-                traceback=traceback.format_exc(),
+                traceback=traceback.format_exc(), kept=self._kept, evicted=self._evicted,
             )  # fmt: skip
         finally:
             self._last_views, self._next_views = self._next_views, {}
             gc.collect(0)
-        return protocol.encode(DONE, task=task, rank=self.rank)
+        return protocol.encode(DONE, task=task, rank=self.rank, kept=self._kept, evicted=self._evicted)
 
-    def _send_inputs(self, msg: dict[str, Any]) -> None:
-        """Leader: send each remote compute rank its inputs (its slice of a split port)."""
-        remote = [r for r in msg["compute"] if r in msg["remote"]]
+    def _transfer_inputs(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Move inputs to the compute ranks that cannot map them; returns what this rank received.
+
+        Each input has one *sender*: the rank that keeps it from an earlier task on
+        remote ranks (``holders``), else the leader, which maps the session. The sender
+        sends each remote compute rank its part (``Isend``); receivers post ``Irecv``.
+        Every rank posts all its sends and receives before waiting on any, so no order
+        of senders and receivers can deadlock, whatever the message size.
+        """
+        compute, leader = msg["compute"], msg["leader"]
+        holders = {p: int(r) for p, r in (msg.get("holders") or {}).items()}
+        remote = [r for r in compute if r in msg["remote"]]
         if not remote:
-            return
+            return {}
         split = msg.get("split") or {}
-        requests = []
-        keep = []  # contiguous copies must live until their sends complete
-        for index, (port, wire) in enumerate(sorted(msg["inputs"].items())):
+        axis = split.get("axis", 0)
+        requests, keep, received = [], [], {}
+        for tag, (port, wire) in enumerate(sorted(msg["inputs"].items())):
             if not wire.get("ref"):
                 continue
             ref = ObjectRef.from_dict(wire["ref"])
-            value = self._view(ref)
-            array = np.frombuffer(value, np.uint8) if ref.kind == "bytes" else value
-            for r in remote:
-                part = array
-                if port == split.get("port"):
-                    i = msg["compute"].index(r)
-                    axis = split.get("axis", 0)
-                    part = np.ascontiguousarray(_take(array, axis, *bounds(array.shape[axis], len(msg["compute"]))[i]))
-                keep.append(part)
-                requests.append(self.world.Isend(part, dest=r, tag=_INPUT_TAG + index))
+            sender = holders.get(port, leader)
+            is_split = port == split.get("port")
+            if self.rank == sender:
+                value = self.resident[ref.name] if port in holders else self._view(ref)
+                array = np.frombuffer(value, np.uint8) if ref.kind == "bytes" else value
+                for r in remote:
+                    if r == sender:
+                        continue
+                    part = array
+                    if is_split:
+                        piece = bounds(array.shape[axis], len(compute))[compute.index(r)]
+                        part = np.ascontiguousarray(_take(array, axis, *piece))
+                    keep.append(part)
+                    requests.append(self.world.Isend(part, dest=r, tag=_INPUT_TAG + tag))
+            if self.rank in remote and self.rank != sender:
+                if ref.kind == "bytes":
+                    buffer = np.empty(ref.nbytes, np.uint8)
+                else:
+                    shape = list(ref.shape)
+                    if is_split:
+                        first, stop = bounds(shape[axis], len(compute))[compute.index(self.rank)]
+                        shape[axis] = stop - first
+                    buffer = np.empty(shape, np.dtype(ref.dtype))
+                received[port] = buffer
+                requests.append(self.world.Irecv(buffer, source=sender, tag=_INPUT_TAG + tag))
         self.MPI.Request.Waitall(requests)
         del keep
+        return received
 
-    def _inputs(self, msg: dict[str, Any], index: int, parts: int) -> dict[str, PortValue]:
+    def _inputs(self, msg: dict[str, Any], index: int, parts: int, received: dict[str, Any]) -> dict[str, PortValue]:
         split = msg.get("split") or {}
+        holders = msg.get("holders") or {}
         inputs = {}
-        for tag, (port, wire) in enumerate(sorted(msg["inputs"].items())):
+        for port, wire in sorted(msg["inputs"].items()):
             meta = wire.get("meta", {})
             if not wire.get("ref"):
                 inputs[port] = PortValue(None, meta)
@@ -238,35 +270,34 @@ class RankHost:
             ref = ObjectRef.from_dict(wire["ref"])
             is_split = port == split.get("port")
             axis = split.get("axis", 0)
-            if self.local:
-                value = self._view(ref)
+            if port in received:  # sent to this rank: already just its part
+                value = received[port]
+                if ref.kind == "bytes":
+                    value = value.tobytes()
+                else:
+                    value.flags.writeable = False
+            else:
+                if self.local:
+                    value = self._view(ref)
+                elif holders.get(port) == self.rank:
+                    value = self.resident[ref.name]
+                else:
+                    raise RuntimeError(f"input {port!r} never reached rank {self.rank}")
                 if is_split:
                     value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
-            elif ref.kind == "bytes":
-                buffer = np.empty(ref.nbytes, np.uint8)
-                self.world.Recv(buffer, source=msg["leader"], tag=_INPUT_TAG + tag)
-                value = buffer.tobytes()
-            else:
-                shape = list(ref.shape)
-                if is_split:
-                    start, stop = bounds(shape[axis], parts)[index]
-                    shape[axis] = stop - start
-                value = np.empty(shape, np.dtype(ref.dtype))
-                self.world.Recv(value, source=msg["leader"], tag=_INPUT_TAG + tag)
-                value.flags.writeable = False
             inputs[port] = PortValue(value, meta)
         return inputs
 
-    def _compute(self, msg: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    def _compute(
+        self, msg: dict[str, Any], received: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
         """Compute rank: run the operator on this rank's part, then join on the root."""
         compute = msg["compute"]
         index = compute.index(self.rank)
         error = None
         outputs: dict[str, PortValue] = {}
         try:
-            # Before any collective: the leader waits for its sends to complete, and large
-            # messages complete only when received (rendezvous protocol).
-            inputs = self._inputs(msg, index, len(compute))
+            inputs = self._inputs(msg, index, len(compute), received)
             spec, func = self.operators[msg["operator"]]
             os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
             if spec.stateful or getattr(func, "oremda_operator", {}).get("stateful"):
@@ -394,6 +425,24 @@ class RankHost:
             elif kind == "array":
                 data = np.ascontiguousarray(value.data)
                 self.world.Send(data.view(np.uint8).reshape(-1), dest=leader, tag=_OUTPUT_TAG + 1 + index)
+                self._keep(f"{msg['task']}--{port}", data)
+
+    def _keep(self, name: str, data: np.ndarray) -> None:
+        """Keep an output made on this (remote) rank for the next node to read from here.
+
+        The kernel's session gets a copy too (for the cache and displays), but a
+        following node on remote ranks then receives it from this rank directly instead
+        of from the kernel's machine. Oldest first out beyond ``keep_bytes``; the
+        kernel learns what was kept and dropped from the DONE reply.
+        """
+        if data.nbytes > self.keep_bytes:
+            return
+        data.flags.writeable = False
+        self.resident[name] = data
+        self._kept.append(name)
+        while sum(a.nbytes for a in self.resident.values()) > self.keep_bytes:
+            old, _ = self.resident.popitem(last=False)
+            self._evicted.append(old)
 
     def _receive_outputs(self, msg: dict[str, Any]) -> tuple[dict[str, PortValue] | None, dict | None]:
         source = msg["compute"][0]
@@ -487,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", required=True, help="the kernel's host name")
     parser.add_argument("--job", required=True, help="job id to announce")
     parser.add_argument("--remote", default="", help="ranks to treat as remote (tests a multi-node run on one machine)")
+    parser.add_argument("--keep-bytes", type=int, default=1 << 30, help="outputs a remote rank keeps for the next node")
     args = parser.parse_args(argv)
     args.remote = {int(r) for r in args.remote.split(",") if r}
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <rank pid>`: stacks to the job log

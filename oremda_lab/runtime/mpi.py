@@ -176,6 +176,11 @@ class MPIRuntime(Runtime):
         one machine).
     env
         Extra environment for the job.
+    python
+        The interpreter the ranks run (the kernel's by default).
+    keep_bytes
+        How much a rank off the kernel's machine keeps of the outputs it made, so the
+        next node on such ranks reads them from it directly.
     **options
         ``data_dir``, ``timeout``, ``start_timeout`` as for every runtime.
 
@@ -198,6 +203,7 @@ class MPIRuntime(Runtime):
         remote_ranks: Iterable[int] = (),
         env: dict[str, str] | None = None,
         python: str = sys.executable,
+        keep_bytes: int = 1 << 30,
         **options: Any,
     ):
         if int(ranks) < 1:
@@ -214,6 +220,8 @@ class MPIRuntime(Runtime):
         self._local: dict[int, bool] = {}
         self._loaded: dict[str, OperatorSpec] = {}
         self._slots: dict[str, str] = {}  # slot -> operator name
+        self._resident: dict[str, int] = {}  # object name -> remote rank that keeps a copy
+        self.keep_bytes = int(keep_bytes)
         self._assigned: dict[str, int] = {}
         self._job_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -281,7 +289,16 @@ class MPIRuntime(Runtime):
         if not local:
             raise NodeFailure("no MPI rank runs on the kernel's machine; at least one must, to reach its data")
         leader = compute[0] if self._local.get(compute[0]) else local[0]
-        return {"compute": compute, "leader": leader, "split": split, "join": join, "parallel": parallel}
+        holders = {}
+        if any(not self._local.get(r) for r in compute):  # ranks that map the session need no sender
+            for port, wire in task.inputs.items():
+                holder = self._resident.get((wire.get("ref") or {}).get("name", ""))
+                if holder is not None:
+                    holders[port] = holder
+        return {
+            "compute": compute, "leader": leader, "split": split, "join": join, "parallel": parallel,
+            "holders": holders,
+        }  # fmt: skip
 
     def _auto_rank(self, node: str) -> int:
         """Each unplaced node sticks to one rank, spread over the ranks on this machine."""
@@ -377,7 +394,7 @@ class MPIRuntime(Runtime):
         cmd = [
             *launcher, self.python, "-m", "oremda_lab.runtime._mpi_host",
             "--connect", self.address, "--session", str(self.arena.path),
-            "--host", socket.gethostname(), "--job", job_id,
+            "--host", socket.gethostname(), "--job", job_id, "--keep-bytes", str(self.keep_bytes),
         ]  # fmt: skip
         if self._tcp is not None:
             host, port = self._tcp.address
@@ -457,6 +474,7 @@ class MPIRuntime(Runtime):
         job, workers = self._job, list(self._ranks.values())
         self._job, self._ranks, self._loaded, self._local, self._assigned = None, {}, {}, {}, {}
         self._slots.clear()
+        self._resident.clear()
         for worker in workers:
             self._by_id.pop(worker.id, None)
         if job is None:
@@ -546,7 +564,7 @@ class MPIRuntime(Runtime):
         if job is None or task.spec.name not in self._loaded:
             raise NodeFailure(f"no running MPI worker for {task.spec.name}; start() it first")
         plan = self.plan(task)
-        participants = sorted(set(plan["compute"]) | {plan["leader"]})
+        participants = sorted(set(plan["compute"]) | {plan["leader"]} | set(plan["holders"].values()))
         try:
             workers = [self._ranks[r] for r in participants]
         except KeyError:
@@ -574,6 +592,12 @@ class MPIRuntime(Runtime):
         finally:
             for worker in workers:
                 worker.lock.release()
+        for rank, reply in replies.items():  # outputs remote ranks keep for the next node
+            for name in reply.get("evicted", ()):
+                if self._resident.get(name) == rank:
+                    del self._resident[name]
+            for name in reply.get("kept", ()):
+                self._resident[name] = rank
         errors = [r for r in replies.values() if r["op"] == protocol.ERROR]
         leader = replies[plan["leader"]]
         if leader["op"] == protocol.ERROR or errors:

@@ -274,3 +274,44 @@ def test_bad_split_is_a_clear_error(tmp_path, arena):
         assert time.monotonic() - started < 10
         runtime.placement.clear()
         assert run_task(runtime, arena, spec, {"x": np.ones((4, 3))})["total"][0].tolist() == [4.0, 4.0, 4.0]
+
+
+def test_remote_outputs_move_rank_to_rank(tmp_path, arena):
+    """Nodes on ranks off the kernel's machine pass data to each other directly.
+
+    P runs on rank 2 and Q on rank 3 (both "remote"); R on ranks 2 and 3 reads P's
+    output from rank 2 and Q's from rank 3, in both directions at once and beyond the
+    eager limit, so a wrong send/receive order would deadlock.
+    """
+    spec = Registry([parts_operator(tmp_path)]).get("parts")
+    x = np.random.default_rng(3).random((1000, 128, 8))
+    ref = arena.put(x, "src--x")
+    with make_runtime("mpi", arena, ranks=4, remote_ranks=[2, 3], start_timeout=60, timeout=60) as runtime:
+        runtime.placement.update({"P": {"ranks": [2]}, "Q": {"ranks": [3]}, "R": {"ranks": [2, 3]}})
+        assert not runtime.start({n: spec for n in "PQR"})
+
+        def run(node, inputs):
+            task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params({}), inputs, slot=node)
+            return task, runtime.submit(task).result(timeout=60).outputs
+
+        _, p = run("P", {"x": {"ref": ref.to_dict()}})
+        _, q = run("Q", {"x": {"ref": ref.to_dict()}})
+        assert runtime._resident[p["rows"]["ref"]["name"]] == 2
+        assert runtime._resident[q["total"]["ref"]["name"]] == 3
+        task, r = run("R", {"x": p["rows"], "w": q["total"]})
+        assert runtime.plan(task)["holders"] == {"x": 2, "w": 3}
+        got = np.array(arena.get(ObjectRef.from_dict(r["rows"]["ref"])))
+    np.testing.assert_allclose(got, x * x.sum(axis=0).sum())
+
+
+def test_remote_ranks_keep_only_keep_bytes(tmp_path, arena):
+    spec = Registry([parts_operator(tmp_path)]).get("parts")
+    x = np.ones((64, 64))
+    with make_runtime("mpi", arena, ranks=2, remote_ranks=[1], keep_bytes=40_000, start_timeout=60) as runtime:
+        runtime.placement["far"] = {"ranks": [1]}
+        kept = []
+        for _ in range(3):  # 32 kB rows each: the newest stays, older ones are dropped
+            out = run_task(runtime, arena, spec, {"x": x}, node="far")
+            assert out["rows"][0].sum() == x.size
+            kept.append({n for n, r in runtime._resident.items() if n.endswith("--rows")})
+    assert all(len(k) == 1 for k in kept) and len(set.union(*kept)) == 3
