@@ -17,9 +17,11 @@ A rank holds:
   ``MPI_Comm_create_group`` (collective over those ranks only).
 
 A task names its *compute* ranks and a *leader*: a rank that sees the session
-(the first compute rank when it does). The leader reads inputs from shared memory
-and sends each remote compute rank its slice with ``Send`` (buffer protocol, no
-pickling); ranks that see the session take zero-copy views of their slice instead.
+(the first compute rank when it does). Ranks that see the session take zero-copy
+views of their slice. Every other compute rank receives its slice (``Irecv``; buffer
+protocol, no pickling) from the input's sender: the rank that kept it from an earlier
+task (outputs made off the kernel's machine stay on their rank, up to ``keep_bytes``),
+else the leader, which reads it from shared memory.
 Outputs join on the first compute rank with collectives (``Reduce`` for sum, max,
 min; ``Gatherv`` for concatenate and stack), then go to the leader, which writes them
 into the session and replies RESULT. Every other rank replies DONE. Before joining,

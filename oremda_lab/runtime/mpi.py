@@ -27,8 +27,10 @@ State and policy
 
 Data: ranks on the kernel's machine read inputs as zero-copy views of the session,
 each taking only its slice of a split input; ranks elsewhere receive their slice by
-``MPI_Send`` from a rank that sees the session. Partial outputs join with MPI
-collectives (``Reduce``, ``Gatherv``) on the task's first rank. No array is pickled.
+MPI from a rank that sees the session, or, when an earlier node on remote ranks made
+the input, from the rank that kept it (``_resident``: object name -> rank). Partial
+outputs join with MPI collectives (``Reduce``, ``Gatherv``) on the task's first rank.
+No array is pickled.
 """
 
 from __future__ import annotations
