@@ -7,6 +7,7 @@ Needs mpi4py and an ``mpiexec`` (``pip install mpi4py mpich``); all tests carry 
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -315,3 +316,19 @@ def test_remote_ranks_keep_only_keep_bytes(tmp_path, arena):
             assert out["rows"][0].sum() == x.size
             kept.append({n for n, r in runtime._resident.items() if n.endswith("--rows")})
     assert all(len(k) == 1 for k in kept) and len(set.union(*kept)) == 3
+
+
+def test_the_kernel_never_imports_mpi4py(tmp_path):
+    """Importing mpi4py calls MPI_Init, which fails on some login nodes: only ranks may."""
+    code = (
+        "import sys\n"
+        "from oremda_lab.engine import Engine\n"
+        "from oremda_lab.registry import Registry\n"
+        "from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline\n"
+        "with Engine('mpi', sys.argv[1], registry=Registry([FAULT_OPERATORS]), ranks=2) as engine:\n"
+        "    assert engine.run(fault_pipeline({})).ok\n"
+        "print('mpi4py' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
