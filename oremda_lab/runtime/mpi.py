@@ -242,8 +242,7 @@ class MPIRuntime(Runtime):
         ``parallel_output_join_method`` fields are used.
         """
         for node in pipeline.nodes.values():
-            options = dict(node.extra.get("mpi") or {})
-            options.update({k: node.extra[k] for k in UPSTREAM_KEYS if k in node.extra})
+            options = node_options(node.extra)
             if options:
                 self.placement[node.id] = options
             else:
@@ -251,7 +250,8 @@ class MPIRuntime(Runtime):
 
     def plan(self, task: Task) -> dict[str, Any]:
         """Where and how ``task`` runs: compute ranks, leader, split and join."""
-        options = dict(getattr(task, "placement", None) or self.placement.get(task.node) or {})
+        # A task may carry its node's fields itself (``extra``), should the engine pass them.
+        options = node_options(getattr(task, "extra", None) or {}) or dict(self.placement.get(task.node) or {})
         declared = dict(task.spec.parallel or {})
         upstream_parallel = bool(options.get("parallel")) and not isinstance(options.get("parallel"), dict)
         parallel = bool(declared) or upstream_parallel or bool(options.get("split")) or bool(options.get("join"))
@@ -630,6 +630,19 @@ class MPIRuntime(Runtime):
                 continue
             worker.conn = conn
             worker.hello.set()
+
+
+def node_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """A node's placement options from its JSON fields (``mpi`` and upstream's keys).
+
+    Examples
+    --------
+    >>> node_options({"mpi": {"ranks": [0, 1]}, "parallel_output_join_method": "sum", "position": {}})
+    {'ranks': [0, 1], 'parallel_output_join_method': 'sum'}
+    """
+    options = dict(extra.get("mpi") or {})
+    options.update({k: extra[k] for k in UPSTREAM_KEYS if k in extra})
+    return options
 
 
 def _rank_status(log: str) -> int | None:
