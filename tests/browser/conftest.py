@@ -1,14 +1,18 @@
 """Browser tier: a real JupyterLab and headless Chromium (marker ``browser``)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from lab import ARTIFACTS, CHROMIUM, ROOT, chromium_page, jupyter_lab
 
 
 def pytest_collection_modifyitems(items):
+    # The hook sees every collected test of the session: mark only this folder's.
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(pytest.mark.browser)
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
