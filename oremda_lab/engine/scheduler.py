@@ -139,6 +139,7 @@ def execute(
                     node=node_id,
                     spec=plan.specs[node_id],
                     slot=node_id,
+                    extra=pipeline.nodes[node_id].extra,
                     params=plan.params[node_id],
                     inputs={
                         e.target.port: results[e.source.id].outputs[e.source.port] for e in pipeline.inputs_of(node_id)

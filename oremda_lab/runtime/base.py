@@ -70,7 +70,8 @@ class NodeFailure(Exception):
 class Task:
     """One execution of one node: params and input wire values (refs + meta).
 
-    ``slot`` names the worker that runs it (default: one per operator).
+    ``slot`` names the worker that runs it (default: one per operator); ``extra`` holds
+    the node's own JSON fields this version does not interpret (e.g. MPI placement).
     """
 
     id: str
@@ -79,6 +80,7 @@ class Task:
     params: dict[str, Any]
     inputs: dict[str, dict[str, Any]]
     slot: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.slot = self.slot or self.spec.name

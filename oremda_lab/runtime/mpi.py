@@ -250,8 +250,7 @@ class MPIRuntime(Runtime):
 
     def plan(self, task: Task) -> dict[str, Any]:
         """Where and how ``task`` runs: compute ranks, leader, split and join."""
-        # A task may carry its node's fields itself (``extra``), should the engine pass them.
-        options = node_options(getattr(task, "extra", None) or {}) or dict(self.placement.get(task.node) or {})
+        options = node_options(task.extra) or dict(self.placement.get(task.node) or {})
         declared = dict(task.spec.parallel or {})
         upstream_parallel = bool(options.get("parallel")) and not isinstance(options.get("parallel"), dict)
         parallel = bool(declared) or upstream_parallel or bool(options.get("split")) or bool(options.get("join"))
