@@ -8,6 +8,8 @@ has decoded):
 
 * ``editor``: the PipelineEditor's sigma slider on ncem_reader -> gaussian_blur ->
   picture -> 2D display, warm local workers, picture bytes drawn on a canvas;
+* ``bound``: the same pipeline and display, moved by ``editor.slider("blur", "sigma")``
+  (a standard ipywidgets FloatSlider bound to the parameter);
 * ``baseline``: an ipywidgets FloatSlider whose callback runs scipy's gaussian_filter in
   the kernel and shows the matplotlib figure (PNG) in an Output widget.
 
@@ -55,7 +57,9 @@ pipeline = Pipeline.from_json({{
     ],
 }})
 editor = PipelineEditor(pipeline, engine, height=300)
-editor
+bound = editor.slider("blur", "sigma")
+bound.add_class("bench-bound")
+display(editor, bound)
 """
 
 BASELINE = """\
@@ -74,6 +78,7 @@ ax.set_axis_off()
 out = w.Output()
 out.add_class("bench-baseline")
 slider = w.FloatSlider(value=1.5, min=0, max=50, step=0.1, description="baseline sigma")
+slider.add_class("bench-baseline-slider")
 
 def show(_=None):
     art.set_data(gaussian_filter(image, slider.value))
@@ -93,11 +98,12 @@ w.VBox([slider, out])
 # the new image is on screen. Resolves with t1 - t0 in ms.
 ARM = """kind => {
   window.__t0 = null;
+  window.__result = undefined;
   document.addEventListener('keydown', () => { window.__t0 = performance.now(); }, {capture: true, once: true});
   const painted = (resolve) =>
-    requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
+    requestAnimationFrame(() => setTimeout(() => resolve(window.__result = performance.now() - window.__t0), 0));
   window.__done = new Promise((resolve) => {
-    if (kind === 'editor') {
+    if (kind === 'editor' || kind === 'bound') {
       const c = document.querySelector("canvas[data-display='view']");
       const start = c.dataset.frame;
       const obs = new MutationObserver(() => {
@@ -138,7 +144,12 @@ def measure(page, kind: str, slider, moves: int, warmup: int, traces: list | Non
         page.evaluate("() => { window.__oremdaTrace = []; }")
         page.evaluate(ARM, kind)
         slider.press("ArrowRight")
-        dt = page.evaluate("() => window.__done")
+        try:
+            page.wait_for_function("() => window.__result !== undefined", timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"bench-{kind}-stuck.png"))
+            raise
+        dt = page.evaluate("() => window.__result")
         if i >= warmup:
             times.append(dt)
             if traces is not None:
@@ -175,9 +186,10 @@ def main() -> None:
             page.wait_for_selector(".bench-baseline img", timeout=60_000)
             page.locator(".react-flow__node[data-id='blur'] .oremda-node-title b").click()
             editor_slider = page.locator("input[type=range][data-param='sigma']")
-            baseline_slider = page.locator(".widget-slider .noUi-handle").first
+            bound_slider = page.locator(".bench-bound .noUi-handle").first
+            baseline_slider = page.locator(".bench-baseline-slider .noUi-handle").first
             results = {}
-            for kind, slider in (("editor", editor_slider), ("baseline", baseline_slider)):
+            for kind, slider in (("editor", editor_slider), ("bound", bound_slider), ("baseline", baseline_slider)):
                 slider.scroll_into_view_if_needed()
                 traces: list = []
                 results[kind] = summary(measure(page, kind, slider, args.moves, args.warmup, traces))
@@ -187,11 +199,11 @@ def main() -> None:
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / f"bench-{kind}.png"))
             sigma_editor = page.locator("[data-param-value='sigma']").inner_text()
-            sigma_baseline = page.locator(".widget-slider .widget-readout").first.inner_text()
+            sigma_baseline = page.locator(".bench-baseline-slider .widget-readout").first.inner_text()
     results["final_sigma"] = {"editor": sigma_editor, "baseline": sigma_baseline}
     print(json.dumps(results, indent=2))
     print(f"{'setup':10} {'median ms':>10} {'p95 ms':>10}")
-    for kind in ("editor", "baseline"):
+    for kind in ("editor", "bound", "baseline"):
         r = results[kind]
         print(f"{kind:10} {r['median_ms']:10.1f} {r['p95_ms']:10.1f}")
     if args.json:
