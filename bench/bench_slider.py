@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--markdown", action="store_true", help="print a section for docs/benchmarks.md")
     ap.add_argument("--trace", action="store_true", help="print the editor's timing marks for a few moves")
     args = ap.parse_args()
     data = data_folder([IMAGE])
@@ -201,6 +203,8 @@ def main() -> None:
             sigma_editor = page.locator("[data-param-value='sigma']").inner_text()
             sigma_baseline = page.locator(".bench-baseline-slider .widget-readout").first.inner_text()
     results["final_sigma"] = {"editor": sigma_editor, "baseline": sigma_baseline}
+    results["load_average_1min"] = os.getloadavg()[0]
+    results["when"] = time.strftime("%Y-%m-%d %H:%M")
     print(json.dumps(results, indent=2))
     print(f"{'setup':10} {'median ms':>10} {'p95 ms':>10}")
     for kind in ("editor", "bound", "baseline"):
@@ -208,6 +212,33 @@ def main() -> None:
         print(f"{kind:10} {r['median_ms']:10.1f} {r['p95_ms']:10.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        print()
+        print(markdown(results, args))
+
+
+LABELS = {
+    "editor": "editor panel slider -> engine (warm local workers) -> canvas",
+    "bound": "`editor.slider()` (ipywidgets FloatSlider) -> engine -> canvas",
+    "baseline": "ipywidgets FloatSlider -> scipy in the kernel -> matplotlib PNG in an Output widget",
+}
+
+
+def markdown(results: dict, args: argparse.Namespace) -> str:
+    lines = [
+        f"### bench/bench_slider.py, {results['when']}",
+        "",
+        f"{args.moves} moves (+{args.warmup} warm-up) of one sigma step each, 1024x1024 MoS2 (uint32), "
+        f"sigma from 1.5; headless Chromium, JupyterLab, 2 cores.",
+        "",
+        "| path | median (ms) | p95 (ms) | min (ms) |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in ("editor", "bound", "baseline"):
+        r = results[kind]
+        lines.append(f"| {LABELS[kind]} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['min_ms']:.0f} |")
+    lines += ["", f"- load average (1 min) when done: {results['load_average_1min']:.1f} on 2 cores"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
