@@ -169,13 +169,6 @@ class InstanceHandle(WorkerHandle):
     def exit_status(self) -> int | None:
         return self.process.poll()
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -97,6 +97,8 @@ class TaskResult:
 class WorkerHandle(ABC):
     """A launched worker, whatever hosts it (process, container, instance, rank)."""
 
+    log: Path | None = None  # the file its output goes to, where it has one
+
     @abstractmethod
     def alive(self) -> bool:
         """Whether the worker is still running."""
@@ -105,9 +107,15 @@ class WorkerHandle(ABC):
     def exit_status(self) -> int | None:
         """Exit status once it ended (negative: killed by that signal), else None."""
 
-    @abstractmethod
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines the worker printed."""
+        """The last lines the worker printed (by default, of :attr:`log`)."""
+        if self.log is None:
+            return ""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     @abstractmethod
     def kill(self) -> None:

@@ -27,9 +27,6 @@ class ThreadHandle(WorkerHandle):
     def exit_status(self) -> int | None:
         return None if self.thread.is_alive() else 0
 
-    def log_tail(self, lines: int = 40) -> str:
-        return ""  # shares the host's stdout
-
     def kill(self) -> None:
         self.conn.close()  # the loop ends at its next receive
         self.thread.join(timeout=5)

@@ -40,13 +40,6 @@ class ProcessHandle(WorkerHandle):
         except (OSError, ValueError):
             return None
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def kill(self) -> None:
         for sig, wait in ((signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, 10.0)):
             if not self.alive():

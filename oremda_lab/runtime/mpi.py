@@ -104,13 +104,6 @@ class MPIJob(WorkerHandle):
     def exit_status(self) -> int | None:
         return self.process.poll()
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def kill(self) -> None:
         """Terminate the launcher's process group, then kill it and any rank left over."""
         self.note_shared_files()
