@@ -15,7 +15,6 @@ State and policy
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import platform
@@ -36,6 +35,7 @@ from oremda_lab.engine.cache import DEFAULT_SPARE_BYTES, Cache
 from oremda_lab.engine.events import NodeEvent
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import make_runtime
+from oremda_lab.spec.operator import file_digest
 from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker.sdk import PortValue
 
@@ -340,11 +340,7 @@ class Engine:
             return None
         memo = (str(path), st.st_size, st.st_mtime_ns)
         if memo not in self._file_hashes:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            self._file_hashes[memo] = "sha256:" + h.hexdigest()
+            self._file_hashes[memo] = file_digest(path)
         return self._file_hashes[memo]
 
     def _warn_on_provenance(self, pipeline: Pipeline) -> None:

@@ -20,7 +20,6 @@ environment, never on the command line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from oremda_lab.dataplane.arena import Arena
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.base import Runtime, WorkerHandle
 from oremda_lab.spec.labels import labels_to_spec
-from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.operator import OperatorSpec, file_digest
 from oremda_lab.spec.pipeline import operator_name
 
 SIF_DIR_ENV = "OREMDA_SIF_DIR"
@@ -236,11 +235,7 @@ class ApptainerRuntime(Runtime):
         """``sha256:`` of the SIF file (SIF images are immutable files)."""
         path = self.image(spec)
         if path not in self._digests:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            self._digests[path] = "sha256:" + h.hexdigest()
+            self._digests[path] = file_digest(path)
         return self._digests[path]
 
     def instance_name(self, worker_id: str) -> str:
