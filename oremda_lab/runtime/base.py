@@ -133,6 +133,10 @@ class _Worker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _run_message(task: Task) -> bytes:
+    return protocol.encode(protocol.RUN, task=task.id, params=task.params, inputs=task.inputs)
+
+
 class Runtime(ABC):
     """Hosts warm operator workers and runs tasks on them.
 
@@ -220,7 +224,19 @@ class Runtime(ABC):
         return failures
 
     def submit(self, task: Task) -> Future[TaskResult]:
-        """Run ``task`` on its operator's worker; the future fails with NodeFailure."""
+        """Run ``task`` on its operator's worker; the future fails with NodeFailure.
+
+        When the worker is idle the request leaves from the caller's thread at once, so
+        the thread that waits for the reply wakes while the worker computes, not before.
+        """
+        worker = self._workers.get(task.slot)
+        if worker is not None and worker.conn is not None and worker.lock.acquire(blocking=False):
+            try:
+                worker.conn.send_bytes(_run_message(task))
+            except OSError:
+                worker.lock.release()
+            else:
+                return self._pool.submit(self._reply, worker, task)
         return self._pool.submit(self._run, task)
 
     def alive(self, slot: str) -> bool:
@@ -308,13 +324,20 @@ class Runtime(ABC):
         worker = self._workers.get(task.slot)
         if worker is None or worker.conn is None:
             raise NodeFailure(f"no running worker for {task.spec.name} in slot {task.slot}")
-        with worker.lock:
-            msg = protocol.encode(protocol.RUN, task=task.id, params=task.params, inputs=task.inputs)
-            try:
-                worker.conn.send_bytes(msg)
-            except OSError:
-                raise self._fail(worker, f"worker for {task.spec.name} is gone") from None
+        worker.lock.acquire()
+        try:
+            worker.conn.send_bytes(_run_message(task))
+        except OSError:
+            worker.lock.release()
+            raise self._fail(worker, f"worker for {task.spec.name} is gone") from None
+        return self._reply(worker, task)
+
+    def _reply(self, worker: _Worker, task: Task) -> TaskResult:
+        """Wait for the answer to a sent task; releases the worker's lock."""
+        try:
             reply = self._receive(worker, task)
+        finally:
+            worker.lock.release()
         if reply["op"] == protocol.ERROR:
             raise NodeFailure(reply["error"], traceback=reply.get("traceback", ""), log_tail=worker.handle.log_tail())
         return TaskResult(reply["outputs"], reply.get("duration_s", 0.0))
