@@ -152,7 +152,14 @@ class ImageCatalog:
 
 
 class ContainerHandle(WorkerHandle):
-    """A worker container. A waiter thread learns its exit without polling the engine."""
+    """A worker container, watched without polling the engine.
+
+    When the engine runs on this host (a local socket), the container's init process is
+    visible in ``/proc``: liveness is a look at ``/proc/<pid>/stat`` (start time compared,
+    zombies count as dead), and the engine is asked only once, for the exit code. For a
+    remote engine a waiter thread blocks on ``container.wait()`` instead. (Podman's wait
+    endpoint polls internally and cost 0.3 ms per warm hop on 2 cores; /proc costs nothing.)
+    """
 
     def __init__(self, client: Any, container: Any, log: Path | None = None):
         self.client = client
@@ -162,7 +169,20 @@ class ContainerHandle(WorkerHandle):
         self._ended = threading.Event()
         self._log: str | None = None
         self._lock = threading.Lock()
-        threading.Thread(target=self._wait, name=f"oremda-wait-{container.short_id}", daemon=True).start()
+        self._pid: tuple[int, int] | None = None
+        try:
+            container.reload()
+            state = container.attrs["State"]
+            pid = int(state.get("Pid") or 0)
+        except Exception:
+            state, pid = {}, 0
+        started = _start_time(pid) if pid > 0 else None
+        if started is not None:
+            self._pid = (pid, started)
+        elif state and not state.get("Running", True):
+            self._finish()  # it already exited
+        else:
+            threading.Thread(target=self._wait, name=f"oremda-wait-{container.short_id}", daemon=True).start()
 
     def _wait(self) -> None:
         try:
@@ -178,8 +198,26 @@ class ContainerHandle(WorkerHandle):
                 self._status = -1  # the container is gone
         self._ended.set()
 
+    def _finish(self) -> None:
+        """Record the exit code of a container that has ended (or is ending)."""
+        if self._ended.is_set():
+            return
+        try:
+            self._status = int(self.container.wait(timeout=_STOP_GRACE + 10)["StatusCode"])
+        except Exception:
+            self._status = -1
+        self._ended.set()
+
     def alive(self) -> bool:
-        return not self._ended.is_set()
+        if self._ended.is_set():
+            return False
+        if self._pid is None:
+            return True  # the waiter thread sets _ended
+        pid, started = self._pid
+        if _start_time(pid) == started and not _is_zombie(pid):
+            return True
+        self._finish()
+        return False
 
     def exit_status(self) -> int | None:
         """Exit status; a death by signal N (tini reports 128+N) is -N, as for processes."""
@@ -211,12 +249,15 @@ class ContainerHandle(WorkerHandle):
         with self._lock:
             if self._log is not None:
                 return
-            if not self._ended.is_set():
+            if self.alive():
                 try:
                     self.container.stop(timeout=_STOP_GRACE)
                 except Exception:
                     pass
-                self._ended.wait(_STOP_GRACE + 10)
+                if self._pid is None:
+                    self._ended.wait(_STOP_GRACE + 10)
+                else:
+                    self._finish()
             self._log = self._read_log()  # the node error quotes it after the container is gone
             try:
                 self.container.remove(force=True)
@@ -365,6 +406,13 @@ def _start_time(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _owner_alive(label: str) -> bool:
