@@ -2,7 +2,7 @@
 provenance, and the example pipelines giving the local runtime's outputs.
 
 Needs a Docker engine (``DOCKER_HOST``) and builds the images it uses (the base is
-cached); all tests carry the ``docker`` marker, off in a plain ``pytest``. The checks
+cached); those tests carry the ``docker`` marker, off in a plain ``pytest``. The checks
 are written once in :class:`ContainerChecks`; ``test_podman.py`` runs them on Podman.
 Set ``OREMDA_REQUIRE_ENGINES=1`` (CI does) to fail instead of skip without an engine.
 """
@@ -33,8 +33,6 @@ from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data_fixtures  # noqa: E402
-
-pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
@@ -289,9 +287,27 @@ class PipelineChecks:
         _assert_same(_outputs(pipeline, "local", data_folder), _outputs(pipeline, self.runtime, data_folder))
 
 
+@pytest.mark.docker
 class TestDockerRuntime(ContainerChecks):
     pass
 
 
+@pytest.mark.docker
 class TestDockerPipelines(PipelineChecks):
     pass
+
+
+# -- without an engine ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, variable", [("docker", "DOCKER_HOST"), ("podman", "OREMDA_PODMAN_HOST")])
+def test_missing_engine_is_a_clear_error(monkeypatch, tmp_path, name, variable):
+    monkeypatch.setenv(variable, f"unix://{tmp_path}/none.sock")
+    with Arena.create() as arena, pytest.raises(RuntimeUnavailable, match=f"no {name} engine answers at unix://"):
+        make_runtime(name, arena)
+
+
+def test_catalog_resolves_what_pipelines_name():
+    assert ImageCatalog(None).resolve("oremda/crop2d") == "oremda/crop2d:latest"
+    assert ImageCatalog(None).resolve("crop2d:1.0.0") == "oremda/crop2d:1.0.0"
+    assert ImageCatalog(None, "localhost/").resolve("oremda/crop2d:2") == "localhost/oremda/crop2d:2"
