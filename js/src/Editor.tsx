@@ -83,6 +83,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const [paramErrors, setParamErrors] = useState<Record<string, string>>({});
   const flow = useReactFlow();
   const wrapper = useRef<HTMLDivElement>(null);
+  const root = useRef<HTMLDivElement>(null);
   const graphRef = useRef(graph);
   graphRef.current = graph;
 
@@ -184,6 +185,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       for (const id of removedNodes) commands.push({ op: "remove_node", id });
       if (!commands.length) return;
       if (selected && removedNodes.has(selected)) setSelected(null);
+      // The focused node is about to vanish: keep keyboard focus (Ctrl+Z) in the editor.
+      root.current?.focus({ preventScroll: true });
       void propose(commands.length === 1 ? commands[0] : { op: "batch", commands }, "delete");
     },
     [propose, selected],
@@ -273,6 +276,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
 
   return (
     <div
+      ref={root}
       className="oremda-editor"
       data-lm-suppress-shortcuts="true"
       tabIndex={-1}
@@ -284,8 +288,13 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
         } else if (mod && e.key.toLowerCase() === "y") {
           e.preventDefault();
           void redo();
+        } else if ((e.key === "Delete" || e.key === "Backspace") && !isTextTarget(e.target)) {
+          e.preventDefault();
+          onDelete({ nodes: flow.getNodes().filter((n) => n.selected), edges: flow.getEdges().filter((x) => x.selected) });
         }
-        e.stopPropagation();
+        // Keys stay inside the editor (the notebook would move between cells on arrows);
+        // modifiers still reach React Flow's document listeners (Shift box selection).
+        if (!["Shift", "Control", "Meta", "Alt"].includes(e.key)) e.stopPropagation();
       }}
     >
       <div className="oremda-toolbar">
@@ -356,7 +365,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             onDelete={onDelete}
             onPaneClick={() => setSelected(null)}
             onNodeClick={(_, n) => setSelected(n.id)}
-            deleteKeyCode={["Delete", "Backspace"]}
+            deleteKeyCode={null}
             fitView
             fitViewOptions={{ padding: 0.08, maxZoom: 1.2 }}
             minZoom={0.2}
@@ -391,6 +400,11 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       ) : null}
     </div>
   );
+}
+
+function isTextTarget(t: EventTarget | null): boolean {
+  const el = t as HTMLElement | null;
+  return !!el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
 }
 
 function runLabel(run?: RunState): string {

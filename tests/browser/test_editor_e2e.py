@@ -115,7 +115,18 @@ def test_getting_started_in_jupyterlab(page, lab_url):
     assert new_edge in exported["edges"]
     shot(page, "06-exported")
 
+    # Delete a node with the keyboard, then undo: it comes back with its edge.
+    page.locator(".react-flow__node[data-id='gaussian_blur1'] .oremda-node-title b").click()
+    page.keyboard.press("Delete")
+    page.wait_for_function("() => !document.querySelector(\".react-flow__node[data-id='gaussian_blur1']\")")
+    page.wait_for_function(f"() => document.querySelectorAll('.react-flow__edge').length === {edges_before}")
+    page.keyboard.press("Control+z")
+    page.wait_for_selector(".react-flow__node[data-id='gaussian_blur1']")
+    page.wait_for_function(f"() => document.querySelectorAll('.react-flow__edge').length === {edges_before + 1}")
+    assert page.locator(".jp-Notebook .jp-Cell").count() >= 10  # Lab's own shortcuts did not fire
+
     # Edits from Python show on the canvas; a failing node shows its error and log.
+    page.locator(".react-flow__node[data-id='blur'] .oremda-node-title b").click()
     run_code_in_new_cell(page, 'pipeline.set_param("blur", "sigma", 4.0); print("ok")')
     page.wait_for_function("() => document.querySelector(\"[data-param-value='sigma']\").textContent === '4'")
     run_code_in_new_cell(page, 'pipeline.set_param("read", "series", 7); print("ok")')
