@@ -107,6 +107,12 @@ class ImageBuilder:
         if not found:
             raise RuntimeError(f"importing {tarball} gave no image id: {str(reply)[:500]}")
         self.client.api.tag(found[-1], repo, version)
+        if version != "latest":
+            try:  # drop the :latest name Podman gave it (only if it is this image)
+                if self.client.images.get(f"{repo}:latest").id == found[-1]:
+                    self.client.api.remove_image(f"{repo}:latest", noprune=True)
+            except Exception:
+                pass
         return tag
 
     def base_image(self) -> str:
