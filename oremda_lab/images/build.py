@@ -96,6 +96,10 @@ class ImageBuilder:
             return tag
         tarball = rootfs.build_rootfs(reqs, log=self.log)
         self.log(f"importing {tarball.name} as {tag} ...")
+        return self.import_rootfs(tarball, tag)
+
+    def import_rootfs(self, tarball: Path, tag: str) -> str:
+        """``import`` a root filesystem tarball as image ``tag``; returns ``tag``."""
         repo, _, version = tag.rpartition(":")
         with open(tarball, "rb") as f:
             # the compat APIs take the tarball as the request body (docker import -)

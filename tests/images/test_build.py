@@ -6,6 +6,7 @@ imports inside the image under the hardened settings (so its requirements are th
 """
 
 import os
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -82,3 +83,27 @@ def test_every_operator_imports_in_its_hardened_image(built):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(check, specs))
     assert results == [[spec.name, "1001", "1001"] for spec in specs]
+
+
+@pytest.mark.parametrize("engine", [pytest.param("docker", marks=pytest.mark.docker),
+                                    pytest.param("podman", marks=pytest.mark.podman)])  # fmt: skip
+def test_import_gets_exactly_the_asked_tag(engine, tmp_path):
+    try:
+        client = connect(engine=engine)
+    except RuntimeUnavailable as e:
+        if os.environ.get("OREMDA_REQUIRE_ENGINES"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    tarball = tmp_path / "tiny.tar"
+    (tmp_path / "hello.txt").write_text("hi")
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(tmp_path / "hello.txt", arcname="hello.txt")
+    builder = ImageBuilder(client, engine=engine, log=lambda m: None)
+    repo = f"{builder.prefix}oremda-lab/import-test"
+    try:
+        assert builder.import_rootfs(tarball, f"{repo}:abc") == f"{repo}:abc"
+        image = client.images.get(f"{repo}:abc")
+        assert image.tags == [f"{repo}:abc"]
+        assert image.labels.get("oremda-lab.rootfs") == "tiny.tar"
+    finally:
+        client.images.remove(f"{repo}:abc", force=True)
