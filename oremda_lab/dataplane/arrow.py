@@ -7,8 +7,6 @@ without a copy.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 
@@ -42,27 +40,14 @@ def tensor_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes | None:
         tensor = pa.Tensor.from_numpy(np.empty(shape, dtype))
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError):
         return None
-    sink = _HeaderSink(tensor_size(tensor) - int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    pa.ipc.write_tensor(tensor, pa.PythonFile(sink, mode="w"))
-    return bytes(sink.header)
-
-
-class _HeaderSink(io.RawIOBase):
-    """A file that keeps the first ``length`` bytes written to it and drops the rest."""
-
-    def __init__(self, length: int):
-        self.header = bytearray()
-        self.length = length
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        missing = self.length - len(self.header)
-        if missing > 0:
-            self.header += view[:missing]
-        return view.nbytes
+    header = bytearray(tensor_size(tensor) - int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    try:
+        # The sink holds the header exactly, so writing stops (and raises) at the body,
+        # before a single byte of it is copied.
+        pa.ipc.write_tensor(tensor, pa.FixedSizeBufferWriter(pa.py_buffer(header)))
+    except OSError:
+        pass
+    return bytes(header)
 
 
 def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...], fallback: bool) -> np.ndarray:
