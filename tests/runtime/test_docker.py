@@ -149,6 +149,26 @@ class ContainerChecks(RuntimeContract):
         run = engine.run(fault_pipeline({}))
         assert run.record()["provenance"]["operators"]["fault"]["digest"] == digest
 
+    def test_rebuilt_image_warns_an_exported_pipeline(self, tmp_path, client, prefix):
+        registry = Registry([FAULT_OPERATORS])
+        with Engine(self.runtime, tmp_path, registry=registry, **self.options) as engine:
+            exported = engine.run(fault_pipeline({})).export_pipeline()
+        # Same operator files, another image (as a rebuild on a newer base would give).
+        ref = image_ref("fault", registry.get("fault").version, prefix)
+        scratch = client.containers.create(ref, command=["true"])
+        try:
+            repo, _, tag = ref.rpartition(":")
+            scratch.commit(repository=repo, tag=tag)
+        finally:
+            scratch.remove(force=True)
+        try:
+            with Engine(self.runtime, tmp_path, registry=registry, **self.options) as engine:
+                pipeline = Pipeline.from_json(exported, catalog=registry)
+                with pytest.warns(UserWarning, match="fault changed since this pipeline was exported"):
+                    assert engine.run(pipeline).ok
+        finally:
+            ImageBuilder(client, engine=self.engine_name, registry=registry, log=lambda m: None).build(["fault"])
+
     def test_stale_image_is_refused(self, tmp_path, client):
         spec = Registry([FAULT_OPERATORS]).get("fault")
         changed = dataclasses.replace(spec, description="edited since the image was built")
