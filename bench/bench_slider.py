@@ -38,6 +38,7 @@ from data_fixtures import data_folder  # noqa: E402
 from lab import ARTIFACTS, chromium_page, jupyter_lab, open_notebook, run_all_cells  # noqa: E402
 
 IMAGE = "example_Se_implanted_MoS2.dm3"
+NODELAY = "oremda_lab.widget.server.NoDelayConnection"
 
 SETUP = """\
 import numpy as np
@@ -160,6 +161,18 @@ def measure(page, kind: str, slider, moves: int, warmup: int, traces: list | Non
     return times
 
 
+def phases(traces: list[list]) -> dict[str, float]:
+    """Median time from the keydown to the first of each mark the editor records."""
+    found: dict[str, list[float]] = {}
+    for marks in traces:
+        seen = set()
+        for label, t in marks:
+            if label not in seen and label in ("send set_param", "change:graph", "change:displays", "drawn"):
+                seen.add(label)
+                found.setdefault(label, []).append(t)
+    return {label: round(statistics.median(ts), 1) for label, ts in found.items()}
+
+
 def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -172,13 +185,15 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--nodelay", action="store_true", help=f"serve Lab with {NODELAY} (TCP_NODELAY)")
     ap.add_argument("--markdown", action="store_true", help="print a section for docs/benchmarks.md")
     ap.add_argument("--trace", action="store_true", help="print the editor's timing marks for a few moves")
     args = ap.parse_args()
     data = data_folder([IMAGE])
     with tempfile.TemporaryDirectory(prefix="oremda-bench-") as tmp:
         make_notebook(Path(tmp), data)
-        with jupyter_lab(root=Path(tmp)) as url, chromium_page(1400, 1400) as page:
+        extra = (f"--ServerApp.kernel_websocket_connection_class={NODELAY}",) if args.nodelay else ()
+        with jupyter_lab(root=Path(tmp), extra_args=extra) as url, chromium_page(1400, 1400) as page:
             open_notebook(page, url, "bench_slider.ipynb")
             run_all_cells(page)
             page.wait_for_function(
@@ -195,6 +210,8 @@ def main() -> None:
                 slider.scroll_into_view_if_needed()
                 traces: list = []
                 results[kind] = summary(measure(page, kind, slider, args.moves, args.warmup, traces))
+                if kind != "baseline":
+                    results[kind]["phases_ms"] = phases(traces)
                 if kind == "editor" and args.trace:
                     for marks in traces[:5]:
                         print(" ".join(f"{label}@{t:.0f}" for label, t in marks))
@@ -204,6 +221,7 @@ def main() -> None:
             sigma_baseline = page.locator(".bench-baseline-slider .widget-readout").first.inner_text()
     results["final_sigma"] = {"editor": sigma_editor, "baseline": sigma_baseline}
     results["load_average_1min"] = os.getloadavg()[0]
+    results["server"] = NODELAY if args.nodelay else "jupyter_server default (Nagle on)"
     results["when"] = time.strftime("%Y-%m-%d %H:%M")
     print(json.dumps(results, indent=2))
     print(f"{'setup':10} {'median ms':>10} {'p95 ms':>10}")
@@ -229,7 +247,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         f"### bench/bench_slider.py, {results['when']}",
         "",
         f"{args.moves} moves (+{args.warmup} warm-up) of one sigma step each, 1024x1024 MoS2 (uint32), "
-        f"sigma from 1.5; headless Chromium, JupyterLab, 2 cores.",
+        f"sigma from 1.5; headless Chromium, JupyterLab, 2 cores; kernel websocket: {results['server']}.",
         "",
         "| path | median (ms) | p95 (ms) | min (ms) |",
         "|---|---:|---:|---:|",
@@ -238,6 +256,15 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         r = results[kind]
         lines.append(f"| {LABELS[kind]} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['min_ms']:.0f} |")
     lines += ["", f"- load average (1 min) when done: {results['load_average_1min']:.1f} on 2 cores"]
+    ph = results["editor"].get("phases_ms", {})
+    if ph:
+        lines.append(
+            "- editor slider, median ms after the keydown: message sent {send}, graph echoed {graph}, "
+            "display data arrived {disp}, canvas drawn {drawn}; the rest is the browser painting".format(
+                send=ph.get("send set_param"), graph=ph.get("change:graph"), disp=ph.get("change:displays"),
+                drawn=ph.get("drawn"),
+            )
+        )
     return "\n".join(lines)
 
 

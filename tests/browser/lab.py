@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(root: Path = ROOT, timeout: float = 90.0):
+def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = ()):
     """Start ``jupyter lab`` and yield its base URL; stop it by pid afterwards."""
     port = free_port()
     workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
@@ -43,6 +43,7 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0):
         "--IdentityProvider.token=", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
         f"--LabApp.workspaces_dir={workspaces}", f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *extra_args,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
