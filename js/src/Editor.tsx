@@ -61,12 +61,12 @@ export function toFlow(graph: PipelineJSON, catalog: Catalog, status: Record<str
     target: e.to.id,
     targetHandle: e.to.port,
     style: { stroke: PORT_COLORS[e.type ?? "data"] ?? "#555", strokeWidth: 2 },
-    animated: status[e.to.id]?.state === "running",
   }));
   return { nodes, edges };
 }
 
 const GESTURE_MS = 1000;
+const NO_OPS: OperatorInfo[] = [];
 
 function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
@@ -336,7 +336,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
         </div>
       ) : null}
       <div className="oremda-main" style={{ height: height || 460 }}>
-        <Palette ops={operators ?? []} onAdd={(i) => addItem(i)} />
+        <Palette ops={operators ?? NO_OPS} onAdd={addItem} />
         <div
           className="oremda-canvas-wrap"
           ref={wrapper}

@@ -1,5 +1,5 @@
 /** The operator palette and the parameter panel generated from a node's schema. */
-import { type ReactElement, useEffect, useMemo, useRef, useState } from "react";
+import { type ReactElement, memo, useEffect, useMemo, useRef, useState } from "react";
 import type { Control, NodeJSON, OperatorInfo } from "./types";
 
 export const DRAG_MIME = "application/x-oremda-operator";
@@ -25,7 +25,7 @@ export function filterItems(items: PaletteItem[], query: string): PaletteItem[] 
   return items.filter((i) => i.label.toLowerCase().includes(q) || i.description.toLowerCase().includes(q));
 }
 
-export function Palette({ ops, onAdd }: { ops: OperatorInfo[]; onAdd: (item: PaletteItem) => void }) {
+export const Palette = memo(function Palette({ ops, onAdd }: { ops: OperatorInfo[]; onAdd: (item: PaletteItem) => void }) {
   const [query, setQuery] = useState("");
   const items = useMemo(() => filterItems(paletteItems(ops), query), [ops, query]);
   return (
@@ -57,7 +57,7 @@ export function Palette({ ops, onAdd }: { ops: OperatorInfo[]; onAdd: (item: Pal
       </div>
     </div>
   );
-}
+});
 
 export interface ParamPanelProps {
   node: NodeJSON;
