@@ -133,6 +133,23 @@ class _Worker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def wait_for_message(conn: Connection, handle: WorkerHandle, deadline: float) -> dict[str, Any] | str:
+    """The next message on ``conn``, or ``"died"`` or ``"timeout"``: never a hang.
+
+    Checks every ``_POLL`` seconds that the worker still lives and the deadline holds.
+    """
+    while True:
+        try:
+            if conn.poll(_POLL):
+                return protocol.decode(conn.recv_bytes())
+        except (EOFError, OSError):
+            return "died"  # the stream ended
+        if not handle.alive():
+            return "died"
+        if time.monotonic() > deadline:
+            return "timeout"
+
+
 def _run_message(task: Task) -> bytes:
     return protocol.encode(protocol.RUN, task=task.id, params=task.params, inputs=task.inputs)
 
@@ -343,25 +360,16 @@ class Runtime(ABC):
         return TaskResult(reply["outputs"], reply.get("duration_s", 0.0))
 
     def _receive(self, worker: _Worker, task: Task) -> dict[str, Any]:
-        deadline = time.monotonic() + self.timeout
-        conn = worker.conn
-        assert conn is not None
-        while True:
-            try:
-                if conn.poll(_POLL):
-                    return protocol.decode(conn.recv_bytes())
-            except (EOFError, OSError):
-                pass  # the stream ended: fall through to the liveness check
-            else:
-                if worker.handle.alive():
-                    if time.monotonic() <= deadline:
-                        continue
-                    failure = self._fail(worker, f"{task.node} exceeded its timeout of {self.timeout:g} s")
-                    self.arena.discard(f"{task.id}--")
-                    raise failure
+        assert worker.conn is not None
+        got = wait_for_message(worker.conn, worker.handle, time.monotonic() + self.timeout)
+        if isinstance(got, dict):
+            return got
+        if got == "timeout":
+            failure = self._fail(worker, f"{task.node} exceeded its timeout of {self.timeout:g} s")
+        else:
             failure = self._fail(worker, f"worker for {task.spec.name} died while running {task.node}")
-            self.arena.discard(f"{task.id}--")
-            raise failure
+        self.arena.discard(f"{task.id}--")
+        raise failure
 
     def _fail(self, worker: _Worker, message: str) -> NodeFailure:
         """Kill and forget ``worker``; return the failure that describes it."""

@@ -56,7 +56,7 @@ from typing import Any
 
 from oremda_lab.dataplane.arena import Arena
 from oremda_lab.runtime import _mpi_host
-from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker
+from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker, wait_for_message
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
 
@@ -528,25 +528,17 @@ class MPIRuntime(Runtime):
 
     def _reply(self, worker: _Worker, deadline: float, doing: str) -> dict[str, Any]:
         """One message from a rank, or a failure if it dies or the deadline passes."""
-        conn = worker.conn
-        assert conn is not None
-        while True:
-            try:
-                if conn.poll(_POLL):
-                    return protocol.decode(conn.recv_bytes())
-            except (EOFError, OSError):
-                pass
-            else:
-                if worker.handle.alive():
-                    if time.monotonic() <= deadline:
-                        continue
-                    failure = self._drop_job(f"MPI rank {worker.id} did not answer within the timeout while {doing}")
-                    assert failure is not None
-                    raise failure
+        assert worker.conn is not None
+        got = wait_for_message(worker.conn, worker.handle, deadline)
+        if isinstance(got, dict):
+            return got
+        if got == "timeout":
+            failure = self._drop_job(f"MPI rank {worker.id} did not answer within the timeout while {doing}")
+        else:
             rank = worker.id.rsplit("-r", 1)[-1]
             failure = self._drop_job(f"MPI rank {rank} died while {doing}", settle=True)
-            assert failure is not None
-            raise failure
+        assert failure is not None
+        raise failure
 
     def _tail(self) -> str:
         return self._job.log_tail() if self._job else ""
