@@ -24,9 +24,7 @@ def lab_url(tmp_path_factory):
     # must stay as committed (without outputs).
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    # The recommended server setting (see oremda_lab/widget/server.py), so it is tested too.
-    nodelay = "--ServerApp.kernel_websocket_connection_class=oremda_lab.widget.server.NoDelayConnection"
-    with jupyter_lab(root, extra_args=(nodelay,)) as url:
+    with jupyter_lab(root) as url:  # a stock server, as users have it
         yield url
 
 
