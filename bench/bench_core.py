@@ -203,8 +203,8 @@ def bench_bandwidth(folder: Path, data_dir: Path, repeats: int = 8) -> None:
 # -- 3. incremental re-run of a 5-node pipeline -------------------------------------------------
 
 
-def bench_incremental(data_dir: Path, repeats: int = 3) -> None:
-    print(f"\n3. 5-node pipeline on a 4096x4096 float32 image (median of {repeats})")
+def bench_incremental(data_dir: Path, repeats: int = 5, warmup: int = 8) -> None:
+    print(f"\n3. 5-node pipeline on a 4096x4096 float32 image (median of {repeats}; slider after {warmup} moves)")
     image = np.random.default_rng(2).random((4096, 4096), dtype=np.float32)
     tifffile.imwrite(data_dir / "big.tif", image)
     pipeline = Pipeline.from_json(
@@ -230,24 +230,28 @@ def bench_incremental(data_dir: Path, repeats: int = 3) -> None:
     full, partial, plain = [], [], []
     with Engine("local", data_dir) as engine:
         engine.run(pipeline).raise_for_errors()  # start workers
-        for i in range(repeats):
+        for _ in range(repeats):  # full re-runs: every node computes (warm workers, empty cache)
             engine.cache.clear()
-            pipeline.set_param("blur1", "sigma", 2.0 + 0.1 * i)
             started = time.perf_counter()
             engine.run(pipeline).raise_for_errors()
             full.append(time.perf_counter() - started)
-            sigma = 1.0 + 0.1 * (i + 1)
+        # A slider on blur2: the first moves fill the cache's spare budget with fresh
+        # buffers; after that, evicted buffers come back through the pool (steady state).
+        for move in range(warmup + repeats):
+            sigma = 1.0 + 0.05 * (move + 1)
             pipeline.set_param("blur2", "sigma", sigma)
             started = time.perf_counter()
             run = engine.run(pipeline)
-            partial.append(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
             assert [n for n, r in run.nodes.items() if r.status == "done"] == ["blur2", "crop"]
             spectrum = np.array(run.outputs["fft"]["diffractogram"].data)
             del run
             started = time.perf_counter()
             blurred = ndimage.gaussian_filter(spectrum, sigma)
             np.ascontiguousarray(blurred[1024:3072, 1024:3072])
-            plain.append(time.perf_counter() - started)
+            if move >= warmup:
+                partial.append(elapsed)
+                plain.append(time.perf_counter() - started)
     f, p, n = (statistics.median(x) for x in (full, partial, plain))
     row("re-run after changing blur2 (blur2 + crop)", ms(p))
     row("full re-run (all 5 nodes, warm workers)", ms(f), f"{f / p:8.1f}x", "goal >= 5x faster")
