@@ -317,7 +317,11 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           Import JSON
           <input type="file" accept=".json,application/json" data-action="import" onChange={(e) => e.target.files?.[0] && importJSON(e.target.files[0])} />
         </label>
-        <span className={`oremda-run oremda-run-${run?.state ?? "idle"}`} data-run-state={run?.state ?? "idle"}>
+        <span
+          className={`oremda-run oremda-run-${run?.state ?? "idle"}`}
+          data-run-state={run?.state ?? "idle"}
+          data-kernel-ms={run?.kernel_s != null ? Math.round(run.kernel_s * 1000) : undefined}
+        >
           {busy ? <span className="oremda-spinner" /> : null}
           {runLabel(run)}
         </span>

@@ -81,6 +81,7 @@ export interface RunState {
   message?: string;
   problems?: string[];
   elapsed_s?: number | null;
+  kernel_s?: number | null; // from the last command reaching the kernel to the results being sent
 }
 
 /** One display layer as the kernel encodes it for the canvas (see widget/_display.py). */

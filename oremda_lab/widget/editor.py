@@ -22,6 +22,7 @@ import copy
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ class PipelineEditor(anywidget.AnyWidget):
         self._batching = 0
         self._submitted_key: str | None = None
         self._pending_status: dict[str, dict[str, Any]] = {}
+        self._command_at: float | None = None
         self._status_timer: threading.Timer | None = None
         self._display_revision = 0
         self._owns_engine = engine is None and auto_run
@@ -266,6 +268,7 @@ class PipelineEditor(anywidget.AnyWidget):
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "command":
             return
+        self._command_at = time.perf_counter()
         reply: dict[str, Any] = {"type": "reply", "id": content.get("id"), "ok": True, "problems": []}
         try:
             self.apply(content["command"])
@@ -373,7 +376,9 @@ class PipelineEditor(anywidget.AnyWidget):
                     first = next(iter(errors.items()))
                     self._set_run("error", message=f"{first[0]}: {first[1].get('message', 'failed')}")
                 else:
-                    self._set_run("done", elapsed_s=run.duration_s)
+                    # kernel_s: from the last front-end command to these results (latency work).
+                    kernel_s = time.perf_counter() - self._command_at if self._command_at else None
+                    self._set_run("done", elapsed_s=run.duration_s, kernel_s=kernel_s)
         except Exception as e:
             log.exception("editor could not show run results")
             self._set_run("error", message=f"cannot show results: {_message(e)}")

@@ -210,3 +210,17 @@ def test_pictures_scale_linear_and_log():
     assert lin.tolist() == [0, 2, 25, 255]
     log = np.frombuffer(picture_bytes(img, {"normalize": "log", "min": 0.0}), np.uint8)
     assert log[0] == 0 and log[-1] == 255 and log[1] > lin[1]
+
+
+def test_large_pictures_are_block_averaged():
+    from oremda_lab.spec.pipeline import Node
+    from oremda_lab.widget._display import bin_factor, binned, encode
+    from oremda_lab.worker.sdk import PortValue
+
+    x = np.arange(5 * 7, dtype=np.float64).reshape(5, 7)
+    assert binned(x, 2).tolist() == x[:4, :6].reshape(2, 2, 3, 2).mean(axis=(1, 3)).tolist()
+    assert (bin_factor((1024, 1024), 512), bin_factor((1025, 10), 512), bin_factor((300, 300), 512)) == (2, 3, 1)
+    assert bin_factor((4096, 4096), None) == 1
+    img = np.random.default_rng(0).random((1024, 1000))
+    layer = encode(Node("v", type="display", display="2D"), [PortValue(img, {"kind": "picture"})], 1)["layers"][0]
+    assert (layer["width"], layer["height"], layer["scale"], len(layer["pixels"])) == (500, 512, 2, 500 * 512)
