@@ -34,9 +34,10 @@ def _reap(logs: dict[int, str]) -> None:
         if pid == 0:
             return
         log = logs.pop(pid, None)
-        if log is not None:
-            with open(log + ".status", "w") as out:
+        if log is not None:  # written whole, then renamed: readers never see it half done
+            with open(log + ".status.part", "w") as out:
                 out.write(str(os.waitstatus_to_exitcode(status)))
+            os.rename(log + ".status.part", log + ".status")
 
 
 def _child(request: dict) -> None:
