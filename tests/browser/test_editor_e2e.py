@@ -115,6 +115,16 @@ def test_getting_started_in_jupyterlab(page, lab_url):
     assert new_edge in exported["edges"]
     shot(page, "06-exported")
 
+    # Import a file: the kernel's pipeline becomes it.
+    edited = json.loads(json.dumps(exported))
+    next(n for n in edited["nodes"] if n["id"] == "blur")["params"]["sigma"] = 2.5
+    (ARTIFACTS / "imported.json").write_text(json.dumps(edited))
+    page.set_input_files("input[data-action='import']", str(ARTIFACTS / "imported.json"))
+    page.locator(".oremda-message-info").wait_for()
+    assert "Imported imported.json" in page.locator(".oremda-message-info").inner_text()
+    kernel = run_code_in_new_cell(page, 'print(pipeline.nodes["blur"].params["sigma"])')
+    assert kernel.strip() == "2.5"
+
     # Delete a node with the keyboard, then undo: it comes back with its edge.
     page.locator(".react-flow__node[data-id='gaussian_blur1'] .oremda-node-title b").click()
     page.keyboard.press("Delete")
