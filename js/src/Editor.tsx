@@ -378,19 +378,24 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             <Background gap={16} />
             <Controls showInteractive={false} />
           </ReactFlow>
-        </div>
-        <div className="oremda-side">
+          {/* The panel floats over the canvas, so the graph gets the full width when nothing is selected. */}
           {selNode ? (
-            <ParamPanel
-              node={selNode}
-              op={operatorOf(selNode, catalog)}
-              errors={paramErrors}
-              onChange={(name, value, final) => setParam(selNode.id, name, value, final)}
-              onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
-            />
+            <div className="oremda-side nowheel">
+              <button className="oremda-side-close" title="Close" onClick={() => setSelected(null)}>
+                ×
+              </button>
+              <ParamPanel
+                node={selNode}
+                op={operatorOf(selNode, catalog)}
+                errors={paramErrors}
+                onChange={(name, value, final) => setParam(selNode.id, name, value, final)}
+                onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
+              />
+            </div>
           ) : (
             <div className="oremda-muted oremda-hint">
-              Select a node to edit its parameters. Drag operators from the palette; drag from an output port to an input port to connect.
+              Click a node to edit its parameters. Drag operators from the palette; drag from an output port to an input
+              port to connect.
             </div>
           )}
         </div>

@@ -3,7 +3,7 @@ import dagre from "@dagrejs/dagre";
 import type { PipelineJSON } from "./types";
 import { type Catalog, portsOf } from "./ports";
 
-export const NODE_WIDTH = 150;
+export const NODE_WIDTH = 160;
 
 export function nodeHeight(inputs: number, outputs: number): number {
   return 44 + 20 * Math.max(inputs, outputs, 1);

@@ -51,12 +51,14 @@ function PortRow({ name, spec, side, index }: { name: string; spec: PortSpec; si
 function StatusLine({ status }: { status?: NodeStatus }) {
   if (!status) return null;
   const d = status.duration_s;
-  const label = status.state === "cached" || status.cached ? "cached" : status.state;
+  const cached = status.state === "cached" || status.cached;
+  // Short, to fit the node: the dot and border colour carry the state; "done" shows its time.
+  const label = cached ? "cached" : status.state === "done" && d != null ? formatDuration(d) : status.state;
+  const tip = `${cached ? "cached" : status.state}${d != null ? ` in ${formatDuration(d)}` : ""}`;
   return (
-    <div className="oremda-node-status" data-state={status.state}>
+    <div className="oremda-node-status" data-state={status.state} title={tip}>
       <span className="oremda-dot" style={{ background: STATE_COLORS[status.state] ?? "#999" }} />
       {label}
-      {d != null && status.state !== "queued" && status.state !== "running" ? ` · ${formatDuration(d)}` : ""}
     </div>
   );
 }
