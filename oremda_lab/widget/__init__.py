@@ -10,14 +10,15 @@ def param_slider(pipeline, engine, node: str, param: str, **kwargs):
     """A standard ipywidget for one parameter that re-runs ``pipeline`` on ``engine`` when moved.
 
     Use it without an editor, in an ordinary notebook layout; with an editor, use
-    :meth:`PipelineEditor.slider` (the editor already re-runs on every change).
-    Returns ``(widget, runs)``: ``runs`` is a list holding the latest RunFuture.
+    :meth:`PipelineEditor.slider` (the editor already re-runs on every change). The
+    widget's ``latest_run`` attribute holds the RunFuture of the last submission
+    (the engine coalesces a drag: newest wins).
     """
     widget = param_widget(pipeline, node, param, **kwargs)
-    runs: list = []
+    widget.latest_run = None
 
     def rerun(_change):
-        runs[:] = [engine.submit(pipeline)]
+        widget.latest_run = engine.submit(pipeline)
 
     widget.observe(rerun, "value")
-    return widget, runs
+    return widget

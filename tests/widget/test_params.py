@@ -80,3 +80,22 @@ def test_param_widget_dropdown_and_unknown_param():
     assert p.nodes["pic"].params["normalize"] == "log"
     with pytest.raises(PipelineError):
         param_widget(p, "pic", "nope")
+
+
+def test_param_slider_submits_on_every_move():
+    from oremda_lab.widget import param_slider
+
+    class Engine:
+        def __init__(self):
+            self.seen = []
+
+        def submit(self, pipeline):
+            self.seen.append(pipeline.nodes["b"].params["sigma"])
+            return f"future{len(self.seen)}"
+
+    p, engine = blur_pipeline(), Engine()
+    s = param_slider(p, engine, "b", "sigma")
+    assert s.latest_run is None
+    s.value = 4.0
+    s.value = 5.0
+    assert engine.seen == [4.0, 5.0] and s.latest_run == "future2"
