@@ -116,7 +116,7 @@ class PipelineEditor(anywidget.AnyWidget):
         self._command_at: float | None = None
         self._status_timer: threading.Timer | None = None
         self._display_revision = 0
-        self._owns_engine = engine is None and auto_run
+        self._owns_engine = engine is None
         self._engine = engine
         self.auto_run = auto_run
         self.picture_max_px = picture_max_px
