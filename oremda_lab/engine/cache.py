@@ -7,19 +7,19 @@ so a parameter change gives its node (and, through input keys, every descendant)
 new key, while untouched nodes hit. After each run the engine calls :meth:`retain`
 with the keys it used: those stay, and of the rest the most recently used stay
 while they fit in ``spare_bytes`` (so a slider moved back hits). Evicted entries'
-objects are freed in the arena.
+objects are freed in the arena once no entry holds them (an operator that passes an
+input on unchanged shares its buffer: ``holders`` counts the entries per object).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena
-from oremda_lab.dataplane.refs import ObjectRef
 
 DEFAULT_SPARE_BYTES = 1 << 30
 
@@ -57,6 +57,7 @@ class Cache:
         self.arena = arena
         self.spare_bytes = spare_bytes
         self.entries: OrderedDict[str, Entry] = OrderedDict()
+        self.holders: Counter[str] = Counter()
 
     def get(self, key: str) -> Entry | None:
         """The entry for ``key`` (marked most recently used), or None."""
@@ -68,7 +69,8 @@ class Cache:
     def put(self, entry: Entry) -> None:
         """Store an entry (replacing and freeing any older one with the same key)."""
         old = self.entries.pop(entry.key, None)
-        if old is not None and old is not entry:
+        self.holders.update(_names(entry))
+        if old is not None:
             self._free(old)
         self.entries[entry.key] = entry
 
@@ -91,6 +93,12 @@ class Cache:
         self.entries.clear()
 
     def _free(self, entry: Entry) -> None:
-        for value in entry.outputs.values():
-            if value["ref"]:
-                self.arena.free(ObjectRef.from_dict(value["ref"]))
+        for name in _names(entry):
+            self.holders[name] -= 1
+            if self.holders[name] <= 0:
+                del self.holders[name]
+                self.arena.free(name)
+
+
+def _names(entry: Entry) -> list[str]:
+    return [value["ref"]["name"] for value in entry.outputs.values() if value["ref"]]

@@ -84,10 +84,17 @@ class Worker:
                 )
                 for port, v in msg["inputs"].items()
             }
+            # An input returned as it is goes on by reference: no copy (ids are stable
+            # while the inputs live, and the call's results exist before they go).
+            forward = {
+                id(v.data): ObjectRef.from_dict(msg["inputs"][p]["ref"])
+                for p, v in inputs.items()
+                if v.data is not None
+            }
             args = (inputs, msg["params"], self.state) if self.stateful else (inputs, msg["params"])
             returned = self.func(*args)
             del inputs, args  # drop input views before the engine may reuse their buffers
-            outputs = self._store(task, returned, allocated)
+            outputs = self._store(task, returned, allocated, forward)
         except SystemExit as e:
             self._unlink(ref for _, ref in allocated)
             return protocol.encode(protocol.ERROR, task=task, error=f"operator called sys.exit({e.code})", traceback="")
@@ -101,7 +108,9 @@ class Worker:
             current_allocator.reset(tokens[1])
         return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start)
 
-    def _store(self, task: str, returned: Any, allocated: list[tuple[Any, ObjectRef]]) -> dict[str, Any]:
+    def _store(
+        self, task: str, returned: Any, allocated: list[tuple[Any, ObjectRef]], forward: dict[int, ObjectRef]
+    ) -> dict[str, Any]:
         if not isinstance(returned, dict):
             raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
         unknown = set(returned) - set(self.spec.outputs)
@@ -118,6 +127,8 @@ class Worker:
                 ref = None
             elif id(value.data) in unused:  # computed in place by output_array(): nothing to copy
                 ref = unused.pop(id(value.data))
+            elif id(value.data) in forward:  # an input passed on unchanged
+                ref = forward[id(value.data)]
             else:
                 ref = self.arena.put(value.data, f"{task}--{port}")
             wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}

@@ -20,3 +20,15 @@ def test_retain_frees_what_no_run_needs(tmp_path):
             cache.put(Entry(key, {"out": {"ref": ref.to_dict(), "meta": {}}}, 0.0))
         cache.retain({"b"})
         assert list(cache.entries) == ["b"] and arena.live() == ["b"]
+
+
+def test_a_shared_buffer_is_freed_with_its_last_holder(tmp_path):
+    with Arena.create(root=tmp_path) as arena:
+        cache = Cache(arena, spare_bytes=0)
+        ref = arena.put(np.ones(100), "shared").to_dict()
+        cache.put(Entry("producer", {"out": {"ref": ref, "meta": {}}}, 0.0))
+        cache.put(Entry("passthrough", {"out": {"ref": ref, "meta": {}}}, 0.0))
+        cache.retain({"passthrough"})
+        assert arena.live() == ["shared"]
+        cache.retain(set())
+        assert arena.live() == []

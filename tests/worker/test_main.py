@@ -70,3 +70,10 @@ def test_data_path_refuses_escapes(tmp_path, monkeypatch):
         data_path("../etc/passwd")
     with pytest.raises(FileNotFoundError, match="not found in the data folder"):
         data_path("missing.tif")
+
+
+def test_an_input_returned_unchanged_is_passed_on_without_a_copy(arena):
+    ref = arena.put(np.arange(1000.0), "input")
+    reply = handle(arena, lambda inputs, params: {"out": inputs["in"]}, {"in": {"ref": ref.to_dict(), "meta": {}}})
+    assert ObjectRef.from_dict(reply["outputs"]["out"]["ref"]) == ref
+    assert arena.live() == ["input"]
