@@ -184,7 +184,9 @@ class Runtime(ABC):
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"oremda-{self.name}")
         self._stopped = False
-        self._acceptor = threading.Thread(target=self._accept, name="oremda-accept", daemon=True)
+        self._acceptor = threading.Thread(
+            target=self._accept, args=(self._listener,), name="oremda-accept", daemon=True
+        )
         self._acceptor.start()
 
     # -- what adapters provide -----------------------------------------------------
@@ -312,10 +314,11 @@ class Runtime(ABC):
                 )
         return None
 
-    def _accept(self) -> None:
+    def _accept(self, listener: Listener) -> None:
+        """Take workers' connections until stopped; match each HELLO to its launch."""
         while not self._stopped:
             try:
-                conn = self._listener.accept()
+                conn = listener.accept()
             except (OSError, EOFError):
                 if self._stopped:
                     return

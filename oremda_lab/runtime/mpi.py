@@ -223,7 +223,8 @@ class MPIRuntime(Runtime):
         self._tcp: Listener | None = None
         if control_host or self.remote_ranks:
             self._tcp = Listener((control_host or "127.0.0.1", 0), family="AF_INET", authkey=self.authkey)
-            threading.Thread(target=self._accept_tcp, name="oremda-mpi-accept", daemon=True).start()
+            # ranks on other machines: the same HELLO handshake as over the Unix socket
+            threading.Thread(target=self._accept, args=(self._tcp,), name="oremda-mpi-accept", daemon=True).start()
 
     # -- placement -------------------------------------------------------------------
 
@@ -591,29 +592,6 @@ class MPIRuntime(Runtime):
             self.arena.discard(f"{task.id}--")
             raise NodeFailure(reply["error"], traceback=reply.get("traceback", ""), log_tail=job.log_tail())
         return TaskResult(leader["outputs"], leader.get("duration_s", 0.0))
-
-    def _accept_tcp(self) -> None:
-        """Accept ranks on other machines (same HELLO handshake as the Unix socket)."""
-        assert self._tcp is not None
-        while not self._stopped:
-            try:
-                conn = self._tcp.accept()
-            except (OSError, EOFError):
-                if self._stopped:
-                    return
-                continue
-            except Exception:
-                continue
-            try:
-                hello = protocol.decode(conn.recv_bytes()) if conn.poll(self.start_timeout) else {}
-            except (OSError, EOFError, ValueError):
-                hello = {}
-            worker = self._by_id.get(hello.get("worker", ""))
-            if worker is None or hello.get("op") != protocol.HELLO:
-                conn.close()
-                continue
-            worker.conn = conn
-            worker.hello.set()
 
 
 def node_options(extra: dict[str, Any]) -> dict[str, Any]:

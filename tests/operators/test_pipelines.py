@@ -49,19 +49,25 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-def test_blur_display_from_a_local_http_server(tmp_path):
+@pytest.fixture
+def lattice_url():
+    """URL of data_container's lattice.tif, served on loopback for the test."""
     folder = Path(default_registry().get("data_container").path) / "data"
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        pipeline = Pipeline.load(PIPELINES / "blur_display.json")
-        pipeline.set_param("fetch", "url", f"http://127.0.0.1:{httpd.server_address[1]}/lattice.tif")
-        outputs, displays = _run(pipeline, tmp_path)
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/lattice.tif"
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+def test_blur_display_from_a_local_http_server(tmp_path, lattice_url):
+    pipeline = Pipeline.load(PIPELINES / "blur_display.json")
+    pipeline.set_param("fetch", "url", lattice_url)
+    outputs, displays = _run(pipeline, tmp_path)
     assert displays == {"raw": 1, "blurred": 1}
     raw, blurred = outputs["reader"]["out"][0], outputs["blur"]["image"][0]
     assert raw.shape == blurred.shape == (256, 256) and blurred.std() < raw.std()
@@ -83,19 +89,10 @@ def test_lattice_analysis_on_real_mos2(data_folder):
 UPSTREAM = Path(__file__).resolve().parents[1] / "upstream_pipelines"
 
 
-def test_upstream_pipeline_2d_runs_with_only_the_url_changed(tmp_path):
-    folder = Path(default_registry().get("data_container").path) / "data"
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        pipeline = Pipeline.load(UPSTREAM / "pipeline_2d.json")
-        pipeline.set_params("9", {"url": f"http://127.0.0.1:{httpd.server_address[1]}/lattice.tif", "cache": False})
-        _, displays = _run(pipeline, tmp_path)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+def test_upstream_pipeline_2d_runs_with_only_the_url_changed(tmp_path, lattice_url):
+    pipeline = Pipeline.load(UPSTREAM / "pipeline_2d.json")
+    pipeline.set_params("9", {"url": lattice_url, "cache": False})
+    _, displays = _run(pipeline, tmp_path)
     assert displays == {"30": 1, "31": 1}
 
 
