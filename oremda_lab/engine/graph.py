@@ -1,4 +1,8 @@
-"""Graph questions the scheduler asks: order, dependencies and what a change dirties."""
+"""Graph questions the scheduler asks: which nodes run, in which order.
+
+What a change dirties needs no graph walk: a node's cache key includes its upstream
+keys, so a new parameter gives the node and everything downstream new keys.
+"""
 
 from __future__ import annotations
 
@@ -37,16 +41,3 @@ def toposort(pipeline: Pipeline) -> list[str]:
     if len(order) != len(indegree):
         raise ValueError("the pipeline has a cycle")
     return order
-
-
-def descendants(pipeline: Pipeline, node_id: str) -> set[str]:
-    """Every node downstream of ``node_id``: what a change to it dirties."""
-    seen: set[str] = set()
-    stack = [node_id]
-    while stack:
-        current = stack.pop()
-        for e in pipeline.edges:
-            if e.source.id == current and e.target.id not in seen:
-                seen.add(e.target.id)
-                stack.append(e.target.id)
-    return seen
