@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint, layer contract, and the core + operator test suite (local and inline runtimes).
+# Lint, layer contract, the core + operator test suite (local and inline runtimes), doctests.
 set -euo pipefail
 ruff check .
 lint-imports
 python -m pytest -q -p no:cacheprovider
+python -m pytest -q -p no:cacheprovider --doctest-modules oremda_lab   # docstring examples run

@@ -1,7 +1,9 @@
 """Display nodes in a notebook, each one figure that updates in place after every run.
 
->>> live = LiveDisplays()                       # doctest: +SKIP
->>> live.update(engine.run(pipeline))           # first call shows, later calls replace
+The first ``update`` shows the figures; later ones replace them in their outputs.
+
+>>> live = LiveDisplays()
+>>> live.update(engine.run(pipeline))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -87,9 +87,13 @@ def data_path(filename: str) -> Path:
 
     Examples
     --------
-    >>> import os; os.environ[DATA_DIR_ENV] = "/data"
-    >>> str(data_path("a.tif"))
-    '/data/a.tif'
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()); (folder / "a.tif").write_bytes(b"")
+    0
+    >>> token = current_data_dir.set(str(folder))
+    >>> data_path("a.tif") == folder.resolve() / "a.tif"
+    True
+    >>> current_data_dir.reset(token)
     """
     if not filename:
         raise ValueError("no file name given")
