@@ -255,9 +255,10 @@ class Engine:
         self._closed = True
         with self._cond:
             self._cond.notify()
-        self._thread.join(timeout=self.runtime.timeout + 5)
         try:
+            # Workers first: a task still running fails at once instead of holding close().
             self.runtime.stop()
+            self._thread.join(timeout=30)
         finally:
             self.cache.clear()
             self.arena.close()

@@ -122,3 +122,17 @@ def test_closed_engine_refuses_work(tmp_path):
 def test_unknown_runtime_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="unknown runtime 'nope'"):
         Engine("nope", tmp_path)
+
+
+def test_close_does_not_wait_for_a_running_task(tmp_path):
+    engine = Engine("local", tmp_path, registry=Registry([FAULT_OPERATORS]))
+    future = engine.submit(fault_pipeline({"mode": "hang"}))
+    deadline = time.monotonic() + 30
+    while not engine.runtime.alive("n0") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the worker is up and the task on its way
+    time.sleep(0.3)
+    started = time.perf_counter()
+    engine.close()
+    assert time.perf_counter() - started < 10
+    run = future.result(5)
+    assert run.nodes["n0"].status == "error"
