@@ -290,15 +290,23 @@ class Runtime(ABC):
 
     # -- internals -------------------------------------------------------------------
 
+    def _expect(self, worker: _Worker) -> None:
+        """Accept ``worker``'s HELLO; call before launching it (it may greet at once)."""
+        with self._lock:
+            self._by_id[worker.id] = worker
+
+    def _unexpect(self, worker: _Worker) -> None:
+        """Refuse HELLOs from ``worker`` from now on."""
+        with self._lock:
+            self._by_id.pop(worker.id, None)
+
     def _launch_one(self, slot: str, spec: OperatorSpec) -> _Worker | NodeFailure:
         worker = _Worker(slot, spec, f"{spec.name}-{uuid.uuid4().hex[:8]}")
-        with self._lock:  # known before launch: a fast worker may say HELLO before launch returns
-            self._by_id[worker.id] = worker
+        self._expect(worker)
         try:
             worker.handle = self.launch(spec, worker.id)
         except Exception as e:  # an adapter error is a start failure of this operator
-            with self._lock:
-                self._by_id.pop(worker.id, None)
+            self._unexpect(worker)
             return NodeFailure(f"could not start a worker for {spec.name}: {e}")
         with self._lock:
             self._workers[slot] = worker
@@ -386,7 +394,7 @@ class Runtime(ABC):
         with self._lock:
             if self._workers.get(worker.slot) is worker:
                 del self._workers[worker.slot]
-            self._by_id.pop(worker.id, None)
+        self._unexpect(worker)
         self._reap(worker)
 
     @staticmethod

@@ -420,7 +420,7 @@ class MPIRuntime(Runtime):
         for rank in range(self.ranks):
             worker = _Worker(f"mpi-rank-{rank}", _RANK_SPEC, f"{job_id}-r{rank}", None)  # type: ignore[arg-type]
             workers[rank] = worker
-            self._by_id[worker.id] = worker
+            self._expect(worker)
         command = self.command(job_id)
         command[0] = launcher
         try:
@@ -436,7 +436,7 @@ class MPIRuntime(Runtime):
                 )
         except OSError as e:
             for worker in workers.values():
-                self._by_id.pop(worker.id, None)
+                self._unexpect(worker)
             return NodeFailure(f"could not run the MPI launcher {command[0]}: {e}")
         job = MPIJob(process, log)
         for rank, worker in workers.items():
@@ -471,7 +471,7 @@ class MPIRuntime(Runtime):
         self._slots.clear()
         self._resident.clear()
         for worker in workers:
-            self._by_id.pop(worker.id, None)
+            self._unexpect(worker)
         if job is None:
             return NodeFailure(message) if message else None
         if settle:
