@@ -80,7 +80,7 @@ class Arena:
         for sub in (path, path / "objects", path / "pool", path / "run"):
             sub.mkdir(mode=0o777)
             os.chmod(sub, 0o777)  # containers write here under another uid
-        owner = {"pid": os.getpid(), "started": _start_time(os.getpid()), "host": socket.gethostname()}
+        owner = {**owner_record(), "host": socket.gethostname()}
         (path / "owner.json").write_text(json.dumps(owner))
         arena = cls(path, owner=True, pool_bytes=pool_bytes)
         atexit.register(arena.close)
@@ -330,16 +330,37 @@ def sweep_stale(root: Path | None = None) -> list[Path]:
             continue  # being created right now, or not ours
         if owner.get("host") != host:
             continue
-        if _start_time(owner["pid"]) != owner.get("started"):
+        if not owner_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a live owner from a reused pid)."""
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` in clock ticks since boot (tells a reused pid apart)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_record() -> dict[str, Any]:
+    """The calling process as an owner: pid and start time (session folders, container labels)."""
+    return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process an :func:`owner_record` names still runs (a reused pid does not)."""
+    try:
+        pid = int(owner["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if process_start_time(pid) != owner.get("started"):
+        return False
+    try:
+        os.kill(pid, 0)  # where /proc is unreadable both start times are None: ask the pid
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, process_start_time
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.base import Runtime, WorkerHandle
 from oremda_lab.spec.labels import labels_to_spec
@@ -176,7 +176,7 @@ class ContainerHandle(WorkerHandle):
             pid = int(state.get("Pid") or 0)
         except Exception:
             state, pid = {}, 0
-        started = _start_time(pid) if pid > 0 else None
+        started = process_start_time(pid) if pid > 0 else None
         if started is not None:
             self._pid = (pid, started)
         elif state and not state.get("Running", True):
@@ -214,7 +214,7 @@ class ContainerHandle(WorkerHandle):
         if self._pid is None:
             return True  # the waiter thread sets _ended
         pid, started = self._pid
-        if _start_time(pid) == started and not _is_zombie(pid):
+        if process_start_time(pid) == started and not _is_zombie(pid):
             return True
         self._finish()
         return False
@@ -372,7 +372,7 @@ class DockerRuntime(Runtime):
                 str(self.data_dir): {"bind": DATA_MOUNT, "mode": "ro"},
             },
             "tmpfs": dict(_TMPFS),
-            "labels": {SESSION_LABEL: session, OWNER_LABEL: _owner_label(), "oremda.worker": worker_id},
+            "labels": {SESSION_LABEL: session, OWNER_LABEL: json.dumps(owner_record()), "oremda.worker": worker_id},
             "stdin_open": False,
             "auto_remove": False,  # removed by kill(), after its log is read
         }
@@ -396,18 +396,6 @@ class PodmanRuntime(DockerRuntime):
     ulimits = (("nofile", 1024, 1024), ("nproc", 1024, 1024))
 
 
-def _owner_label() -> str:
-    return json.dumps({"pid": os.getpid(), "started": _start_time(os.getpid())})
-
-
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
@@ -415,14 +403,11 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _owner_alive(label: str) -> bool:
+def _label_owner_alive(label: str) -> bool:
     try:
-        owner = json.loads(label)
-        pid = int(owner["pid"])
-    except (ValueError, KeyError, TypeError):
+        return owner_alive(json.loads(label))
+    except (ValueError, TypeError):
         return False
-    started = _start_time(pid)
-    return started is not None and (owner.get("started") is None or owner["started"] == started)
 
 
 def sweep_containers(client: Any) -> list[str]:
@@ -440,7 +425,7 @@ def sweep_containers(client: Any) -> list[str]:
     for container in containers:
         labels = container.labels or {}
         session = labels.get(SESSION_LABEL, "")
-        if _owner_alive(labels.get(OWNER_LABEL, "")) and Path(session).is_dir():
+        if _label_owner_alive(labels.get(OWNER_LABEL, "")) and Path(session).is_dir():
             continue
         try:
             container.remove(force=True)
