@@ -169,26 +169,22 @@ class ContainerChecks(RuntimeContract):
         finally:
             ImageBuilder(client, engine=self.engine_name, registry=registry, log=lambda m: None).build(["fault"])
 
-    def test_stale_image_is_refused(self, tmp_path, client):
-        spec = Registry([FAULT_OPERATORS]).get("fault")
-        changed = dataclasses.replace(spec, description="edited since the image was built")
-        with Arena.create() as arena:
-            runtime = make_runtime(self.runtime, arena, data_dir=tmp_path)
-            try:
-                failures = runtime.start([changed])
-            finally:
-                runtime.stop()
-        assert "rebuild" in failures["fault"].message
-
-    def test_missing_image_says_how_to_build(self, tmp_path, client):
-        spec = dataclasses.replace(Registry([FAULT_OPERATORS]).get("fault"), version="0.0.0-missing")
+    def start_failure(self, tmp_path, **changes) -> str:
+        """Why the fault operator, with ``changes`` to its spec, fails to start."""
+        spec = dataclasses.replace(Registry([FAULT_OPERATORS]).get("fault"), **changes)
         with Arena.create() as arena:
             runtime = make_runtime(self.runtime, arena, data_dir=tmp_path)
             try:
                 failures = runtime.start([spec])
             finally:
                 runtime.stop()
-        assert "oremda-lab build" in failures["fault"].message
+        return failures["fault"].message
+
+    def test_stale_image_is_refused(self, tmp_path, client):
+        assert "rebuild" in self.start_failure(tmp_path, description="edited since the image was built")
+
+    def test_missing_image_says_how_to_build(self, tmp_path, client):
+        assert "oremda-lab build" in self.start_failure(tmp_path, version="0.0.0-missing")
 
     def test_blur_equals_the_local_runtime(self, tmp_path, client):
         spec = default_registry().get("gaussian_blur")
