@@ -25,6 +25,8 @@ from oremda_lab.spec.operator import OperatorSpec
 PREFIX = "oremda."
 # Keys whose value is a free-form JSON document (kept whole, not flattened further).
 _JSON_LEAVES = ("choices", "default", "metadata", "parallel", "requirements")
+# Top-level keys whose value is text even when it looks like a number.
+_STRING_KEYS = ("name", "description", "version", "entrypoint", "python")
 
 
 def labels_to_spec(labels: dict[str, str]) -> OperatorSpec:
@@ -42,10 +44,9 @@ def labels_to_spec(labels: dict[str, str]) -> OperatorSpec:
         node[parts[-1]] = _parse_value(raw)
     if "name" not in tree:
         raise ValueError("image labels carry no 'oremda.name'")
-    tree["name"] = str(tree["name"])
-    for key in ("description", "version", "entrypoint"):
-        if key in tree:
-            tree[key] = str(tree[key])
+    for key in _STRING_KEYS:  # kept as written: "1.10" or "3.10" must not become numbers
+        if PREFIX + key in labels:
+            tree[key] = labels[PREFIX + key]
     return OperatorSpec.from_dict(tree)
 
 

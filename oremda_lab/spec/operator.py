@@ -181,7 +181,10 @@ class OperatorSpec:
     """Everything known about an operator without running it.
 
     ``entrypoint`` is ``module:function`` inside the operator folder ``path``;
-    ``requirements`` are the Python packages its image needs beyond the base.
+    ``requirements`` are the Python packages its environment needs beyond the worker's
+    own (numpy, pyarrow), and ``python`` the Python version it needs (``"3.11"``; None:
+    any). ``image`` is the image reference the description was read from (None for an
+    operator folder).
     """
 
     name: str
@@ -192,15 +195,17 @@ class OperatorSpec:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     entrypoint: str = "run:main"
     requirements: tuple[str, ...] = ()
+    python: str | None = None
     network: bool = False
     stateful: bool = False
     parallel: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    image: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], path: str | None = None) -> OperatorSpec:
-        """Build from a parsed ``operator.json`` (``path`` is its folder)."""
+    def from_dict(cls, d: dict[str, Any], path: str | None = None, image: str | None = None) -> OperatorSpec:
+        """Build from a parsed ``operator.json`` (``path`` is its folder, ``image`` its image)."""
         if not d.get("name"):
             raise ValueError("an operator description needs a 'name'")
         ports = d.get("ports", {})
@@ -213,11 +218,13 @@ class OperatorSpec:
             params={k: ParamSpec.from_dict(k, v) for k, v in d.get("params", {}).items()},
             entrypoint=d.get("entrypoint", "run:main"),
             requirements=tuple(d.get("requirements", ())),
+            python=str(d["python"]) if d.get("python") is not None else None,
             network=_as_bool(d.get("network", False)),
             stateful=_as_bool(d.get("stateful", False)),
             parallel=d.get("parallel"),
             metadata=dict(d.get("metadata", {})),
             path=path,
+            image=image,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,6 +242,8 @@ class OperatorSpec:
         }
         if self.requirements:
             d["requirements"] = list(self.requirements)
+        if self.python:
+            d["python"] = self.python
         if self.network:
             d["network"] = True
         if self.stateful:
