@@ -134,6 +134,8 @@ def _progress(started: float):
             print(f"{at} {event.node}: {event.state}: {event.error['message']}", flush=True)
         elif event.state == "running":
             print(f"{at} {event.node}: running", flush=True)
+        elif event.state == "preparing":
+            print(f"{at} {event.node}: preparing: {event.message}", flush=True)
 
     return show
 

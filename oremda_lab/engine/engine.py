@@ -35,7 +35,7 @@ from oremda_lab.engine.cache import DEFAULT_SPARE_BYTES, Cache
 from oremda_lab.engine.events import NodeEvent
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import make_runtime
-from oremda_lab.spec.operator import file_digest
+from oremda_lab.spec.operator import OperatorSpec, file_digest
 from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker.sdk import PortValue
 
@@ -330,8 +330,20 @@ class Engine:
                 spec.name: {"version": spec.version, "digest": self.runtime.image_digest(spec)}
                 for spec in plan.specs.values()
             },
+            "nodes": {node_id: self._node_provenance(node_id, spec) for node_id, spec in plan.specs.items()},
             "inputs": {where: self._file_hash(path) for where, path in plan.files.items()},
             "params": plan.params,
+        }
+
+    def _node_provenance(self, node_id: str, spec: OperatorSpec) -> dict[str, Any]:
+        """Operator, code digest, image, and the packages of the environment its worker ran in."""
+        env = self.runtime.environment(node_id)
+        return {
+            "operator": spec.name,
+            "version": spec.version,
+            "digest": self.runtime.image_digest(spec),
+            "image": spec.image,
+            "environment": {key: env.get(key) for key in ("id", "python", "packages")} if env else None,
         }
 
     def _file_hash(self, path: Path) -> str | None:

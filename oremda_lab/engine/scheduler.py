@@ -179,7 +179,12 @@ def _start_workers(runtime: Runtime, slots: dict[str, OperatorSpec], emit: Calla
     if not missing:
         return {}
     emit(None, "starting", message=f"starting {len(missing)} worker(s) for {', '.join(sorted(missing))}")
-    failures = runtime.start(missing)
+    # Slots are node ids: what the runtime says while preparing a worker is that node's news.
+    runtime.progress_callback = lambda slot, message: emit(slot, "preparing", message=message)
+    try:
+        failures = runtime.start(missing)
+    finally:
+        runtime.progress_callback = None
     emit(None, "started", message=f"{len(missing) - len(failures)} worker(s) ready")
     return failures
 

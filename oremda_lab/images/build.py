@@ -33,12 +33,10 @@ from oremda_lab._version import __version__
 from oremda_lab.images import rootfs
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime.docker import OPERATOR_DIR, SOURCE_DIGEST_LABEL, USER, connect, image_ref
+from oremda_lab.runtime.environments import worker_files
 from oremda_lab.spec.labels import spec_to_labels
 from oremda_lab.spec.operator import OperatorSpec
 
-PACKAGE = Path(__file__).resolve().parent.parent  # oremda_lab/
-# The worker's half of the package: it imports nothing else (checked by import-linter).
-WORKER_SUBPACKAGES = ("spec", "dataplane", "worker")
 LIB_DIR = "/opt/oremda/lib"
 DEPS_REPOSITORY = "oremda-lab/base-deps"
 BASE_REPOSITORY = "oremda-lab/base"
@@ -57,8 +55,6 @@ _OPERATOR_DOCKERFILE = f"""\
 FROM {{base}}
 COPY operator/ {OPERATOR_DIR}/
 """
-# In the image the package's __init__ must not pull in the engine or Jupyter.
-_INIT = '"""oremda-lab worker side (spec, dataplane, worker), as installed in operator images."""\n'
 
 
 class ImageBuilder:
@@ -123,7 +119,7 @@ class ImageBuilder:
         """The deps image plus this package's worker code (the FROM of every operator)."""
         if self._base is None:
             deps = self.deps_image()
-            files = _package_files()
+            files = worker_files()
             key = _hash([deps, *(f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in sorted(files.items()))])
             tag = f"{self.prefix}{BASE_REPOSITORY}:{__version__}-{key}"
             if not self._exists(tag):
@@ -213,16 +209,6 @@ def transfer(source: Any, target: Any, specs: Iterable[OperatorSpec], log: Calla
         if "error" in chunk:
             raise RuntimeError(f"loading images failed: {chunk['error']}")
     log(f"copied {len(refs)} image tags in {time.monotonic() - start:.1f} s")
-
-
-def _package_files() -> dict[str, bytes]:
-    """The worker sub-packages' sources and data, relative to ``oremda_lab/``."""
-    files = {"__init__.py": _INIT.encode(), "_version.py": (PACKAGE / "_version.py").read_bytes()}
-    for sub in WORKER_SUBPACKAGES:
-        for path in sorted((PACKAGE / sub).rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
-                files[str(path.relative_to(PACKAGE))] = path.read_bytes()
-    return files
 
 
 def _hash(parts: Iterable[str]) -> str:

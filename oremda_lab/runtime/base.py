@@ -11,7 +11,13 @@ operator. It owns:
   it through the session mount) that workers connect to and greet with HELLO;
 * ``_workers``: slot -> :class:`_Worker` (its handle, connection and a lock: a worker
   runs one task at a time);
-* timeouts: ``start_timeout`` for a worker to say HELLO, ``timeout`` per task.
+* timeouts: ``start_timeout`` for a worker to say HELLO, ``timeout`` per task;
+* ``_environments``: slot -> what its last worker reported in HELLO about its Python
+  environment (for provenance), plus the environment's id.
+
+Preparing a worker (creating its environment, pulling its image) happens in
+:meth:`launch`, before the HELLO deadline starts, and may take minutes: adapters report
+it with :meth:`progress`, which the engine turns into ``preparing`` node events.
 
 Every wait is bounded and watches the worker: a worker that exits, is killed or
 overruns its timeout is killed, reaped and forgotten, and the task fails with a
@@ -29,7 +35,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener
@@ -181,6 +187,9 @@ class Runtime(ABC):
         os.chmod(self.address, 0o777)  # workers in containers run as another user
         self._workers: dict[str, _Worker] = {}
         self._by_id: dict[str, _Worker] = {}
+        self._environments: dict[str, dict[str, Any]] = {}
+        #: ``callback(slot, message)`` hears :meth:`progress` (the engine sets it).
+        self.progress_callback: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"oremda-{self.name}")
         self._stopped = False
@@ -211,6 +220,14 @@ class Runtime(ABC):
     def image_digest(self, spec: OperatorSpec) -> str:
         """What identifies the operator's code exactly (container runtimes: the image digest)."""
         return spec.digest
+
+    def environment_id(self, spec: OperatorSpec) -> str:
+        """What names the environment ``spec``'s worker runs in: ``"kernel"``, ``"venv:<key>"``, ``"image:<id>"``.
+
+        By default a runtime whose digest is an image's (containers) names that image.
+        """
+        digest = self.image_digest(spec)
+        return "kernel" if digest == spec.digest else f"image:{digest}"
 
     def worker_env(self, data_dir: str | None = None) -> dict[str, str]:
         """Environment the worker needs (authentication key, data folder)."""
@@ -257,6 +274,24 @@ class Runtime(ABC):
             else:
                 return self._pool.submit(self._reply, worker, task)
         return self._pool.submit(self._run, task)
+
+    def environment(self, slot: str) -> dict[str, Any] | None:
+        """The environment the worker in ``slot`` reported (id, python, executable, packages).
+
+        Kept after the worker stops; None if no worker there ever said HELLO with one.
+        """
+        return self._environments.get(slot)
+
+    def progress(self, slot: str, message: str) -> None:
+        """Report what preparing ``slot``'s worker is doing (e.g. creating its environment)."""
+        callback = self.progress_callback
+        if callback is not None:
+            callback(slot, message)
+
+    def slot_of(self, worker_id: str) -> str:
+        """The slot a worker being launched belongs to (for :meth:`progress` from :meth:`launch`)."""
+        worker = self._by_id.get(worker_id)
+        return worker.slot if worker is not None else worker_id
 
     def alive(self, slot: str) -> bool:
         """Whether a ready worker runs in ``slot``."""
@@ -305,6 +340,9 @@ class Runtime(ABC):
         self._expect(worker)
         try:
             worker.handle = self.launch(spec, worker.id)
+        except NodeFailure as e:  # the adapter said exactly what failed
+            self._unexpect(worker)
+            return e
         except Exception as e:  # an adapter error is a start failure of this operator
             self._unexpect(worker)
             return NodeFailure(f"could not start a worker for {spec.name}: {e}")
@@ -345,6 +383,8 @@ class Runtime(ABC):
             if worker is None or hello.get("op") != protocol.HELLO:
                 conn.close()
                 continue
+            if isinstance(hello.get("environment"), dict):
+                self._environments[worker.slot] = {"id": self.environment_id(worker.spec), **hello["environment"]}
             worker.conn = conn
             worker.hello.set()
 

@@ -1,9 +1,13 @@
 """The embedded default: one warm process per worker, no container engine needed.
 
-Workers are forked by a fork server (:mod:`oremda_lab.runtime._forkserver`) that this
-runtime starts once and that has numpy, pyarrow and scipy imported already, so N
-workers start in about the time of one. Each worker runs in its own session
-(process group), its output going to a log file in the session's ``run/`` folder.
+Each operator runs in its environment (:mod:`oremda_lab.runtime.environments`): the
+kernel's Python when that satisfies its requirements, else a cached virtual environment
+created on first use. Workers are forked by a fork server
+(:mod:`oremda_lab.worker.forkserver`), one per environment, started on first use and
+holding numpy, pyarrow and scipy imported already, so N workers start in about the
+time of one. A venv's fork server runs that venv's Python with only the worker half of
+this package on its path. Each worker runs in its own session (process group), its
+output going to a log file in the session's ``run/`` folder.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from oremda_lab.runtime.base import Runtime, WorkerHandle
+from oremda_lab.runtime.base import NodeFailure, Runtime, WorkerHandle
+from oremda_lab.runtime.environments import Environment, EnvironmentFailure, ensure_environment, worker_path
 from oremda_lab.spec.operator import OperatorSpec
 
 _TERM_GRACE = 2.0
@@ -54,19 +58,24 @@ class ProcessHandle(WorkerHandle):
 
 
 class LocalRuntime(Runtime):
-    """Workers as local processes, forked from this runtime's fork server."""
+    """Workers as local processes, forked from their environment's fork server."""
 
     name = "local"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._server: subprocess.Popen | None = None
+        self._servers: dict[str, subprocess.Popen] = {}  # environment id -> its fork server
         self._server_lock = threading.Lock()
+        self._environments_of: dict[tuple, Environment] = {}
 
     def launch(self, spec: OperatorSpec, worker_id: str) -> ProcessHandle:
-        """Ask the fork server for a worker for ``spec``."""
+        """Make ``spec``'s environment if needed, then ask its fork server for a worker."""
         if spec.path is None:
-            raise ValueError(f"operator {spec.name} has no folder to run from")
+            raise NodeFailure(f"operator {spec.name} exists only as image {spec.image}; use --runtime docker|podman")
+        try:
+            env = self.environment_of(spec, progress=lambda message: self.progress(self.slot_of(worker_id), message))
+        except EnvironmentFailure as e:
+            raise NodeFailure(str(e)) from None
         log = self.arena.path / "run" / f"{worker_id}.log"
         request = {
             "args": self.worker_args(worker_id, spec.path),
@@ -75,37 +84,57 @@ class LocalRuntime(Runtime):
             "cwd": str(self.data_dir),
         }
         with self._server_lock:
-            server = self._fork_server()
+            server = self._fork_server(env)
             server.stdin.write(json.dumps(request).encode() + b"\n")
             server.stdin.flush()
             reply = server.stdout.readline()
         if not reply:
-            self._server = None
-            raise RuntimeError(f"the fork server exited (status {server.wait()})")
+            self._servers.pop(env.id, None)
+            raise RuntimeError(f"the fork server of environment {env.id} exited (status {server.wait()})")
         return ProcessHandle(json.loads(reply)["pid"], log)
 
+    def environment_of(self, spec: OperatorSpec, progress=None) -> Environment:
+        """``spec``'s environment (made on first use; remembered for this runtime's life)."""
+        wanted = (spec.requirements, spec.python)
+        env = self._environments_of.get(wanted)
+        if env is None:
+            env = self._environments_of[wanted] = ensure_environment(spec, progress)
+        return env
+
+    def environment_id(self, spec: OperatorSpec) -> str:
+        return self.environment_of(spec).id
+
     def stop(self) -> None:
-        """Stop the workers, then the fork server."""
+        """Stop the workers, then the fork servers."""
         super().stop()
         with self._server_lock:
-            if self._server is not None:
-                self._server.stdin.close()
-                self._server.stdout.close()
+            for server in self._servers.values():
+                server.stdin.close()
+                server.stdout.close()
                 try:
-                    self._server.wait(5)
+                    server.wait(5)
                 except subprocess.TimeoutExpired:
-                    self._server.kill()
-                    self._server.wait()
-                self._server = None
+                    server.kill()
+                    server.wait()
+            self._servers.clear()
 
-    def _fork_server(self) -> subprocess.Popen:
-        if self._server is None or self._server.poll() is not None:
-            with open(self.arena.path / "run" / "forkserver.log", "ab") as log:
-                self._server = subprocess.Popen(
-                    [sys.executable, "-m", "oremda_lab.runtime._forkserver"],
+    def _fork_server(self, env: Environment) -> subprocess.Popen:
+        server = self._servers.get(env.id)
+        if server is None or server.poll() is not None:
+            options = {}
+            if env.kind != "kernel":
+                # Only the worker half on the path, and the cwd there too: ``-m`` puts the
+                # cwd first on sys.path, and a source checkout there would shadow it.
+                path = worker_path()
+                options = {"cwd": path, "env": {**os.environ, "PYTHONPATH": str(path)}}
+            with open(self.arena.path / "run" / f"forkserver-{env.id.replace(':', '-')}.log", "ab") as log:
+                server = subprocess.Popen(
+                    [env.python, "-m", "oremda_lab.worker.forkserver"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=log,
                     start_new_session=True,
+                    **options,
                 )
-        return self._server
+            self._servers[env.id] = server
+        return server

@@ -1,16 +1,20 @@
 """``python -m oremda_lab.worker``: the loop that hosts one operator.
 
-The worker connects to its runtime, says HELLO, then answers each RUN with one
-RESULT or ERROR until SHUTDOWN or until the runtime goes away. An exception (even
+The worker connects to its runtime, says HELLO (with a report of its Python
+environment, for provenance), then answers each RUN with one RESULT or ERROR until
+SHUTDOWN or until the runtime goes away. An exception (even
 ``SystemExit``) raised by the operator becomes an ERROR; the loop lives on.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import sys
 import threading
 import time
@@ -140,9 +144,30 @@ class Worker:
             (self.arena.objects / ref.name).unlink(missing_ok=True)
 
 
+@functools.cache
+def environment_report() -> dict[str, Any]:
+    """The running interpreter's version and path, and every installed distribution's version.
+
+    Cached: a fork server computes it once and its workers inherit it.
+    """
+    packages = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in packages:  # the first on sys.path is the one imported
+            packages[name] = dist.version
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "packages": dict(sorted(packages.items(), key=lambda item: item[0].lower())),
+    }
+
+
 def serve(conn: Connection, worker: Worker, worker_id: str) -> None:
     """Say HELLO, then answer messages until SHUTDOWN or end of stream."""
-    conn.send_bytes(protocol.encode(protocol.HELLO, worker=worker_id, operator=worker.spec.name, pid=os.getpid()))
+    hello = protocol.encode(
+        protocol.HELLO, worker=worker_id, operator=worker.spec.name, pid=os.getpid(), environment=environment_report()
+    )
+    conn.send_bytes(hello)
     while True:
         try:
             msg = protocol.decode(conn.recv_bytes())

@@ -1,7 +1,8 @@
 """Control messages between a runtime and a worker (small JSON, never array bytes).
 
 runtime -> worker: ``RUN`` {task, params, inputs: {port: wire value}}, ``PING``, ``SHUTDOWN``
-worker -> runtime: ``HELLO`` {worker, operator, pid} once connected, then one ``RESULT``
+worker -> runtime: ``HELLO`` {worker, operator, pid, environment: {python, executable,
+packages}} once connected, then one ``RESULT``
 {task, outputs, duration_s} or ``ERROR`` {task, error, traceback} per ``RUN``, ``PONG``.
 
 A wire value is ``{"ref": ObjectRef dict or None, "meta": {...}}``.

@@ -18,13 +18,6 @@ from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.docker import SOURCE_DIGEST_LABEL, ImageCatalog, connect, image_ref
 
 
-def test_package_layer_holds_only_the_worker_half():
-    files = build._package_files()
-    assert files["__init__.py"].decode().startswith('"""oremda-lab worker side')
-    assert "worker/main.py" in files and "dataplane/arena.py" in files and "spec/labels.py" in files
-    assert not [f for f in files if f.startswith(("engine/", "widget/", "runtime/", "cli"))]
-
-
 def test_operator_requirements_reach_the_base():
     builder = ImageBuilder(client=None)
     reqs = " ".join(builder.requirements())

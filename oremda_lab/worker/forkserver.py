@@ -11,6 +11,11 @@ Protocol (one JSON object per line): the runtime writes
 
 Unlike :mod:`multiprocessing`'s fork server, the parent's ``__main__`` (a notebook
 kernel or the CLI) is not imported again in every worker.
+
+It lives in the worker half because the local runtime starts one per environment: with
+the kernel's Python, and with each operator environment's (see
+:mod:`oremda_lab.runtime.environments`), where only the worker half is importable and
+the preloaded libraries may be missing or old.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import sys
 import traceback
 from importlib import import_module
 
-PRELOAD = ("numpy", "pyarrow", "scipy.ndimage", "scipy.optimize", "skimage.feature", "oremda_lab.worker.main")
+from oremda_lab.worker.main import environment_report
+
+PRELOAD = ("numpy", "pyarrow", "scipy.ndimage", "scipy.optimize", "skimage.feature")
 
 
 def _reap(logs: dict[int, str]) -> None:
@@ -62,8 +69,9 @@ def serve() -> None:
     for name in PRELOAD:
         try:
             import_module(name)
-        except ImportError:
-            pass  # an optional library: workers that need it import it themselves
+        except Exception:  # missing, or broken against this numpy: workers that need it will say so
+            pass
+    environment_report()  # computed once here, inherited by every worker's HELLO
     logs: dict[int, str] = {}
     signal.signal(signal.SIGCHLD, lambda *_: _reap(logs))
     replies = sys.stdout.buffer

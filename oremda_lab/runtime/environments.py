@@ -1,0 +1,389 @@
+"""Per-operator Python environments for the local runtime.
+
+The rule
+--------
+An operator runs in the kernel's own Python, unchanged, when that environment already
+satisfies it: it lists no ``requirements``, or every requirement (with its extras) is
+installed at a version its specifier allows (:mod:`importlib.metadata` against
+:mod:`packaging` specifiers), and its ``python`` (``"3.11"``, or a specifier such as
+``">=3.10"``) matches the kernel's. Otherwise it gets its own virtual environment,
+shared by every operator with the same resolved requirements:
+
+1. :func:`lock` resolves the requirements plus the worker's core (numpy, pyarrow) into
+   pinned lines with ``uv pip compile``. :attr:`Lock.key` hashes those lines and the
+   Python. Resolutions are cached by the raw requirement set, so a known set needs no
+   index (works offline).
+2. :func:`ensure_environment` creates ``<cache>/envs/<key>`` on first use with
+   ``uv venv`` and ``uv pip sync`` of the lock: built in a temporary folder and renamed
+   into place (a file lock keeps two engines from building the same one), complete
+   once its marker file exists. Later runs only check the marker: no network.
+3. The worker half of this package (``spec``, ``dataplane``, ``worker``) is not
+   installed into the environments: :func:`worker_path` writes it once to a
+   content-addressed folder that workers get on ``PYTHONPATH``, so changing this
+   package's code never invalidates an environment. The same files go into container
+   images (:func:`worker_files`).
+
+``<cache>`` is ``OREMDA_ENV_CACHE``, else ``$XDG_CACHE_HOME/oremda-lab`` (by default
+``~/.cache/oremda-lab``).
+
+Why uv: it resolves and installs an environment of numpy, pyarrow and a scientific
+stack in seconds rather than minutes (pip), links files from one wheel cache shared by
+all environments instead of copying them, can fetch a Python version the machine lacks,
+and is the one resolver behind both these environments and the image layers, so an
+operator gets the same pins in a venv and in an image.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from oremda_lab.spec.operator import OperatorSpec
+
+CACHE_ENV = "OREMDA_ENV_CACHE"
+#: What every worker imports, whatever the operator needs.
+CORE_REQUIREMENTS = ("numpy", "pyarrow")
+#: The worker's half of this package: it imports nothing else (checked by import-linter).
+WORKER_SUBPACKAGES = ("spec", "dataplane", "worker")
+MARKER = ".oremda-complete"
+PACKAGE = Path(__file__).resolve().parent.parent  # oremda_lab/
+# Outside the kernel the package's __init__ must not pull in the engine or Jupyter.
+_INIT = '"""oremda-lab worker side (spec, dataplane, worker), as installed in operator images."""\n'
+
+# Constraints packages enforce on import without declaring them (pyarrow lists numpy as
+# optional, yet pyarrow 26 refuses numpy 1.x): when NAME's pin is in SPEC, also require ADD.
+_UNDECLARED = (("numpy", "<2", "pyarrow<26"),)
+
+Progress = Callable[[str], None]
+
+
+class EnvironmentFailure(RuntimeError):
+    """An operator's environment could not be resolved or created (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Pinned requirement lines (``name==version``) and the Python they were resolved for.
+
+    ``python`` is what ``uv venv --python`` receives: the operator's ``python``, or the
+    kernel's interpreter when it names none.
+    """
+
+    lines: tuple[str, ...]
+    python: str
+
+    @property
+    def key(self) -> str:
+        """Short hash of the lines and the Python: the environment's folder name."""
+        return _hash([*self.lines, self.python, _python_identity(self.python)])
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where an operator's worker runs: the kernel's Python, or a cached venv."""
+
+    kind: str  # "kernel" | "venv"
+    python: str  # the interpreter to start
+    key: str | None = None  # the lock key of a venv
+
+    @property
+    def id(self) -> str:
+        """``"kernel"`` or ``"venv:<key>"`` (as recorded in provenance)."""
+        return "kernel" if self.kind == "kernel" else f"{self.kind}:{self.key}"
+
+
+KERNEL = Environment("kernel", sys.executable)
+
+
+def cache_root() -> Path:
+    """The folder holding ``envs/``, ``locks/`` and ``worker/``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "oremda-lab"
+
+
+# -- the rule ----------------------------------------------------------------------
+
+
+def kernel_satisfies(requirements: Iterable[str], python: str | None = None) -> bool:
+    """Whether the kernel's environment already meets ``requirements`` and ``python``.
+
+    Examples
+    --------
+    >>> kernel_satisfies([])
+    True
+    >>> kernel_satisfies(["numpy>=1"]), kernel_satisfies(["numpy==0.0.1"])
+    (True, False)
+    >>> kernel_satisfies([], python="2.7")
+    False
+    """
+    if python and not _python_matches(python, platform.python_version()):
+        return False
+    try:
+        return all(_installed(Requirement(r), set()) for r in requirements)
+    except InvalidRequirement:
+        return False  # let the resolver name the problem
+
+
+def _python_matches(wanted: str, version: str) -> bool:
+    if wanted[:1].isdigit():  # "3.11" means any 3.11.x
+        return version == wanted or version.startswith(wanted + ".")
+    return SpecifierSet(wanted).contains(version, prereleases=True)
+
+
+def _installed(req: Requirement, seen: set[str]) -> bool:
+    """``req`` (and what its extras pull in) is installed at an allowed version."""
+    if req.url or (req.marker is not None and not req.marker.evaluate()):
+        return not req.url  # a URL names one build: only a venv can be sure to have it
+    try:
+        dist = importlib.metadata.distribution(req.name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if not req.specifier.contains(dist.version, prereleases=True):
+        return False
+    for extra in sorted(req.extras):
+        tag = f"{canonicalize_name(req.name)}[{extra}]"
+        if tag in seen:
+            continue
+        seen.add(tag)
+        for raw in dist.requires or ():
+            dep = Requirement(raw)
+            if dep.marker is not None and dep.marker.evaluate({"extra": extra}):
+                dep.marker = None  # it applies: now only whether it is installed counts
+                if not _installed(dep, seen):
+                    return False
+    return True
+
+
+# -- resolving ---------------------------------------------------------------------
+
+
+def lock(requirements: Iterable[str], python: str | None = None) -> Lock:
+    """Resolve ``requirements`` plus the worker core into pinned lines (``uv pip compile``).
+
+    The result is cached by the raw requirement set and Python, so a set resolved once
+    resolves again without an index. Raises :class:`EnvironmentFailure` with uv's message.
+    """
+    requirements = tuple(requirements)
+    path, wanted, target = _lock_file(requirements, python)
+    try:
+        return Lock(tuple(json.loads(path.read_text())["lines"]), target)
+    except (OSError, ValueError, KeyError):
+        pass
+    version = python or ".".join(platform.python_version_tuple()[:2])
+    lines = _compile(requirements, wanted, version)
+    pins = dict(line.split("==", 1) for line in lines if "==" in line)
+    extra = [
+        add
+        for name, when, add in _UNDECLARED
+        if name in pins and SpecifierSet(when).contains(pins[name], True) and not _pinned_within(pins, add)
+    ]
+    if extra:
+        lines = _compile(requirements, [*wanted, *extra], version)
+    _write_atomic(path, json.dumps({"requirements": wanted, "python": target, "lines": list(lines)}, indent=1))
+    return Lock(lines, target)
+
+
+def _pinned_within(pins: dict[str, str], requirement: str) -> bool:
+    req = Requirement(requirement)
+    return req.name in pins and req.specifier.contains(pins[req.name], True)
+
+
+def _compile(requirements: Iterable[str], wanted: list[str], version: str) -> tuple[str, ...]:
+    done = _uv(
+        "pip", "compile", "-", "--no-header", "--no-annotate", "--quiet", "--python-version", version,
+        input="\n".join(wanted) + "\n",
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise EnvironmentFailure(_explain(requirements, done.stderr))
+    return tuple(line.strip() for line in done.stdout.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def _lock_file(requirements: Iterable[str], python: str | None) -> tuple[Path, list[str], str]:
+    """Where the resolution of this raw set is cached, the set with the core, the target Python."""
+    target = python or sys.executable
+    wanted = sorted(set(requirements) | set(CORE_REQUIREMENTS))
+    return cache_root() / "locks" / f"{_hash([*wanted, target, _python_identity(target)])}.json", wanted, target
+
+
+def _explain(requirements: Iterable[str], stderr: str) -> str:
+    """Which requirement uv's error names, and uv's key line."""
+    # uv draws a tree on a terminal (×, ╰─▶) and prefixes "cause:" otherwise.
+    lines = [re.sub(r"^[\s×╰─▶│|]*(cause:)?", "", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    names = {}
+    for raw in requirements:
+        try:
+            names[raw] = canonicalize_name(Requirement(raw).name)
+        except InvalidRequirement:
+            names[raw] = raw
+    for raw, name in names.items():
+        pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+        for line in lines:
+            if pattern.search(line.replace("_", "-")) or raw in line:
+                return f"requirement {raw!r} cannot be installed: {line}"
+    key = next((line for line in lines if "because" in line.lower() or "error" in line.lower()), None)
+    return f"the requirements cannot be installed: {key or (lines[-1] if lines else 'uv failed')}"
+
+
+# -- creating ----------------------------------------------------------------------
+
+
+def ensure_environment(spec: OperatorSpec, progress: Progress | None = None) -> Environment:
+    """The environment ``spec`` runs in, creating (and caching) a venv if it needs one.
+
+    ``progress(message)`` hears what takes time (resolving, creating, installed in).
+    Raises :class:`EnvironmentFailure` naming the operator and the requirement that failed.
+    """
+    say = progress or (lambda message: None)
+    if kernel_satisfies(spec.requirements, spec.python):
+        return KERNEL
+    try:
+        return _ensure_venv(spec, say)
+    except EnvironmentFailure as e:
+        raise EnvironmentFailure(f"could not create the environment of {spec.name}: {e}") from None
+
+
+def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
+    if not _lock_file(spec.requirements, spec.python)[0].exists():
+        say(f"resolving {len(spec.requirements)} requirement(s) of {spec.name} ...")
+    resolved = lock(spec.requirements, spec.python)
+    folder = cache_root() / "envs" / resolved.key
+    env = Environment("venv", str(folder / "bin" / "python"), resolved.key)
+    if (folder / MARKER).exists():
+        return env
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(folder.with_name(f"{resolved.key}.lock")):
+        if (folder / MARKER).exists():  # another engine built it while we waited
+            return env
+        say(f"creating environment for {spec.name} ({len(resolved.lines)} packages) ...")
+        started = time.monotonic()
+        _build(folder, resolved)
+        say(f"installed in {time.monotonic() - started:.1f} s")
+    return env
+
+
+def _build(folder: Path, resolved: Lock) -> None:
+    """Create the venv in a temporary folder beside ``folder``, then rename it into place."""
+    if folder.exists():  # a build that died half way (no marker): start over
+        shutil.rmtree(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        # --relocatable: the scripts in bin/ keep working after the rename.
+        made = _uv("venv", "--quiet", "--relocatable", "--python", resolved.python, str(tmp / "env"))
+        if made.returncode != 0:
+            raise EnvironmentFailure(f"python {resolved.python!r} is not available: {_last_line(made.stderr)}")
+        requirements = tmp / "requirements.txt"
+        requirements.write_text("\n".join(resolved.lines) + "\n")
+        installed = _uv("pip", "sync", "--quiet", "--python", str(tmp / "env" / "bin" / "python"), str(requirements))
+        if installed.returncode != 0:
+            raise EnvironmentFailure(_explain(resolved.lines, installed.stderr))
+        (tmp / "env" / MARKER).write_text("\n".join(resolved.lines) + "\n")
+        os.rename(tmp / "env", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _file_lock(path: Path):
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks: another engine may be building this one
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- the worker half -----------------------------------------------------------------
+
+
+def worker_files() -> dict[str, bytes]:
+    """The worker sub-packages' sources and data, relative to ``oremda_lab/``."""
+    files = {"__init__.py": _INIT.encode(), "_version.py": (PACKAGE / "_version.py").read_bytes()}
+    for sub in WORKER_SUBPACKAGES:
+        for path in sorted((PACKAGE / sub).rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+                files[str(path.relative_to(PACKAGE))] = path.read_bytes()
+    return files
+
+
+def worker_path() -> Path:
+    """A folder holding ``oremda_lab/`` (worker half only), for a venv's ``PYTHONPATH``.
+
+    Content-addressed: written once per version of the files, never changed after.
+    """
+    files = worker_files()
+    key = _hash(f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in sorted(files.items()))
+    folder = cache_root() / "worker" / key
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    try:
+        for name, data in files.items():
+            target = tmp / "oremda_lab" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process wrote the same content first
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _uv(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        from uv import find_uv_bin
+
+        uv = find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        uv = shutil.which("uv")
+    if uv is None:
+        raise EnvironmentFailure("uv is not installed (pip install uv)")
+    return subprocess.run([uv, *args], input=input, capture_output=True, text=True, check=False)
+
+
+def _python_identity(python: str) -> str:
+    """The kernel interpreter's version when ``python`` is its path: a venv is bound to it."""
+    return platform.python_version() if python == sys.executable else ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "uv failed"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _hash(parts: Iterable[str]) -> str:
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:16]

@@ -1,0 +1,229 @@
+"""Per-operator environments: the kernel-or-venv rule, locks, venvs the local runtime runs.
+
+The venv tests need uv and (the first time) the package index; they keep their
+environments in the shared cache (``~/.cache/oremda-lab``) so later runs reuse them,
+except the tests about creation itself, which use a fresh cache folder.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oremda_lab.engine import Engine
+from oremda_lab.registry import Registry
+from oremda_lab.runtime import environments
+from oremda_lab.runtime.environments import EnvironmentFailure, ensure_environment, kernel_satisfies, lock
+from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, write_operator
+
+pytestmark = pytest.mark.skipif(shutil.which("uv") is None and not importlib.util.find_spec("uv"), reason="needs uv")
+
+KERNEL_NUMPY = importlib.metadata.version("numpy")
+OLD_STACK = ["numpy==1.26.4", "pyarrow==15.0.2"]  # what py4DSTEM-era stacks pin
+
+# Reports the numpy it imported and doubles its input (or emits 0..n-1): the truth is 2**k * arange.
+VERSION_CODE = """
+import numpy as np
+from oremda_lab.worker.sdk import PortValue, operator
+
+@operator
+def run(inputs, params):
+    given = inputs.get("in")
+    data = np.arange(params["n"], dtype=np.float64) if given is None else np.asarray(given.data) * 2
+    return {"out": PortValue(data, {"numpy": np.__version__})}
+"""
+
+
+def version_operator(folder: Path, name: str, requirements: list[str]) -> Path:
+    description = {
+        "name": name,
+        "version": "1.0.0",
+        "entrypoint": "run:run",
+        "requirements": requirements,
+        "ports": {"input": {"in": {"type": "data", "required": False}}, "output": {"out": {"type": "data"}}},
+        "params": {"n": {"type": "integer", "default": 5}},
+    }
+    return write_operator(folder, description, VERSION_CODE)
+
+
+def chain(registry: Registry, *names: str) -> Pipeline:
+    pipeline = Pipeline(catalog=registry)
+    for i, name in enumerate(names):
+        pipeline.add_node(f"oremda/{name}", id=f"n{i}")
+        if i:
+            pipeline.connect(f"n{i - 1}", "out", f"n{i}", "in")
+    return pipeline
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch) -> Path:
+    """An empty environment cache (uv's own wheel cache still makes creation quick)."""
+    monkeypatch.setenv(environments.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# -- the rule -------------------------------------------------------------------------
+
+
+def test_kernel_runs_what_it_satisfies():
+    major = int(KERNEL_NUMPY.split(".")[0])
+    assert kernel_satisfies([])
+    assert kernel_satisfies([f"numpy=={KERNEL_NUMPY}", "pyarrow"])
+    assert kernel_satisfies([f"numpy>={major}", "scipy; python_version < '3'"])  # a marker that does not apply
+    assert not kernel_satisfies([f"numpy<{major}"])
+    assert not kernel_satisfies(["surely-not-an-installed-package-xyz"])
+    assert not kernel_satisfies(["numpy @ https://example.org/numpy.whl"])  # one exact build: a venv
+    major_minor = ".".join(platform.python_version_tuple()[:2])
+    assert kernel_satisfies([], python=major_minor) and kernel_satisfies([], python=f">={major_minor}")
+    assert not kernel_satisfies([], python="3.1")  # not 3.11 by prefix
+
+
+def test_extras_count_in_the_rule(tmp_path, monkeypatch):
+    # an installed distribution whose extra "more" needs a package that is not installed
+    info = tmp_path / "fakepkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n"
+        'Requires-Dist: numpy; extra == "fine"\nRequires-Dist: surely-not-installed-xyz; extra == "more"\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert kernel_satisfies(["fakepkg", "fakepkg[fine]", "fakepkg==1.0"])
+    assert not kernel_satisfies(["fakepkg[more]"])
+    assert not kernel_satisfies(["fakepkg>=2"])
+
+
+def test_kernel_environment_for_a_satisfied_operator():
+    spec = OperatorSpec.from_dict({"name": "plain", "requirements": ["numpy"]})
+    assert ensure_environment(spec).id == "kernel"
+
+
+# -- locks ---------------------------------------------------------------------------
+
+
+def test_lock_pins_core_and_resolves_offline_once_known(fresh_cache, monkeypatch):
+    first = lock(["numpy<2"])
+    pins = dict(line.split("==") for line in first.lines)
+    assert pins["numpy"].startswith("1.") and "pyarrow" in pins  # the worker core is always in
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    again = lock(["numpy<2"])
+    assert again == first and again.key == first.key
+    with pytest.raises(EnvironmentFailure):
+        lock(["numpy<1.25"])  # a new set cannot resolve offline
+
+
+def test_worker_files_hold_only_the_worker_half():
+    files = environments.worker_files()
+    assert files["__init__.py"].decode().startswith('"""oremda-lab worker side')
+    assert "worker/main.py" in files and "worker/forkserver.py" in files and "dataplane/arena.py" in files
+    assert not [f for f in files if f.startswith(("engine/", "widget/", "runtime/", "cli"))]
+
+
+# -- venvs through the local runtime -----------------------------------------------------
+
+
+def test_env_created_once_with_progress_then_reused_offline(fresh_cache, tmp_path, monkeypatch):
+    registry = Registry([version_operator(tmp_path / "ops", "old_numpy", ["numpy<2"]).parent], builtin=False)
+    pipeline = chain(registry, "old_numpy")
+    events = []
+    with Engine("local", tmp_path, registry=registry) as engine:
+        engine.subscribe(events.append)
+        run = engine.run(pipeline)
+    assert run.ok, run.errors
+    preparing = [e.message for e in events if e.state == "preparing" and e.node == "n0"]
+    assert preparing[0].startswith("resolving") and preparing[1].startswith("creating environment for old_numpy")
+    assert preparing[2].startswith("installed in")
+    envs = [p for p in (fresh_cache / "envs").iterdir() if p.is_dir()]
+    assert len(envs) == 1 and (envs[0] / environments.MARKER).exists()
+
+    # Cached: a new engine, with no index reachable, runs it without preparing anything.
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    events.clear()
+    with Engine("local", tmp_path, registry=registry) as engine:
+        engine.subscribe(events.append)
+        again = engine.run(pipeline)
+        assert again.ok, again.errors
+        np.testing.assert_array_equal(again.outputs["n0"]["out"].data, np.arange(5.0))
+    assert not [e for e in events if e.state == "preparing"]
+    assert again.provenance["nodes"]["n0"]["environment"]["id"] == f"venv:{envs[0].name}"
+
+
+def test_failure_names_the_requirement_and_spares_other_branches(tmp_path):
+    ops = tmp_path / "ops"
+    version_operator(ops, "impossible", ["numpy==0.0.1"])
+    version_operator(ops, "fine", [])
+    registry = Registry([ops], builtin=False)
+    pipeline = chain(registry, "impossible", "fine")
+    pipeline.add_node("oremda/fine", id="other")
+    with Engine("local", tmp_path, registry=registry) as engine:
+        run = engine.run(pipeline)
+    message = run.nodes["n0"].error["message"]
+    assert message.startswith("could not create the environment of impossible: requirement 'numpy==0.0.1'")
+    assert "numpy==0.0.1" in message.split("cannot be installed:")[1]  # uv's own line follows
+    assert run.nodes["n1"].status == "skipped" and run.nodes["other"].status == "done"
+
+
+def test_conflicting_numpy_pins_in_one_pipeline(tmp_path):
+    ops = tmp_path / "ops"
+    version_operator(ops, "numpy1", ["numpy==1.26.4"])
+    version_operator(ops, "numpy2", ["numpy==2.0.2"])
+    version_operator(ops, "kernel", [])
+    registry = Registry([ops], builtin=False)
+    pipeline = chain(registry, "kernel", "numpy1", "numpy2", "kernel")
+    with Engine("local", tmp_path, registry=registry) as engine:
+        run = engine.run(pipeline)
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["n3"]["out"].data, 8 * np.arange(5.0))
+        reported = {n: run.outputs[n]["out"].meta["numpy"] for n in ("n0", "n1", "n2", "n3")}
+    assert reported == {"n0": KERNEL_NUMPY, "n1": "1.26.4", "n2": "2.0.2", "n3": KERNEL_NUMPY}
+    nodes = run.provenance["nodes"]
+    for node_id, version in reported.items():  # provenance agrees with what the code imported
+        assert nodes[node_id]["environment"]["packages"]["numpy"] == version
+    ids = {n: nodes[n]["environment"]["id"] for n in nodes}
+    assert ids["n0"] == ids["n3"] == "kernel" and ids["n1"].startswith("venv:") and ids["n2"].startswith("venv:")
+    assert ids["n1"] != ids["n2"]
+    assert nodes["n1"]["operator"] == "numpy1" and nodes["n1"]["digest"] == registry.get("numpy1").digest
+    assert "oremda-lab" not in nodes["n1"]["environment"]["packages"]  # the worker half is not installed
+
+
+# -- the worker half on an old stack ------------------------------------------------------
+
+
+class TestOldStack(RuntimeContract):
+    """The whole runtime contract with the fault operator in a numpy 1.26 / pyarrow 15 venv."""
+
+    runtime = "local"
+
+    @pytest.fixture
+    def engine(self, tmp_path):
+        folder = tmp_path / "ops" / "fault"
+        shutil.copytree(FAULT_OPERATORS / "fault", folder)
+        description = json.loads((folder / "operator.json").read_text())
+        (folder / "operator.json").write_text(json.dumps({**description, "requirements": OLD_STACK}))
+        engine = Engine(self.runtime, tmp_path, registry=Registry([folder.parent], builtin=False), timeout=3.0)
+        session = engine.arena.path
+        try:
+            yield engine
+        finally:
+            engine.close()
+        assert not session.exists(), "the session's shared memory outlived the engine"
+
+    def test_worker_reports_the_old_stack(self, engine):
+        from oremda_lab.testing import fault_pipeline
+
+        run = engine.run(fault_pipeline({}, {}))
+        assert run.ok, run.errors
+        env = run.provenance["nodes"]["n0"]["environment"]
+        assert env["id"].startswith("venv:")
+        assert env["packages"]["numpy"] == "1.26.4" and env["packages"]["pyarrow"] == "15.0.2"
+        np.testing.assert_array_equal(run.outputs["n1"]["out"].data, np.full(16, 2.0))
