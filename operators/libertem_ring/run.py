@@ -1,0 +1,54 @@
+"""libertem_ring: LiberTEM's mask application (ApplyMasksUDF) with a ring or disk mask."""
+
+import functools
+
+import libertem
+import numpy as np
+from libertem import masks
+from libertem.api import Context
+from libertem.udf.masks import ApplyMasksUDF
+
+from oremda_lab.worker.sdk import PortValue, operator
+
+
+def mask_factory(shape, inner_radius, outer_radius, center, antialiased):
+    """A LiberTEM mask factory: ring (inner > 0) or disk about ``center`` (y, x)."""
+    cy, cx = center
+    if inner_radius > 0:
+        return functools.partial(masks.ring, cx, cy, shape[1], shape[0], outer_radius, inner_radius, antialiased)
+    return functools.partial(masks.circular, cx, cy, shape[1], shape[0], outer_radius, antialiased)
+
+
+@functools.cache
+def context():
+    """LiberTEM's inline executor, made once per worker (it holds no data between runs)."""
+    return Context.make_with("inline")
+
+
+@operator
+def libertem_ring(inputs, params):
+    data = inputs["data"].data
+    if data.ndim != 4:
+        raise ValueError(f"expected 4D-STEM data (scan_y, scan_x, det_y, det_x), got shape {data.shape}")
+    inner, outer = float(params.get("inner_radius", 0)), float(params["outer_radius"])
+    if outer < inner:
+        raise ValueError(f"outer_radius {outer} is smaller than inner_radius {inner}")
+    center = params.get("center") or (data.shape[2] // 2, data.shape[3] // 2)
+    center = (float(center[0]), float(center[1]))
+    ctx = context()
+    dataset = ctx.load("memory", data=data, sig_dims=2)
+    factory = mask_factory(data.shape[2:], inner, outer, center, bool(params["antialiased"]))
+    udf = ApplyMasksUDF(mask_factories=[factory], use_torch=False)
+    intensity = ctx.run_udf(dataset=dataset, udf=udf)["intensity"].data[..., 0]
+    meta = {
+        **inputs["data"].meta,
+        "detector": {
+            "inner_radius": inner,
+            "outer_radius": outer,
+            "center": list(center),
+            "antialiased": bool(params["antialiased"]),
+            "weight": float(np.sum(factory())),
+        },
+        "libertem": libertem.__version__,
+    }
+    return {"image": PortValue(np.array(intensity), meta)}
