@@ -15,6 +15,7 @@ export interface NodeData extends Record<string, unknown> {
 
 export const STATE_COLORS: Record<string, string> = {
   queued: "#a3a3a3",
+  preparing: "#8b5cf6",
   running: "#f59e0b",
   done: "#16a34a",
   cached: "#0891b2",
@@ -48,13 +49,23 @@ function PortRow({ name, spec, side, index }: { name: string; spec: PortSpec; si
   );
 }
 
+/** The node's status text: short, to fit the node; "done" shows its time, "preparing" what it does. */
+export function statusLabel(status: NodeStatus): string {
+  const d = status.duration_s;
+  if (status.state === "cached" || status.cached) return "cached";
+  if (status.state === "done" && d != null) return formatDuration(d);
+  if (status.state === "preparing" && status.message) return `preparing: ${status.message}`;
+  return status.state;
+}
+
 function StatusLine({ status }: { status?: NodeStatus }) {
   if (!status) return null;
   const d = status.duration_s;
   const cached = status.state === "cached" || status.cached;
-  // Short, to fit the node: the dot and border colour carry the state; "done" shows its time.
-  const label = cached ? "cached" : status.state === "done" && d != null ? formatDuration(d) : status.state;
-  const tip = `${cached ? "cached" : status.state}${d != null ? ` in ${formatDuration(d)}` : ""}`;
+  const label = statusLabel(status);
+  // The dot and border colour carry the state; the tooltip has the whole text.
+  const tip =
+    status.state === "preparing" ? label : `${cached ? "cached" : status.state}${d != null ? ` in ${formatDuration(d)}` : ""}`;
   return (
     <div className="oremda-node-status" data-state={status.state} title={tip}>
       <span className="oremda-dot" style={{ background: STATE_COLORS[status.state] ?? "#999" }} />

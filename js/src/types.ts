@@ -67,12 +67,15 @@ export interface OperatorInfo {
   controls: Control[];
 }
 
-export type NodeState = "queued" | "running" | "done" | "cached" | "error" | "skipped";
+/** Node states, in the order of oremda_lab/engine/events.py NODE_STATES (a test compares them). */
+export const NODE_STATES = ["queued", "preparing", "running", "done", "cached", "error", "skipped"] as const;
+export type NodeState = (typeof NODE_STATES)[number];
 
 export interface NodeStatus {
   state: NodeState;
   duration_s?: number | null;
   cached?: boolean;
+  message?: string | null; // while preparing: what (e.g. "creating environment for NAME (N packages) ...")
   error?: { message?: string; traceback?: string; log_tail?: string; exit_status?: number | null } | null;
 }
 

@@ -325,6 +325,7 @@ class PipelineEditor(anywidget.AnyWidget):
                     "duration_s": event.duration_s,
                     "cached": bool(event.cached),
                     "error": event.error,
+                    "message": event.message or None,  # what a preparing node prepares
                 }
                 if self._status_timer is None:
                     self._status_timer = threading.Timer(STATUS_INTERVAL_S, self._flush_status)

@@ -147,11 +147,15 @@ def test_node_status_and_errors_reach_the_widget(comm):
     emit = engine.subscribers[0]
     emit(NodeEvent(1, None, "starting", message="starting 4 workers"))
     assert e.run == {"state": "starting", "message": "starting 4 workers"}
+    emit(NodeEvent(1, "blur", "preparing", message="creating environment for gaussian_blur (3 packages) ..."))
+    wait_for(lambda: "blur" in e.status)  # node events are batched (STATUS_INTERVAL_S)
+    assert e.status["blur"]["state"] == "preparing"
+    assert e.status["blur"]["message"] == "creating environment for gaussian_blur (3 packages) ..."
     emit(NodeEvent(1, "blur", "running"))
     error = {"message": "boom", "traceback": "tb", "log_tail": "log", "exit_status": 1}
     emit(NodeEvent(1, "blur", "error", duration_s=0.5, error=error))
-    wait_for(lambda: "blur" in e.status)  # node events are batched (STATUS_INTERVAL_S)
-    assert e.status["blur"] == {"state": "error", "duration_s": 0.5, "cached": False, "error": error}
+    wait_for(lambda: e.status["blur"]["state"] == "error")
+    assert e.status["blur"] == {"state": "error", "duration_s": 0.5, "cached": False, "error": error, "message": None}
     e.pipeline.set_position("blur", 1, 2)
     assert len(engine.submitted) == 1  # moving a node does not re-run
     e.pipeline.set_param("blur", "sigma", 3.0)
