@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from oremda_lab.registry import default_registry
 from oremda_lab.runtime import NAMED_RUNTIMES, RuntimeUnavailable
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 
+DEBUG_ENV = "OREMDA_DEBUG"
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line."""
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oremda-lab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = f"{type(e).__name__}: {e}".splitlines()[0]
+        print(f"oremda-lab: internal error: {message} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         run = engine.run(pipeline)
         args.out.mkdir(parents=True, exist_ok=True)
         written = [
-            to_png(pipeline.nodes[node_id], layers, args.out / f"{node_id}.png")
+            to_png(pipeline.nodes[node_id], layers, _display_path(args.out, node_id))
             for node_id, layers in run.displays.items()
         ]
     if args.record:
@@ -172,6 +180,15 @@ def _examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _display_path(out: Path, node_id: str) -> Path:
+    """``<out>/<id>.png``, refused unless it is a file directly inside ``out``."""
+    folder = out.resolve()
+    path = (folder / f"{node_id}.png").resolve()
+    if path.parent != folder:
+        raise UserError(f"display node id {node_id!r} would write outside {out}")
+    return path
+
+
 def _parse_set(assignment: str) -> tuple[str, str, Any]:
     target, sep, raw = assignment.partition("=")
     node, dot, param = target.partition(".")
@@ -181,6 +198,8 @@ def _parse_set(assignment: str) -> tuple[str, str, Any]:
         value = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise UserError(f"--set {target}: the value is nested too deeply") from None
     return node, param, value
 
 

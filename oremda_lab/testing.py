@@ -7,7 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +87,34 @@ def fault_pipeline(*chain: dict[str, Any]) -> Pipeline:
     return Pipeline.from_json({"nodes": nodes, "edges": edges}, catalog=Registry([FAULT_OPERATORS]))
 
 
+@contextlib.contextmanager
+def small_tmpfs(size: str = "64m") -> Iterator[Path]:
+    """A fresh tmpfs of ``size`` (root only), unmounted and removed after.
+
+    Mounted on a new folder in the temp dir: a short path, since control sockets live
+    in the session folders made there. Raises ``PermissionError`` where mounting is
+    not allowed.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="oremda-tmpfs-"))
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        )
+        if mounted.returncode != 0:
+            raise PermissionError(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+    finally:
+        folder.rmdir()
+
+
+def stray_objects(engine: Engine) -> set[str]:
+    """Objects in the engine's session that no cache entry holds (a leak)."""
+    return set(engine.arena.live()) - set(engine.cache.holders)
+
+
 class RuntimeContract:
     """What every runtime must do; subclass it in ``tests/runtime/test_<name>.py``.
 
@@ -99,14 +131,31 @@ class RuntimeContract:
     @pytest.fixture
     def engine(self, tmp_path: Path) -> Iterator[Engine]:
         """An engine on this runtime that sees the fault operator; checks cleanup on close."""
+        with self.make_engine(tmp_path) as engine:
+            yield engine
+
+    @contextlib.contextmanager
+    def make_engine(self, data_dir: Path, **options: Any) -> Iterator[Engine]:
+        """An engine as the ``engine`` fixture makes it (``options`` add to the class's)."""
         registry = Registry([FAULT_OPERATORS])
-        engine = Engine(self.runtime, tmp_path, registry=registry, timeout=self.task_timeout, **self.options)
+        options = {**self.options, **options}
+        engine = Engine(self.runtime, data_dir, registry=registry, timeout=self.task_timeout, **options)
         session = engine.arena.path
         try:
             yield engine
         finally:
             engine.close()
         assert not session.exists(), "the session's shared memory outlived the engine"
+
+    @pytest.fixture
+    def small_shm(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+        """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` (skips where mounting is not allowed)."""
+        try:
+            with small_tmpfs() as folder:
+                monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
+                yield folder
+        except PermissionError as e:
+            pytest.skip(str(e))
 
     def test_runs_a_chain(self, engine: Engine) -> None:
         run = engine.run(fault_pipeline({}, {}, {}))
@@ -172,7 +221,7 @@ class RuntimeContract:
         error = run.nodes["n0"].error
         assert "died" in error["message"] and error["exit_status"] == status
         assert "fault operator: mode=" + mode in error["log_tail"]
-        assert not [name for name in engine.arena.live() if name.startswith(run.nodes["n0"].key or "")]
+        assert not stray_objects(engine)
         pipeline.set_param("n0", "mode", "ok")
         assert engine.run(pipeline).ok
 
@@ -188,6 +237,38 @@ class RuntimeContract:
         assert engine.run(pipeline).ok
 
     def test_failed_task_leaves_no_objects(self, engine: Engine) -> None:
-        before = set(engine.arena.live())
-        engine.run(fault_pipeline({"mode": "raise"}))
-        assert set(engine.arena.live()) == before
+        pipeline = fault_pipeline({}, {"mode": "alloc-raise", "size": 1 << 16})
+        run = engine.run(pipeline)
+        assert "asked to raise after allocating" in run.nodes["n1"].error["message"]
+        assert engine.arena.live() == [run.nodes["n0"].outputs["out"]["ref"]["name"]]
+        assert not stray_objects(engine)
+
+    def test_unserialisable_meta_is_a_node_error(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({"mode": "bad-meta"})
+        run = engine.run(pipeline)
+        assert "not JSON-serialisable" in run.nodes["n0"].error["message"]
+        assert engine.arena.live() == [] and not stray_objects(engine)
+        pipeline.set_param("n0", "mode", "ok")
+        assert engine.run(pipeline).ok
+
+    def test_an_operator_cannot_write_to_its_input(self, engine: Engine) -> None:
+        pipeline = fault_pipeline({}, {"mode": "write-input"})
+        run = engine.run(pipeline)
+        assert "WRITEABLE" in run.nodes["n1"].error["message"]
+        pipeline.set_param("n1", "mode", "ok")
+        run = engine.run(pipeline)
+        assert run.nodes["n0"].status == "cached"
+        np.testing.assert_array_equal(run.outputs["n0"]["out"].data, np.ones(16))
+        np.testing.assert_array_equal(run.outputs["n1"]["out"].data, np.full(16, 2.0))
+
+    def test_full_shared_memory_is_a_node_error(self, tmp_path: Path, small_shm: Path) -> None:
+        with self.make_engine(tmp_path) as engine:
+            assert engine.arena.path.parent == small_shm
+            pipeline = fault_pipeline({"size": 10_000_000})  # 80 MB of float64 in 64 MiB
+            pipeline.add_node("oremda/fault", id="fine")
+            run = engine.run(pipeline)
+            assert "shared memory full (needed 76.3 MiB, free" in run.nodes["n0"].error["message"]
+            assert run.nodes["fine"].status == "done"
+            assert not stray_objects(engine) and os.listdir(engine.arena.pool) == []
+            pipeline.set_param("n0", "size", 64)
+            assert engine.run(pipeline).ok

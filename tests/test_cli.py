@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from oremda_lab.cli import main
+from oremda_lab.cli import UserError, _display_path, main
 
 PIPELINE = {
     "nodes": [
@@ -99,3 +100,115 @@ def test_operators_lists_ports_and_params(capsys):
     assert "gaussian_blur" in out and "param sigma: number [0..50] px = 2.0" in out
     assert main(["operators", "--json"]) == 0
     assert any(op["name"] == "crop2d" for op in json.loads(capsys.readouterr().out))
+
+
+# -- hostile inputs: one line and an exit status, never a traceback or a hang --------------
+
+
+def run_cli(capsys, *args):
+    """``main(args)`` in-process: its exit status and stderr (asserted to be one clean line)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err and "internal error" not in captured.err, captured.err
+    return code, captured.out, lines
+
+
+def chain(length):
+    nodes = [{"id": f"b{i}", "image": "oremda/gaussian_blur", "params": {}} for i in range(length)]
+    nodes.insert(0, {"id": "src", "image": "oremda/tiff_reader", "params": {"filename": "a.tif"}})
+    ids = [n["id"] for n in nodes]
+    edges = [
+        {"from": {"id": a, "port": "out" if a == "src" else "image"}, "to": {"id": b, "port": "image"}}
+        for a, b in zip(ids, ids[1:], strict=False)
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def with_node(**changes):
+    doc = json.loads(json.dumps(PIPELINE))
+    for key, value in changes.items():
+        node_id, _, field = key.partition("__")
+        node = next(n for n in doc["nodes"] if n["id"] == node_id)
+        if field.startswith("param_"):
+            node["params"][field[6:]] = value
+        else:
+            node[field] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (with_node(view__id="../../x"), "a node id cannot contain a path separator"),
+        (with_node(view__id="/tmp/x"), "a node id cannot contain a path separator"),
+        (with_node(view__id=".."), "'..' is not a node id"),
+        (with_node(view__id="a\0b"), "a node id cannot contain NUL"),
+        (with_node(view__id="v" * 500), "a node id is at most 128 characters"),
+        (with_node(blur__image=5), "'image' must be a string"),
+        (with_node(blur__position="here"), "'position' must be an object"),
+        (with_node(blur__param_sigma=10**400), "<1329-bit integer> is too large"),
+        (with_node(blur__param_sigma=float("inf")), "inf is not a finite number"),
+        (with_node(src__param_filename="a\0.tif"), "a file name cannot contain a NUL character"),
+        (dict(PIPELINE, provenance="exported"), "provenance: must be an object"),
+        (dict(PIPELINE, provenance={"operators": {"blur": 1}}), "provenance.operators: must map"),
+        (dict(PIPELINE, provenance={"nodes": {"blur": {"digest": 5}}}), "provenance.nodes: a digest must be a string"),
+        (dict(PIPELINE, deep=json.loads("[" * 100 + "]" * 100)), "nested deeper than 64 levels"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+        (chain(1500), "valid (1501 nodes, 1500 edges)"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 60 else None,
+)
+def test_hostile_pipelines_give_one_line(workspace, capsys, doc, message):
+    path = workspace / "hostile.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    code, out, err = run_cli(capsys, "validate", path)
+    assert message in out + "\n".join(err)
+    if code == 0:
+        return
+    code, _, err = run_cli(capsys, "run", path, "--data", workspace, "--out", workspace / "out", "--runtime", "inline")
+    assert code == 2 and len(err) == 1 and message.split(":")[0] in err[0]
+    assert not (workspace.parent / "x.png").exists()
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-1"])
+def test_timeouts_must_be_positive_and_finite(workspace, capsys, timeout):
+    args = ("run", workspace / "p.json", "--data", workspace, "--out", workspace / "out", "--runtime", "inline")
+    code, _, err = run_cli(capsys, *args, f"--timeout={timeout}")
+    assert code == 2 and err == [
+        f"oremda-lab: error: timeout must be a positive number of seconds, not {float(timeout)}"
+    ]
+
+
+def test_a_display_path_stays_in_the_out_folder(tmp_path):
+    assert _display_path(tmp_path, "view") == tmp_path.resolve() / "view.png"
+    for node_id in ("../x", "/etc/x", "a/../../x"):
+        with pytest.raises(UserError, match="would write outside"):
+            _display_path(tmp_path, node_id)
+
+
+def special_files(folder):
+    """File parameter values that must fail as one node error, never hang or be hashed."""
+    os.mkfifo(folder / "fifo")
+    (folder / "zero").symlink_to("/dev/zero")
+    (folder / "sub").mkdir()
+    outside = folder.parent / f"{folder.name}-outside.tif"
+    outside.write_bytes((folder / "a.tif").read_bytes())
+    return {
+        "/dev/zero": "outside the data folder",
+        "fifo": "is not a regular file",
+        "zero": "outside the data folder",
+        "sub": "is not a regular file",
+        f"../{outside.name}": "outside the data folder",
+        str(outside): "outside the data folder",
+    }
+
+
+@pytest.mark.timeout(120)
+def test_special_files_are_node_errors_and_never_hashed(workspace, capsys):
+    record = workspace / "record.json"
+    for filename, message in special_files(workspace).items():
+        args = ("run", workspace / "p.json", "--data", workspace, "--out", workspace / "out", "--runtime", "inline")
+        code, _, err = run_cli(capsys, *args, "--set", f"src.filename={filename}", "--record", record)
+        assert code == 1 and err[0].startswith("oremda-lab: node src failed") and message in err[0], (filename, err)
+        assert json.loads(record.read_text())["provenance"]["inputs"] == {}, filename

@@ -14,6 +14,14 @@ A session is one folder under the shared-memory root (``/dev/shm`` unless
   file for each output: a pooled file of fitting size when there is one (taken by an
   atomic rename, so writers need no lock), else a new one. Reused files have their
   pages already, which makes filling them ~10x faster than fresh ones.
+* A new file's pages are reserved up front (``posix_fallocate``), so a full tmpfs is
+  a :class:`SharedMemoryFull` error at allocation, never a SIGBUS while writing. The
+  session also has a budget (``owner.json``; :func:`default_budget`): a writer that
+  would pass it first drops pooled files, then fails the same way. Writers check the
+  budget without a lock, so concurrent writers may overshoot it by their requests;
+  the tmpfs itself stays the hard limit. A file that failed to fill is unlinked.
+* Readers map read-only (``PROT_READ``) and get arrays over a read-only buffer, so an
+  operator cannot make its input writable and change a cached value.
 * The owner alone frees. A freed file goes back to the pool, unless a numpy view
   handed out in the owner's process still maps it; then it is unlinked instead, so a
   view never sees its bytes change. The pool is trimmed to ``pool_bytes``.
@@ -26,7 +34,10 @@ A session is one folder under the shared-memory root (``/dev/shm`` unless
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import json
+import math
 import mmap
 import os
 import shutil
@@ -35,6 +46,7 @@ import tempfile
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +58,9 @@ from oremda_lab.dataplane.refs import ObjectRef
 
 PREFIX = "oremda-"
 DEFAULT_POOL_BYTES = 2 << 30
+BUDGET_ENV = "OREMDA_SHM_BUDGET"
+# Without OREMDA_SHM_BUDGET, a session may use this share of the free shared memory.
+DEFAULT_BUDGET_FRACTION = 0.8
 # A pooled file may be at most this much larger than the request (else it wastes memory).
 _POOL_SLACK = 2.0
 
@@ -58,13 +73,43 @@ def shm_root() -> Path:
     return Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
+class SharedMemoryFull(MemoryError):
+    """Shared memory (the session's budget or the tmpfs) cannot hold a new buffer."""
+
+    def __init__(self, needed: int, free: int, where: str):
+        self.needed, self.free = needed, free
+        super().__init__(f"shared memory full (needed {_size(needed)}, free {_size(free)} {where})")
+
+
+def default_budget(root: Path | None = None) -> int:
+    """Bytes a new session may hold: ``OREMDA_SHM_BUDGET``, else a share of the free space.
+
+    ``OREMDA_SHM_BUDGET`` is a byte count, or a fraction (at most 1) of the free space
+    under the shared-memory root.
+    """
+    root = Path(root) if root else shm_root()
+    st = os.statvfs(root)
+    free = st.f_bavail * st.f_frsize
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return int(free * DEFAULT_BUDGET_FRACTION)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{BUDGET_ENV}={raw!r} is neither a byte count nor a fraction") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{BUDGET_ENV}={raw!r} must be a positive number")
+    return int(free * value) if value <= 1 else int(value)
+
+
 class Arena:
     """A session's shared memory, seen from the owner (engine) or a writer (worker)."""
 
-    def __init__(self, path: Path, owner: bool, pool_bytes: int = DEFAULT_POOL_BYTES):
+    def __init__(self, path: Path, owner: bool, pool_bytes: int = DEFAULT_POOL_BYTES, budget_bytes: int | None = None):
         self.path = Path(path)
         self.owner = owner
         self.pool_bytes = pool_bytes
+        self.budget_bytes = budget_bytes
         self.objects = self.path / "objects"
         self.pool = self.path / "pool"
         self._views: dict[str, list[weakref.ref]] = {}
@@ -72,17 +117,25 @@ class Arena:
         self._closed = False
 
     @classmethod
-    def create(cls, root: Path | None = None, pool_bytes: int = DEFAULT_POOL_BYTES) -> Arena:
-        """Start a new session owned by this process (stale sessions are swept first)."""
+    def create(
+        cls, root: Path | None = None, pool_bytes: int = DEFAULT_POOL_BYTES, budget_bytes: int | None = None
+    ) -> Arena:
+        """Start a new session owned by this process (stale sessions are swept first).
+
+        ``budget_bytes`` caps the shared memory the session's objects and pool may
+        take (default: :func:`default_budget`).
+        """
         root = Path(root) if root else shm_root()
         sweep_stale(root)
+        if budget_bytes is None:
+            budget_bytes = default_budget(root)
         path = root / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         for sub in (path, path / "objects", path / "pool", path / "run"):
             sub.mkdir(mode=0o777)
             os.chmod(sub, 0o777)  # containers write here under another uid
-        owner = {**owner_record(), "host": socket.gethostname()}
+        owner = {**owner_record(), "host": socket.gethostname(), "budget_bytes": budget_bytes}
         (path / "owner.json").write_text(json.dumps(owner))
-        arena = cls(path, owner=True, pool_bytes=pool_bytes)
+        arena = cls(path, owner=True, pool_bytes=pool_bytes, budget_bytes=budget_bytes)
         atexit.register(arena.close)
         return arena
 
@@ -92,7 +145,11 @@ class Arena:
         path = Path(path)
         if not (path / "objects").is_dir():
             raise FileNotFoundError(f"no oremda session at {path}")
-        return cls(path, owner=False)
+        try:
+            budget = json.loads((path / "owner.json").read_text()).get("budget_bytes")
+        except (OSError, ValueError, AttributeError):
+            budget = None  # an older session: the tmpfs is the only limit
+        return cls(path, owner=False, budget_bytes=budget)
 
     # -- writing ---------------------------------------------------------------
 
@@ -100,7 +157,7 @@ class Arena:
         """Store an ndarray (or bytes) under ``name``; returns its reference."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             payload = memoryview(data).cast("B")
-            with self._allocate(name, payload.nbytes) as buffer:
+            with self._filling(name), self._allocate(name, payload.nbytes) as buffer:
                 np.frombuffer(buffer, np.uint8, payload.nbytes)[:] = np.frombuffer(payload, np.uint8)
             return ObjectRef(name, "bytes", payload.nbytes)
         array = np.asarray(data)
@@ -108,7 +165,7 @@ class Arena:
             raise TypeError(f"cannot share an array of Python objects (dtype {array.dtype})")
         tensor, fallback = arrow.as_tensor(array)
         size = arrow.tensor_size(tensor)
-        with self._allocate(name, size) as buffer:
+        with self._filling(name), self._allocate(name, size) as buffer:
             arrow.write_tensor(tensor, buffer)
         kind = "raw-tensor" if fallback else "tensor"
         return ObjectRef(name, kind, size, array.dtype.str, tuple(array.shape))
@@ -124,10 +181,20 @@ class Arena:
             return None
         count = int(np.prod(shape))
         size = len(header) + count * dtype.itemsize
-        mapping = self._allocate(name, size)
-        np.frombuffer(mapping.buffer, np.uint8, len(header))[:] = np.frombuffer(header, np.uint8)
-        array = np.frombuffer(mapping.buffer, dtype, count, offset=len(header)).reshape(shape)
+        with self._filling(name):
+            mapping = self._allocate(name, size)
+            np.frombuffer(mapping.buffer, np.uint8, len(header))[:] = np.frombuffer(header, np.uint8)
+            array = np.frombuffer(mapping.buffer, dtype, count, offset=len(header)).reshape(shape)
         return array, ObjectRef(name, "tensor", size, dtype.str, tuple(shape))
+
+    @contextlib.contextmanager
+    def _filling(self, name: str) -> Iterator[None]:
+        """Unlink object ``name`` if making it fails: a half-written file is nobody's."""
+        try:
+            yield
+        except BaseException:
+            (self.objects / name).unlink(missing_ok=True)
+            raise
 
     def _allocate(self, name: str, size: int) -> _Mapping:
         target = self.objects / name
@@ -141,14 +208,67 @@ class Arena:
             fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 os.fchmod(fd, 0o666)
-                os.ftruncate(fd, max(size, 1))
+                self._reserve(fd, max(size, 1))
             finally:
                 os.close(fd)
         return self._map(target, writable=True)
 
+    def _reserve(self, fd: int, size: int) -> None:
+        """Give a new file ``size`` bytes of real pages, within the budget and the tmpfs."""
+        if self.budget_bytes is not None:
+            used = self._used()
+            if used + size > self.budget_bytes:
+                used -= self._drop_pool(used + size - self.budget_bytes)
+            if used + size > self.budget_bytes:
+                raise SharedMemoryFull(size, max(self.budget_bytes - used, 0), "in this session's budget")
+        if not hasattr(os, "posix_fallocate"):  # macOS: pages come on first touch
+            os.ftruncate(fd, size)
+            return
+        for attempt in (1, 2):
+            try:
+                os.posix_fallocate(fd, 0, size)
+                return
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.ENOMEM):
+                    raise
+                os.ftruncate(fd, 0)  # give back what the failed call reserved
+                if attempt == 2 or not self._drop_pool(size):
+                    st = os.statvfs(self.path)
+                    raise SharedMemoryFull(size, st.f_bavail * st.f_frsize, f"on {self.path.parent}") from None
+
+    def _used(self) -> int:
+        """Bytes the session's objects and pool take."""
+        total = 0
+        for folder in (self.objects, self.pool):
+            for entry in os.scandir(folder):
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    continue  # freed or taken meanwhile
+        return total
+
+    def _drop_pool(self, wanted: int) -> int:
+        """Unlink pooled files, oldest first, until ``wanted`` bytes are gone; returns bytes freed."""
+        entries = []
+        for entry in os.scandir(self.pool):
+            try:
+                entries.append((entry.stat().st_mtime, entry.stat().st_size, entry.path))
+            except FileNotFoundError:
+                continue
+        freed = 0
+        for _, size, path in sorted(entries):
+            if freed >= wanted:
+                break
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue  # another writer took it
+            freed += size
+        return freed
+
     def _map(self, path: Path, writable: bool) -> _Mapping:
         if self._maps is not None:
-            return _Mapping.over(self._maps.map(path))
+            return _Mapping.over(self._maps.map(path, writable))
         return _Mapping(path, writable)
 
     def _pool_candidates(self, size: int) -> list[Path]:
@@ -169,7 +289,7 @@ class Arena:
         buffer = mapping.buffer
         if ref.kind == "bytes":
             return buffer.to_pybytes()[: ref.nbytes]
-        return arrow.read_array(buffer, ref.dtype, ref.shape, fallback=ref.kind == "raw-tensor")
+        return arrow.read_array(buffer, ref.dtype, ref.shape)
 
     # -- freeing (owner only) ----------------------------------------------------
 
@@ -261,22 +381,23 @@ class _Mapping:
 
 
 class _MapCache:
-    """A writer's mappings by inode, kept across tasks (least recently used go first).
+    """A writer's mappings by inode and mode, kept across tasks (least recently used go first).
 
     An entry keeps its file descriptor: a link count of zero tells that the file was
     unlinked (then the entry is dropped, releasing its memory), so a recycled inode
-    number can never be mistaken for a cached file.
+    number can never be mistaken for a cached file. Inputs are mapped read-only,
+    outputs read-write: one file may have one entry of each.
     """
 
     def __init__(self, max_bytes: int = 1 << 30, max_entries: int = 64):
         self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self.entries: OrderedDict[tuple[int, int], tuple[int, mmap.mmap]] = OrderedDict()
+        self.entries: OrderedDict[tuple[int, int, bool], tuple[int, mmap.mmap]] = OrderedDict()
 
-    def map(self, path: Path) -> mmap.mmap:
-        """A read-write mapping of ``path``, populated, reused when cached."""
+    def map(self, path: Path, writable: bool) -> mmap.mmap:
+        """A mapping of ``path`` (read-only unless ``writable``), populated, reused when cached."""
         st = os.stat(path)
-        key = (st.st_dev, st.st_ino)
+        key = (st.st_dev, st.st_ino, writable)
         cached = self.entries.get(key)
         if cached is not None:
             fd, mm = cached
@@ -285,11 +406,20 @@ class _MapCache:
                 return mm
             self._drop(key)
         self._drop_unlinked()
-        fd = os.open(path, os.O_RDWR)
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mm = mmap.mmap(fd, st.st_size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        try:
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            prot = mmap.PROT_READ | mmap.PROT_WRITE if writable else mmap.PROT_READ
+            mm = mmap.mmap(fd, st.st_size, flags=flags, prot=prot)
+        except BaseException:
+            os.close(fd)
+            raise
         self.entries[key] = (fd, mm)
-        while len(self.entries) > self.max_entries or sum(len(m) for _, m in self.entries.values()) > self.max_bytes:
+        # Evict older entries only: the one just made is about to be used (a mapping
+        # larger than max_bytes on its own was once closed here before its first use).
+        while len(self.entries) > 1 and (
+            len(self.entries) > self.max_entries or sum(len(m) for _, m in self.entries.values()) > self.max_bytes
+        ):
             self._drop(next(iter(self.entries)))
         return mm
 
@@ -303,10 +433,21 @@ class _MapCache:
             if os.fstat(fd).st_nlink == 0:
                 self._drop(key)
 
-    def _drop(self, key: tuple[int, int]) -> None:
+    def _drop(self, key: tuple[int, int, bool]) -> None:
         fd, mm = self.entries.pop(key)
         os.close(fd)
         _close(mm)
+
+
+def _size(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def _close(mm: mmap.mmap) -> None:

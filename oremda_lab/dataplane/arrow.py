@@ -2,7 +2,8 @@
 
 Dtypes Arrow tensors cannot hold (complex, datetime...) travel as a uint8 tensor
 of their raw bytes and are viewed back with the recorded dtype and shape, still
-without a copy.
+without a copy. Every array is C-contiguous (:func:`as_tensor` makes it so), which
+lets a reader view the body directly.
 """
 
 from __future__ import annotations
@@ -50,13 +51,23 @@ def tensor_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes | None:
     return bytes(header)
 
 
-def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...], fallback: bool) -> np.ndarray:
-    """A read-only numpy view of the tensor message at the start of ``buffer``."""
+def read_array(buffer: pa.Buffer, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only numpy view of the tensor message at the start of ``buffer``.
+
+    The view is made over ``buffer`` itself, not over the Arrow tensor (which numpy
+    takes for writable): over a read-only buffer, ``flags.writeable = True`` raises.
+    The body may hold ``dtype`` itself or its raw bytes (see :func:`as_tensor`).
+    """
     tensor = pa.ipc.read_tensor(pa.BufferReader(buffer))
-    array = tensor.to_numpy()
-    if fallback or array.dtype != np.dtype(dtype):  # raw bytes, or bool stored as uint8
-        array = array.reshape(-1).view(np.dtype(dtype))
-    if array.shape != tuple(shape):  # 0-d arrays travel as one element
-        array = array.reshape(shape)
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    body = tensor.to_numpy()
+    if body.nbytes != count * dtype.itemsize:
+        raise ValueError(f"tensor of {body.nbytes} bytes cannot be a {dtype} array of shape {tuple(shape)}")
+    if count == 0:
+        array = np.empty(shape, dtype)
+    else:
+        offset = body.ctypes.data - buffer.address
+        array = np.frombuffer(buffer, dtype, count, offset=offset).reshape(shape)
     array.flags.writeable = False
     return array

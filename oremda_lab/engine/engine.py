@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import platform
 import threading
 import time
@@ -168,6 +169,10 @@ class Engine:
         Where operators are found (default: the shipped library plus ``OREMDA_OPERATORS_PATH``).
     cache_bytes
         Shared memory kept for outputs the latest run did not use.
+    shm_bytes
+        Shared memory the session may take in all (default: ``OREMDA_SHM_BUDGET``, else
+        a share of the free space; see :func:`~oremda_lab.dataplane.arena.default_budget`).
+        A node whose output would pass it fails with "shared memory full".
     **runtime_options
         Passed to the runtime (e.g. ``ranks=4`` for MPI).
 
@@ -188,11 +193,16 @@ class Engine:
         start_timeout: float | None = None,
         registry: Registry | None = None,
         cache_bytes: int = DEFAULT_SPARE_BYTES,
+        shm_bytes: int | None = None,
         **runtime_options: Any,
     ):
+        for name, seconds in (("timeout", timeout), ("start_timeout", start_timeout)):
+            valid = isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0
+            if seconds is not None and not valid:
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
         self.registry = registry or default_registry()
         self.data_dir = Path(data_dir).resolve() if data_dir else Path.cwd()
-        self.arena = Arena.create()
+        self.arena = Arena.create(budget_bytes=shm_bytes)
         try:
             self.runtime = make_runtime(
                 runtime,
@@ -347,13 +357,14 @@ class Engine:
         }
 
     def _file_hash(self, path: Path) -> str | None:
+        """The digest of a planned data file (a regular file in the data folder), else None."""
         try:
             st = path.stat()
-        except OSError:
+            memo = (str(path), st.st_size, st.st_mtime_ns)
+            if memo not in self._file_hashes:
+                self._file_hashes[memo] = file_digest(path)  # refuses, never blocks on, a swapped-in FIFO
+        except (OSError, ValueError):
             return None
-        memo = (str(path), st.st_size, st.st_mtime_ns)
-        if memo not in self._file_hashes:
-            self._file_hashes[memo] = file_digest(path)
         return self._file_hashes[memo]
 
     def _warn_on_provenance(self, pipeline: Pipeline) -> None:

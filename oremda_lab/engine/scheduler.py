@@ -31,7 +31,7 @@ from typing import Any
 from oremda_lab.engine import graph
 from oremda_lab.engine.cache import Cache, Entry, node_key
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task
-from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.operator import OperatorSpec, data_file
 from oremda_lab.spec.pipeline import Pipeline
 
 _task_ids = itertools.count(1)
@@ -58,7 +58,7 @@ class Plan:
     specs: dict[str, OperatorSpec]
     params: dict[str, dict[str, Any]]
     keys: dict[str, str]
-    files: dict[str, Path]  # "node.param" -> data file it names
+    files: dict[str, Path]  # "node.param" -> the regular file it names inside the data folder
 
 
 def plan(pipeline: Pipeline, data_dir: Path, digest: Callable[[OperatorSpec], str]) -> Plan:
@@ -74,7 +74,12 @@ def plan(pipeline: Pipeline, data_dir: Path, digest: Callable[[OperatorSpec], st
         for name, p in spec.params.items():
             value = params[node_id].get(name)
             if p.file and isinstance(value, str) and value:
-                path = data_dir / value
+                try:
+                    path = data_file(data_dir, value)
+                except (OSError, ValueError) as e:
+                    # Never read here (a FIFO or /dev/zero would hang): the reader reports it.
+                    fingerprints[name] = f"unusable: {e}"
+                    continue
                 files[f"{node_id}.{name}"] = path
                 fingerprints[name] = _fingerprint(path)
         inputs = {e.target.port: f"{keys[e.source.id]}/{e.source.port}" for e in pipeline.inputs_of(node_id)}

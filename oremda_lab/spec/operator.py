@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -145,25 +148,52 @@ class ParamSpec:
             return [] if isinstance(value, bool) else [f"{value!r} is not a bool"]
         if kind in ("number", "integer"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return [f"{value!r} is not a {kind}"]
-            if kind == "integer" and not float(value).is_integer():
-                return [f"{value!r} is not an integer"]
+                return [f"{_short(value)} is not a {kind}"]
             if value != value:  # NaN
                 return ["NaN is not a value"]
+            if isinstance(value, int) and value.bit_length() > 63:
+                # beyond what operators (numpy, C) take as an integer; float() would overflow
+                return [f"{_short(value)} is too large"]
+            if isinstance(value, float) and not math.isfinite(value):
+                return [f"{value!r} is not a finite number"]
+            if kind == "integer" and isinstance(value, float) and not value.is_integer():
+                return [f"{value!r} is not an integer"]
             if self.min is not None and value < self.min:
                 return [f"{value!r} is below the minimum {self.min}"]
             if self.max is not None and value > self.max:
                 return [f"{value!r} is above the maximum {self.max}"]
             return []
         if kind == "string" and not isinstance(value, str):
-            return [f"{value!r} is not a string"]
+            return [f"{_short(value)} is not a string"]
+        if self.file and isinstance(value, str) and "\0" in value:
+            return ["a file name cannot contain a NUL character"]
         if kind == "array" and not isinstance(value, (list, tuple)):
-            return [f"{value!r} is not an array"]
+            return [f"{_short(value)} is not an array"]
         if kind == "object" and not isinstance(value, dict):
-            return [f"{value!r} is not an object"]
+            return [f"{_short(value)} is not an object"]
         if self.choices is not None and value not in self.choices:
-            return [f"{value!r} is not one of {list(self.choices)}"]
+            return [f"{_short(value)} is not one of {list(self.choices)}"]
         return []
+
+    def normalize(self, value: Any) -> Any:
+        """The value an operator receives: an integer given as ``2.0`` becomes ``2``.
+
+        JSON has one number type, so a valid integer may arrive as a float.
+
+        Examples
+        --------
+        >>> ParamSpec("size", "integer").normalize(2.0)
+        2
+        >>> ParamSpec("size", "integer", per_axis=True).normalize([2.0, 3])
+        [2, 3]
+        """
+        if self.type != "integer":
+            return value
+        if self.per_axis and isinstance(value, (list, tuple)):
+            return [self.normalize(v) for v in value]
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     def clamp(self, value: Any) -> Any:
         """Bring a number into ``[min, max]`` (what a slider may send)."""
@@ -266,19 +296,71 @@ class OperatorSpec:
         return "sha256:" + h.hexdigest()
 
     def resolved_params(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults filled in under the given values."""
+        """Defaults filled in under the given values, each as :meth:`ParamSpec.normalize` makes it."""
         out = {k: p.default for k, p in self.params.items() if p.default is not None}
         out.update(given)
-        return out
+        return {k: self.params[k].normalize(v) if k in self.params else v for k, v in out.items()}
 
 
 def file_digest(path: str | Path) -> str:
-    """``sha256:<hex>`` of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+    """``sha256:<hex>`` of a regular file's bytes, read in 1 MiB blocks.
+
+    Anything else (a FIFO, a device such as ``/dev/zero``, a folder) raises ValueError
+    at once: it is opened without blocking and checked before a byte is read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        h = hashlib.sha256()
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return "sha256:" + h.hexdigest()
+
+
+def data_file(root: str | Path, name: str) -> Path:
+    """The regular file that the file parameter value ``name`` names in the data folder ``root``.
+
+    The one check behind readers, cache keys and provenance: ``name`` is resolved
+    (symlinks followed) and must stay inside ``root`` and be a regular file.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is empty, holds a NUL, leads outside ``root`` or is not a regular file.
+    FileNotFoundError
+        Nothing is there.
+
+    Examples
+    --------
+    >>> data_file("/srv/data", "../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    ValueError: '../etc/passwd' is outside the data folder
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("no file name given")
+    if "\0" in name:
+        raise ValueError(f"{name!r} holds a NUL character")
+    root = Path(root).resolve()
+    path = (root / name).resolve()
+    if root != path and root not in path.parents:
+        raise ValueError(f"{name!r} is outside the data folder")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data file {name!r} not found in the data folder") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{name!r} is not a regular file")
+    return path
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters (a 400-digit number makes an unreadable message)."""
+    if isinstance(value, int) and value.bit_length() >= 200:  # repr() of a huge int may even raise
+        return f"<{value.bit_length()}-bit integer>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_bool(value: Any) -> bool:

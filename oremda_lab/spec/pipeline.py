@@ -29,6 +29,9 @@ from oremda_lab.spec.upgrade import CURRENT_VERSION, upgrade
 
 DISPLAY_PORT = "in"
 DISPLAY_KINDS = ("1D", "2D")
+MAX_ID_LENGTH = 128
+# Deeper JSON is refused before anything walks it (recursive copies, encoders).
+MAX_DEPTH = 64
 
 
 class Catalog(Protocol):
@@ -199,8 +202,12 @@ class Pipeline:
                 doc = json.loads(doc)
             except json.JSONDecodeError as e:
                 raise PipelineError([Problem("pipeline", f"not valid JSON: {e}")]) from e
+            except RecursionError:
+                raise PipelineError([Problem("pipeline", f"JSON nested deeper than {MAX_DEPTH} levels")]) from None
         if not isinstance(doc, dict):
             raise PipelineError([Problem("pipeline", "the document must be a JSON object")])
+        if _depth(doc) > MAX_DEPTH:
+            raise PipelineError([Problem("pipeline", f"JSON nested deeper than {MAX_DEPTH} levels")])
         try:
             doc = upgrade(doc)
         except ValueError as e:
@@ -289,6 +296,9 @@ class Pipeline:
             id = _fresh_id(base, self.nodes)
         if id in self.nodes:
             raise ValueError(f"node id {id!r} is taken")
+        bad_id = id_problem(id)
+        if bad_id:
+            raise PipelineError([Problem(repr(id), bad_id)])
         node = Node(
             id=id,
             type="display" if display else "operator",
@@ -388,9 +398,13 @@ class Pipeline:
 
     def validate(self) -> list[Problem]:
         """Every problem of the graph; empty when it can run."""
-        problems: list[Problem] = []
+        problems: list[Problem] = _provenance_problems(self.extra.get("provenance"))
         ports: dict[str, tuple[dict[str, PortSpec], dict[str, PortSpec]]] = {}
         for node in self.nodes.values():
+            bad_id = id_problem(node.id)
+            if bad_id:
+                problems.append(Problem(repr(node.id), bad_id))
+                continue
             problems += self._node_problems(node, ports)
         fed: dict[Endpoint, int] = {}
         for edge in self.edges:
@@ -490,6 +504,67 @@ def set_default_catalog(factory: Callable[[], Catalog]) -> None:
     _default_catalog = factory
 
 
+def id_problem(node_id: Any) -> str | None:
+    """Why ``node_id`` cannot be a node id, or None.
+
+    Ids are data, never paths: the CLI names files after display nodes, so an id may
+    hold no path separator, NUL or control character, and is not ``.`` or ``..``.
+
+    Examples
+    --------
+    >>> id_problem("blur1") is None
+    True
+    >>> id_problem("../../x")
+    'a node id cannot contain a path separator'
+    """
+    if not isinstance(node_id, str) or not node_id:
+        return "a node id must be a non-empty string"
+    if len(node_id) > MAX_ID_LENGTH:
+        return f"a node id is at most {MAX_ID_LENGTH} characters"
+    if "/" in node_id or "\\" in node_id:
+        return "a node id cannot contain a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in node_id):
+        return "a node id cannot contain NUL or control characters"
+    if node_id in (".", ".."):
+        return f"{node_id!r} is not a node id"
+    return None
+
+
+def _provenance_problems(provenance: Any) -> list[Problem]:
+    """The export block's shape, as far as the engine reads it (digests per operator and node)."""
+    if provenance is None:
+        return []
+    if not isinstance(provenance, dict):
+        return [Problem("provenance", "must be an object")]
+    problems = []
+    for key in ("operators", "nodes"):
+        table = provenance.get(key, {})
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            problems.append(Problem(f"provenance.{key}", "must map names to objects"))
+        elif not all(isinstance(v.get("digest", ""), (str, type(None))) for v in table.values()):
+            problems.append(Problem(f"provenance.{key}", "a digest must be a string"))
+    return problems
+
+
+def _depth(doc: Any) -> int:
+    """How deeply lists and objects nest in ``doc`` (walked without recursion)."""
+    deepest = 0
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _fresh_id(base: str, taken: dict[str, Any]) -> str:
     i = 1
     while f"{base}{i}" in taken:
@@ -523,32 +598,32 @@ def _edge_problems(edge: Edge, nodes: dict[str, Node], ports: dict) -> list[Prob
 
 
 def _find_cycle(nodes: dict[str, Node], edges: list[Edge]) -> list[str] | None:
+    """A cycle as a node path (first node repeated at the end), or None.
+
+    Depth-first with an explicit stack: a chain of thousands of nodes is fine.
+    """
     children: dict[str, list[str]] = {n: [] for n in nodes}
     for e in edges:
         if e.source.id in children and e.target.id in children:
             children[e.source.id].append(e.target.id)
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        path.append(n)
-        for c in children[n]:
-            if state.get(c) == 1:
-                return path[path.index(c) :] + [c]
-            if c not in state:
-                found = visit(c)
-                if found:
-                    return found
-        state[n] = 2
-        path.pop()
-        return None
-
-    for n in nodes:
-        if n not in state:
-            found = visit(n)
-            if found:
-                return found
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for root in nodes:
+        if root in state:
+            continue
+        path = [root]
+        state[root] = 1
+        stack = [iter(children[root])]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                return path[path.index(child) :] + [child]
+            elif child not in state:
+                state[child] = 1
+                path.append(child)
+                stack.append(iter(children[child]))
     return None
 
 
@@ -564,15 +639,29 @@ def _shape_problems(doc: dict[str, Any]) -> list[Problem]:
         if not isinstance(n, dict) or "id" not in n:
             problems.append(Problem(f"nodes[{i}]", "a node must be an object with an 'id'"))
             continue
+        if isinstance(n["id"], bool) or not isinstance(n["id"], (str, int)):
+            problems.append(Problem(f"nodes[{i}]", "a node id must be a string"))
+            continue
         if str(n["id"]) in seen:
             problems.append(Problem(str(n["id"]), "duplicate node id"))
         seen.add(str(n["id"]))
         if not isinstance(n.get("params", {}), dict):
             problems.append(Problem(str(n["id"]), "'params' must be an object"))
+        for key in ("type", "image", "display"):
+            if n.get(key) is not None and not isinstance(n[key], str):
+                problems.append(Problem(str(n["id"]), f"{key!r} must be a string"))
+        position = n.get("position")
+        if position is not None and not (
+            isinstance(position, dict)
+            and all(isinstance(position.get(k), (int, float)) and not isinstance(position.get(k), bool) for k in "xy")
+        ):
+            problems.append(Problem(str(n["id"]), "'position' must be an object with numbers x and y"))
     for i, e in enumerate(doc["edges"]):
         ok = isinstance(e, dict) and all(
-            isinstance(e.get(k), dict) and "id" in e[k] and "port" in e[k] for k in ("from", "to")
+            isinstance(e.get(k), dict) and isinstance(e[k].get("id"), (str, int)) and isinstance(e[k].get("port"), str)
+            for k in ("from", "to")
         )
+        ok = ok and isinstance(e.get("type", "data"), str)
         if not ok:
             problems.append(Problem(f"edges[{i}]", "an edge needs 'from' and 'to' objects with 'id' and 'port'"))
     return problems

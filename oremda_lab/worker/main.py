@@ -99,18 +99,23 @@ class Worker:
             returned = self.func(*args)
             del inputs, args  # drop input views before the engine may reuse their buffers
             outputs = self._store(task, returned, allocated, forward)
+            try:
+                return protocol.encode(
+                    protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start
+                )
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"output meta is not JSON-serialisable: {e}") from e
         except SystemExit as e:
-            self._unlink(ref for _, ref in allocated)
+            self._discard(task)
             return protocol.encode(protocol.ERROR, task=task, error=f"operator called sys.exit({e.code})", traceback="")
         except Exception as e:
-            self._unlink(ref for _, ref in allocated)
+            self._discard(task)
             return protocol.encode(
                 protocol.ERROR, task=task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
             )
         finally:
             current_data_dir.reset(tokens[0])
             current_allocator.reset(tokens[1])
-        return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start)
 
     def _store(
         self, task: str, returned: Any, allocated: list[tuple[Any, ObjectRef]], forward: dict[int, ObjectRef]
@@ -142,6 +147,12 @@ class Worker:
     def _unlink(self, refs: Any) -> None:
         for ref in refs:
             (self.arena.objects / ref.name).unlink(missing_ok=True)
+
+    def _discard(self, task: str) -> None:
+        """Unlink every object a failed task made (stored outputs and output_array buffers)."""
+        for entry in os.scandir(self.arena.objects):
+            if entry.name.startswith(f"{task}--"):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 @functools.cache

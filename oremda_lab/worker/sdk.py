@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oremda_lab.spec.operator import data_file
+
 DATA_DIR_ENV = "OREMDA_DATA_DIR"
 # Set by the worker around each call (in-process runtimes host several data folders).
 current_data_dir: contextvars.ContextVar[str | None] = contextvars.ContextVar("oremda_data_dir", default=None)
@@ -83,7 +85,10 @@ def output_array(shape: Any, dtype: Any = float) -> Any:
 
 
 def data_path(filename: str) -> Path:
-    """Resolve a data file name against the engine's data folder (refusing escapes).
+    """Resolve a data file name against the engine's data folder.
+
+    Refuses (ValueError) names that lead outside it or to anything but a regular file
+    (a FIFO or device would block or never end); see :func:`~oremda_lab.spec.operator.data_file`.
 
     Examples
     --------
@@ -95,12 +100,4 @@ def data_path(filename: str) -> Path:
     True
     >>> current_data_dir.reset(token)
     """
-    if not filename:
-        raise ValueError("no file name given")
-    root = Path(current_data_dir.get() or os.environ.get(DATA_DIR_ENV, ".")).resolve()
-    path = (root / filename).resolve()
-    if root != path and root not in path.parents:
-        raise ValueError(f"{filename!r} is outside the data folder")
-    if not path.exists():
-        raise FileNotFoundError(f"data file {filename!r} not found in the data folder")
-    return path
+    return data_file(current_data_dir.get() or os.environ.get(DATA_DIR_ENV, "."), filename)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from oremda_lab.dataplane.arena import Arena, sweep_stale
+from oremda_lab.dataplane.arena import Arena, SharedMemoryFull, default_budget, sweep_stale
 
 
 @pytest.fixture
@@ -115,3 +115,72 @@ def test_reused_pid_does_not_protect_a_stale_session(tmp_path):
     (stale / "objects").mkdir(parents=True)
     (stale / "owner.json").write_text(json.dumps({"pid": os.getpid(), "started": "0", "host": os.uname().nodename}))
     assert sweep_stale(tmp_path) == [stale]
+
+
+@pytest.mark.parametrize("side", ["owner", "writer"])
+def test_a_read_view_cannot_be_made_writable(arena, side):
+    ref = arena.put(np.arange(8.0), "x")
+    reader = arena if side == "owner" else Arena.attach(arena.path)
+    view = reader.get(ref)
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        view.flags.writeable = True
+    np.testing.assert_array_equal(arena.get(ref), np.arange(8.0))
+
+
+def test_a_writer_stores_outputs_larger_than_its_mapping_cache(arena):
+    # The writer keeps at most 1 GiB of mappings; a bigger output once evicted (and
+    # closed) its own fresh mapping before use: "mmap closed or invalid".
+    writer = Arena.attach(arena.path)
+    n = int(1.1 * (1 << 30))
+    ref = writer.put(np.full(n, 7, np.uint8), "big")
+    made, made_ref = writer.allocate_array("alloc", (n,), np.uint8)
+    made[-1] = 9
+    assert ref.nbytes > n and made_ref.nbytes > n
+    assert arena.get(ref)[-1] == 7 and arena.get(made_ref)[-1] == 9
+
+
+def test_the_budget_is_kept_and_a_refused_buffer_leaves_nothing(tmp_path):
+    with Arena.create(root=tmp_path, budget_bytes=1 << 20) as a:
+        writer = Arena.attach(a.path)
+        assert writer.budget_bytes == 1 << 20
+        with pytest.raises(SharedMemoryFull, match=r"shared memory full \(needed 2\.0 MiB, free 1\.0 MiB"):
+            writer.put(np.zeros(1 << 21, np.uint8), "t1--out")
+        with pytest.raises(SharedMemoryFull):
+            writer.allocate_array("t1--alloc0", (1 << 21,), np.uint8)
+        assert a.live() == [] and os.listdir(a.pool) == []
+        writer.put(np.zeros(512, np.uint8), "t2--out")
+        assert a.live() == ["t2--out"]
+
+
+def test_pooled_buffers_make_room_within_the_budget(tmp_path):
+    with Arena.create(root=tmp_path, budget_bytes=3 << 20) as a:
+        a.free(a.put(np.zeros(1 << 20, np.uint8), "small"))
+        a.free(a.put(np.zeros(3 << 19, np.uint8), "medium"))
+        assert len(os.listdir(a.pool)) == 2
+        # Neither pooled file fits 2.5 MiB and the budget counts them: they give way.
+        a.put(np.zeros(5 << 19, np.uint8), "large")
+        assert a.live() == ["large"] and os.listdir(a.pool) == []
+
+
+@pytest.mark.parametrize("budget", [None, 1 << 40], ids=["default budget", "budget past the tmpfs"])
+def test_full_shared_memory_is_an_error_not_a_crash(small_shm, budget):
+    # Without reserved pages, writing past a full tmpfs raises SIGBUS in the writer.
+    with Arena.create(budget_bytes=budget) as a:
+        assert a.path.parent == small_shm
+        writer = Arena.attach(a.path)
+        with pytest.raises(SharedMemoryFull, match=r"shared memory full \(needed 80\.0 MiB, free"):
+            writer.put(np.zeros(80 << 20, np.uint8), "t1--out")
+        assert a.live() == [] and os.listdir(a.pool) == []
+        np.testing.assert_array_equal(a.get(writer.put(np.ones(64), "t2--out")), np.ones(64))
+
+
+def test_the_default_budget_is_a_share_of_the_free_space(small_shm, monkeypatch):
+    free = 64 << 20  # the fresh tmpfs
+    assert default_budget() == pytest.approx(free * 0.8, rel=0.01)
+    monkeypatch.setenv("OREMDA_SHM_BUDGET", "0.25")
+    assert default_budget() == pytest.approx(free / 4, rel=0.01)
+    monkeypatch.setenv("OREMDA_SHM_BUDGET", "1000000")
+    assert default_budget() == 1_000_000
+    monkeypatch.setenv("OREMDA_SHM_BUDGET", "nan")
+    with pytest.raises(ValueError, match="OREMDA_SHM_BUDGET"):
+        default_budget()

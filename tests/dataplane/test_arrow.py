@@ -13,7 +13,7 @@ def test_header_then_body_is_a_whole_tensor_message(shape, dtype):
     message = sink.getvalue().to_pybytes()
     header = tensor_header(shape, np.dtype(dtype))
     assert message == header + array.tobytes()
-    np.testing.assert_array_equal(read_array(pa.py_buffer(message), array.dtype.str, shape, False), array)
+    np.testing.assert_array_equal(read_array(pa.py_buffer(message), array.dtype.str, shape), array)
 
 
 def test_no_header_for_dtypes_arrow_cannot_hold():

@@ -1,6 +1,6 @@
 import asyncio
 import json
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -30,30 +30,48 @@ def test_events_follow_each_node(engine):
     assert [(e.node, e.state) for e in events[-3:]] == [("n0", "cached"), ("n1", "cached"), (None, "finished")]
 
 
-def test_newest_submission_wins(engine):
-    pipeline = fault_pipeline({"mode": "sleep", "seconds": 0.3, "tag": "0"}, {})
+def running(engine, node):
+    """An event set once ``node`` of some run is handed to the runtime."""
+    seen = threading.Event()
+    engine.subscribe(lambda e: seen.set() if (e.node, e.state) == (node, "running") else None)
+    return seen
+
+
+def test_newest_submission_wins(engine, tmp_path):
+    # n0 waits for the file "gate": the first run is certainly in flight while newer ones arrive.
+    pipeline = fault_pipeline({"mode": "wait", "seconds": 60, "tag": "0"}, {})
+    started = running(engine, "n0")
     first = engine.submit(pipeline)
+    assert started.wait(60)
     futures = []
     for i in range(1, 6):
         pipeline.set_param("n0", "tag", str(i))
         futures.append(engine.submit(pipeline))
-    last = futures[-1].result(10)
+    (tmp_path / "gate").touch()
+    last = futures[-1].result(60)
     assert last.ok and last.pipeline.nodes["n0"].params["tag"] == "5"
     assert first.result().superseded
-    assert all(f.result().superseded for f in futures[:-1])
-    assert not any(n.status == "running" for n in first.result().nodes.values())
+    # The task in flight finished into the cache; nothing after it was started.
+    assert {n: r.status for n, r in first.result().nodes.items()} == {"n0": "done", "n1": "queued"}
+    assert all(f.result().superseded and not f.result().nodes for f in futures[:-1])
 
 
-def test_submit_does_not_block_and_can_be_awaited(engine):
-    pipeline = fault_pipeline({"mode": "sleep", "seconds": 0.5})
-    started = time.perf_counter()
-    future = engine.submit(pipeline)
-    assert time.perf_counter() - started < 0.2
+def test_submit_does_not_block_and_can_be_awaited(engine, tmp_path):
+    future = engine.submit(fault_pipeline({"mode": "wait", "seconds": 60}))
+    assert not future.done()  # the operator waits for the gate, which only opens now
+    (tmp_path / "gate").touch()
 
     async def wait():
         return await future
 
     assert asyncio.run(wait()).ok
+
+
+def test_an_integer_given_as_a_float_reaches_the_operator_as_an_int(engine):
+    # JSON has one number type: size 4.0 is valid, and numpy's ones(4.0) would raise.
+    run = engine.run(fault_pipeline({"size": 4.0}))
+    assert run.ok, run.errors
+    assert run.outputs["n0"]["out"].data.shape == (4,)
 
 
 def test_invalid_pipeline_is_refused_at_submit(engine):
@@ -124,15 +142,12 @@ def test_unknown_runtime_is_a_clear_error(tmp_path):
         Engine("nope", tmp_path)
 
 
+@pytest.mark.timeout(120)  # the task hangs for an hour: only a close that does not wait ends in time
 def test_close_does_not_wait_for_a_running_task(tmp_path):
     engine = Engine("local", tmp_path, registry=Registry([FAULT_OPERATORS]))
+    started = running(engine, "n0")
     future = engine.submit(fault_pipeline({"mode": "hang"}))
-    deadline = time.monotonic() + 30
-    while not engine.runtime.alive("n0") and time.monotonic() < deadline:
-        time.sleep(0.05)  # the worker is up and the task on its way
-    time.sleep(0.3)
-    started = time.perf_counter()
+    assert started.wait(60)
     engine.close()
-    assert time.perf_counter() - started < 10
-    run = future.result(5)
+    run = future.result(60)
     assert run.nodes["n0"].status == "error"

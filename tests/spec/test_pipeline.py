@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -6,6 +7,7 @@ from hypothesis import strategies as st
 
 from oremda_lab import Pipeline, PipelineError
 from oremda_lab.registry import default_registry
+from oremda_lab.testing import fault_pipeline
 
 
 def blur_pipeline() -> Pipeline:
@@ -178,3 +180,65 @@ def test_generated_bad_pipelines_are_reported(mutation, index, value):
         if str(value) in OPERATORS:
             return
     assert Pipeline.from_json(doc).validate(), f"{mutation} went unnoticed"
+
+
+# -- ids are data, never paths; hostile shapes are problems, not crashes --------------------
+
+
+@pytest.mark.parametrize("node_id", ["../../x", "/etc/x", "a/b", "a\\b", "..", ".", "a\0b", "tab\t", "x" * 129, ""])
+def test_node_ids_can_never_name_a_path(node_id):
+    doc = blur_pipeline().to_json()
+    doc["nodes"][3]["id"] = node_id
+    doc["edges"][2]["to"]["id"] = node_id
+    problems = Pipeline.from_json(doc).validate()
+    assert [p.where for p in problems] == [repr(node_id)] and "id" in problems[0].message
+    with pytest.raises(PipelineError, match="node id"):
+        blur_pipeline().add_node(display="2D", id=node_id)
+
+
+def test_a_long_chain_validates_and_its_cycle_is_found():
+    # Validation walks the graph without recursion (a 3000-node chain once hit RecursionError).
+    ids = [f"n{i}" for i in range(3000)]
+    edges = [
+        {"from": {"id": a, "port": "image"}, "to": {"id": b, "port": "image"}}
+        for a, b in zip(ids, ids[1:], strict=False)
+    ]
+    doc = {"nodes": [{"id": i, "image": "oremda/gaussian_blur"} for i in ids], "edges": edges}
+    doc["edges"].append({"from": {"id": "n2999", "port": "image"}, "to": {"id": "n1", "port": "image"}})
+    problems = wheres(Pipeline.from_json(doc))
+    cycle = problems["n1"].removeprefix("cycle: ").split(" -> ")
+    assert cycle == ids[1:] + ["n1"]
+    assert problems["n1.image"] == "input has 2 edges; only one allowed" and problems["n0.image"].startswith("required")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image": 5}, "'image' must be a string"),
+        ({"type": ["display"]}, "'type' must be a string"),
+        ({"display": {}}, "'display' must be a string"),
+        ({"position": [1, 2]}, "'position' must be an object with numbers x and y"),
+        ({"id": {"a": 1}}, "a node id must be a string"),
+        ({"params": {"deep": json.loads("[" * 80 + "]" * 80)}}, "JSON nested deeper than 64 levels"),
+    ],
+)
+def test_ill_typed_nodes_are_pipeline_errors(change, message):
+    doc = blur_pipeline().to_json()
+    doc["nodes"][1].update(change)
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        Pipeline.from_json(doc)
+
+
+def test_numbers_that_no_operator_can_take_are_refused():
+    pipeline = fault_pipeline({})  # its integer `size` has no maximum
+    for value, message in [(10**400, "is too large"), (float("inf"), "not a finite number"), (2**63, "too large")]:
+        with pytest.raises(PipelineError, match=message):
+            pipeline.set_param("n0", "size", value)
+    pipeline.set_param("n0", "size", 2**62)  # large, but an int64 still
+
+
+def test_an_integer_given_as_a_float_is_an_int_for_the_operator():
+    spec = default_registry().get("histograms")
+    assert spec.params["bins"].check(20.0) == [] and spec.params["bins"].check(20.5) == ["20.5 is not an integer"]
+    resolved = spec.resolved_params({"bins": 20.0})
+    assert resolved["bins"] == 20 and type(resolved["bins"]) is int

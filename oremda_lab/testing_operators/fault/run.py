@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from oremda_lab.worker.sdk import PortValue, operator
+from oremda_lab.worker.sdk import PortValue, data_path, operator, output_array
 
 
 @operator
@@ -25,6 +25,28 @@ def fault(inputs, params):
         time.sleep(3600)
     if mode == "sleep":
         time.sleep(params["seconds"])
+    if mode == "wait":
+        deadline = time.monotonic() + params["seconds"]
+        while not gate_open(params["gate"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{params['gate']} did not appear within {params['seconds']} s")
+            time.sleep(0.005)
+    if mode == "alloc-raise":
+        output_array(params["size"])[:] = 1  # shared memory taken, then lost to the failure
+        raise ValueError("asked to raise after allocating")
     value = inputs.get("in")
+    if mode == "write-input":
+        value.data.flags.writeable = True  # must raise: inputs are read-only mappings
+        value.data[...] = -1
     data = value.data + 1 if value is not None and value.data is not None else np.ones(params["size"])
-    return {"out": PortValue(data, {"pid": os.getpid(), "tag": params["tag"]})}
+    meta = {"pid": os.getpid(), "tag": params["tag"]}
+    if mode == "bad-meta":
+        meta["handle"] = object()
+    return {"out": PortValue(data, meta)}
+
+
+def gate_open(name):
+    try:
+        return data_path(name) is not None
+    except FileNotFoundError:
+        return False
