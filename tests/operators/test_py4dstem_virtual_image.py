@@ -40,7 +40,7 @@ def test_equals_an_explicit_mask_sum(engine, mos2, inner, outer, center):  # noq
     np.testing.assert_allclose(image.data, expected, rtol=1e-12)
     assert image.meta["detector"]["pixels"] == mask.sum()
     assert image.meta["detector"]["mode"] == ("circle" if inner == 0 else "annulus")
-    assert env["packages"]["py4DSTEM"] == "0.14.18" and env["packages"]["numpy"].startswith("1.")
+    assert env["packages"]["py4dstem"] == "0.14.18" and env["packages"]["numpy"].startswith("1.")
 
 
 def test_strict_outer_boundary_against_virtual_detector(engine, mos2):  # noqa: F811

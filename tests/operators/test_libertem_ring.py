@@ -1,0 +1,50 @@
+"""libertem_ring: LiberTEM's ApplyMasksUDF in its own environment.
+
+Truths: this library's virtual_detector (numpy, in the test process; the same ring
+convention ri < r <= ro), an explicit mask sum, and for the antialiased masks the
+analytic ring area pi (ro^2 - ri^2).
+"""
+
+import numpy as np
+import pytest
+from _isolated import engine, run_isolated  # noqa: F401  (engine is a fixture)
+from test_4dstem import mos2_4dstem
+
+from oremda_lab.testing import run_operator
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+@pytest.fixture(scope="module")
+def mos2():
+    return mos2_4dstem()[0]
+
+
+@pytest.mark.parametrize("inner, outer", [(0, 6), (6, 20), (9.5, 30)])
+def test_equals_virtual_detector(engine, mos2, inner, outer):  # noqa: F811
+    params = {"inner_radius": inner, "outer_radius": outer}
+    theirs, env = run_isolated(engine, "libertem_ring", {"data": mos2}, params)
+    ours = run_operator("virtual_detector", {"data": mos2}, params)["image"]
+    np.testing.assert_allclose(theirs["image"].data, ours.data, rtol=1e-5)
+    assert theirs["image"].data.dtype == np.float32
+    assert theirs["image"].meta["detector"]["weight"] == ours.meta["detector"]["pixels"]
+    assert env["packages"]["libertem"].startswith("0.16.") and env["packages"]["numpy"].startswith("2.")
+
+
+def test_off_centre_ring_equals_a_mask_sum(engine, mos2):  # noqa: F811
+    params = {"inner_radius": 3, "outer_radius": 10, "center": [20, 41]}
+    theirs, _ = run_isolated(engine, "libertem_ring", {"data": mos2}, params)
+    y, x = np.ogrid[:64, :64]
+    r2 = (y - 20) ** 2 + (x - 41) ** 2
+    expected = np.einsum("abij,ij->ab", mos2.astype(np.float64), (r2 > 9) & (r2 <= 100))
+    np.testing.assert_allclose(theirs["image"].data, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("inner, outer", [(0, 12.3), (5.5, 20.25)])
+def test_antialiased_weight_is_the_ring_area(engine, inner, outer):  # noqa: F811
+    flat = np.ones((2, 3, 64, 64), np.float32)
+    params = {"inner_radius": inner, "outer_radius": outer, "antialiased": True}
+    out, _ = run_isolated(engine, "libertem_ring", {"data": flat}, params)
+    area = np.pi * (outer**2 - inner**2)
+    np.testing.assert_allclose(out["image"].data, area, rtol=5e-3)
+    assert out["image"].meta["detector"]["weight"] == pytest.approx(area, rel=5e-3)
