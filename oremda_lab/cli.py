@@ -21,6 +21,8 @@ from oremda_lab.runtime import NAMED_RUNTIMES, RuntimeUnavailable
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 
 DEBUG_ENV = "OREMDA_DEBUG"
+ENGINES = ("docker", "podman")
+
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line."""
@@ -72,7 +74,25 @@ def _parser() -> argparse.ArgumentParser:
 
     operators = sub.add_parser("operators", help="list operators with their ports and parameters")
     operators.add_argument("--json", action="store_true", help="print the descriptions as JSON")
+    operators.add_argument(
+        "--runtime",
+        "--engine",
+        dest="engine",
+        choices=ENGINES,
+        help="also list the operator images of this container engine (read from their labels)",
+    )
     operators.set_defaults(command=_operators)
+
+    push = sub.add_parser("push", help="push built operator images to a registry; prints REF@sha256:DIGEST each")
+    push.add_argument("names", nargs="+", metavar="NAME", help="operators (their built image oremda/NAME:VERSION)")
+    push.add_argument("--to", required=True, metavar="REGISTRY/ORG", help="where to push, e.g. ghcr.io/my-lab")
+    push.add_argument("--engine", choices=ENGINES, default="docker", help="the engine holding the images")
+    push.set_defaults(command=_push)
+
+    pull = sub.add_parser("pull", help="pull operator images (REGISTRY/ORG/NAME:TAG or ...@sha256:...)")
+    pull.add_argument("refs", nargs="+", metavar="REF")
+    pull.add_argument("--engine", choices=ENGINES, default="docker", help="the engine to pull into")
+    pull.set_defaults(command=_pull)
 
     from oremda_lab.images.build import add_arguments as add_build_arguments
     from oremda_lab.images.build import run as build_images
@@ -81,12 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     add_build_arguments(build)
     build.set_defaults(command=build_images)
     return parser
-
-
-def _load(path: Path) -> Pipeline:
-    pipeline = Pipeline.load(path, catalog=default_registry())
-    pipeline.check()
-    return pipeline
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -100,16 +114,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    pipeline = _load(args.pipeline)
-    for assignment in args.set:
-        node, param, value = _parse_set(assignment)
-        pipeline.set_param(node, param, value)
+    sets = [_parse_set(assignment) for assignment in args.set]
     if not args.data.is_dir():
         raise UserError(f"data folder {args.data} does not exist")
     options: dict[str, Any] = {"timeout": args.timeout}
     if args.ranks:
         options["ranks"] = args.ranks
     with Engine(runtime=args.runtime, data_dir=args.data, **options) as engine:
+        # The engine's registry: a container runtime's images are operators too.
+        pipeline = Pipeline.load(args.pipeline, catalog=engine.registry)
+        for node, param, value in sets:
+            pipeline.set_param(node, param, value)
         if not args.quiet:
             engine.subscribe(_progress(time.perf_counter()))
         run = engine.run(pipeline)
@@ -149,12 +164,16 @@ def _progress(started: float):
 
 
 def _operators(args: argparse.Namespace) -> int:
-    specs = default_registry().all()
+    registry = default_registry()
+    if args.engine:
+        registry = registry.with_catalogs(_catalog(args.engine))
+    specs = registry.all()
     if args.json:
-        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        print(json.dumps([{**s.to_dict(), "image": s.image} if s.image else s.to_dict() for s in specs], indent=2))
         return 0
     for spec in specs:
-        print(f"{spec.name} {spec.version}: {spec.description}")
+        where = f" [image {spec.image}]" if spec.image else ""
+        print(f"{spec.name} {spec.version}: {spec.description}{where}")
         for side, ports in (("in", spec.inputs), ("out", spec.outputs)):
             for port in ports.values():
                 optional = "" if port.required else ", optional"
@@ -167,6 +186,40 @@ def _operators(args: argparse.Namespace) -> int:
                 )
             unit = f" {param.unit}" if param.unit else ""
             print(f"  param {param.name}: {param.type}{bounds}{unit} = {param.default!r}")
+    return 0
+
+
+def _catalog(engine: str):
+    from oremda_lab.runtime.docker import ImageCatalog, PodmanRuntime, connect
+
+    prefix = PodmanRuntime.default_prefix if engine == "podman" else ""
+    return ImageCatalog(connect(engine=engine), prefix, engine)
+
+
+def _push(args: argparse.Namespace) -> int:
+    catalog = _catalog(args.engine)
+    target = args.to.rstrip("/")
+    for name in args.names:
+        spec = default_registry().get(name)
+        local = catalog.resolve(f"oremda/{spec.name}:{spec.version}")
+        try:
+            print(catalog.push(local, f"{target}/{spec.name}:{spec.version}"), flush=True)
+        except (LookupError, RuntimeError) as e:
+            raise UserError(str(e)) from None
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    catalog = _catalog(args.engine)
+    for ref in args.refs:
+        try:
+            catalog.pull(ref, progress=lambda message: print(message, flush=True))
+        except LookupError as e:
+            raise UserError(str(e)) from None
+        spec = catalog.lookup(ref)
+        if spec is None:
+            raise UserError(f"{ref} has no oremda.* labels: it is not an operator image")
+        print(f"{ref}: operator {spec.name} {spec.version} ({spec.image})", flush=True)
     return 0
 
 

@@ -34,10 +34,10 @@ from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.engine import scheduler
 from oremda_lab.engine.cache import DEFAULT_SPARE_BYTES, Cache
 from oremda_lab.engine.events import NodeEvent
-from oremda_lab.registry import Registry, default_registry
+from oremda_lab.registry import Registry, default_registry, names_image
 from oremda_lab.runtime import make_runtime
 from oremda_lab.spec.operator import OperatorSpec, file_digest
-from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.spec.pipeline import Pipeline, PipelineError, Problem
 from oremda_lab.worker.sdk import PortValue
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,29 @@ class Run:
                 for n, r in self.nodes.items()
             },
             "provenance": self.provenance,
-            "pipeline": self.pipeline.to_json(),
+            "pipeline": self.export_pipeline(),
         }
 
     def export_pipeline(self) -> dict[str, Any]:
-        """The pipeline JSON with a ``provenance`` block, to reproduce this run exactly."""
+        """The pipeline JSON pinned to what ran, with a ``provenance`` block.
+
+        Each operator node is pinned: in containers its ``image`` becomes
+        ``REPOSITORY@sha256:...`` when the image has a registry digest, else it keeps its
+        local reference and gains ``image_id`` (the image id); on the local runtime the
+        ``provenance["nodes"]`` digest (the operator folder's) and environment pin it.
+        Running the export where the pinned operator is not available is an error.
+        """
         doc = self.pipeline.to_json()
+        pins = self.provenance.get("nodes", {})
+        for node in doc["nodes"]:
+            pin = pins.get(node["id"]) or {}
+            if not pin.get("image_id"):
+                continue
+            if "@" in pin["image"]:
+                node["image"] = pin["image"]
+                node.pop("image_id", None)
+            else:
+                node["image_id"] = pin["image_id"]
         doc["provenance"] = self.provenance
         return doc
 
@@ -215,6 +232,9 @@ class Engine:
         except BaseException:
             self.arena.close()
             raise
+        catalog = getattr(self.runtime, "catalog", None)
+        if catalog is not None:  # every operator image this runtime's engine holds is an operator too
+            self.registry = self.registry.with_catalogs(catalog)
         self.cache = Cache(self.arena, cache_bytes)
         self._subscribers: list[Subscriber] = []
         self._run_ids = itertools.count(1)
@@ -231,13 +251,16 @@ class Engine:
         """Queue a run of a snapshot of ``pipeline``; returns at once.
 
         A newer submission supersedes this one if it has not finished (newest wins).
-        Raises :class:`~oremda_lab.spec.PipelineError` at once if the pipeline is invalid.
+        Raises :class:`~oremda_lab.spec.PipelineError` at once if the pipeline is invalid
+        or a pinned node's operator is not the one it was pinned to. A pipeline naming
+        images the runtime must pull first is checked after the pull, and its future
+        raises that error instead.
         """
         if self._closed:
             raise RuntimeError("the engine is closed")
         snapshot = Pipeline.from_json(pipeline.to_json(), catalog=self.registry)
-        snapshot.check()
-        self._warn_on_provenance(snapshot)
+        if not self._images_to_pull(snapshot):
+            self._check(snapshot)
         future = RunFuture()
         run_id = next(self._run_ids)
         with self._cond:
@@ -301,6 +324,10 @@ class Engine:
 
     def _execute(self, snapshot: Pipeline, run_id: int) -> Run:
         started = time.perf_counter()
+        missing = self._images_to_pull(snapshot)
+        if missing:
+            self._pull(missing, run_id)
+            self._check(snapshot)
         run = Run(run_id, snapshot, _arena=self.arena)
         plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest)
 
@@ -346,13 +373,19 @@ class Engine:
         }
 
     def _node_provenance(self, node_id: str, spec: OperatorSpec) -> dict[str, Any]:
-        """Operator, code digest, image, and the packages of the environment its worker ran in."""
+        """Operator, code digest, image, and the packages of the environment its worker ran in.
+
+        Container runtimes add what names the image exactly (``image``: with its registry
+        digest when it has one; ``image_id``), which :meth:`Run.export_pipeline` pins.
+        """
         env = self.runtime.environment(node_id)
+        pin = getattr(self.runtime, "image_pin", None)
         return {
             "operator": spec.name,
             "version": spec.version,
             "digest": self.runtime.image_digest(spec),
             "image": spec.image,
+            **(pin(spec) if pin else {}),
             "environment": {key: env.get(key) for key in ("id", "python", "packages")} if env else None,
         }
 
@@ -366,6 +399,71 @@ class Engine:
         except (OSError, ValueError):
             return None
         return self._file_hashes[memo]
+
+    # -- images and pins ------------------------------------------------------------------
+
+    def _images_to_pull(self, pipeline: Pipeline) -> dict[str, str]:
+        """Node -> the exact image it names that the runtime lacks and can pull."""
+        if not hasattr(self.runtime, "pull"):
+            return {}
+        return {
+            node_id: node.image
+            for node_id, node in pipeline.nodes.items()
+            if node.type == "operator" and node.image and names_image(node.image) and pipeline.spec(node_id) is None
+        }
+
+    def _pull(self, images: dict[str, str], run_id: int) -> None:
+        """Pull each image, as ``preparing`` events of its node; one PipelineError names every failure."""
+        problems = []
+        for node_id, image in images.items():
+            try:
+                self.runtime.pull(
+                    image, lambda message, n=node_id: self._emit(NodeEvent(run_id, n, "preparing", message=message))
+                )
+            except LookupError as e:
+                problems.append(Problem(node_id, str(e)))
+            except Exception as e:  # the engine's own error text says more than any summary
+                problems.append(Problem(node_id, f"cannot pull {image}: {e}"))
+        if problems:
+            raise PipelineError(problems)
+
+    def _check(self, pipeline: Pipeline) -> None:
+        """Validate, then refuse to run any pinned node whose operator is not the pinned one.
+
+        A node is pinned by its ``image_id`` field, or by the digest its exported
+        ``provenance["nodes"]`` block records (the image id in containers; the source
+        digest of the operator folder on the local runtime). Pipelines exported before
+        per-node provenance only record ``provenance["operators"]``: a change there warns.
+        """
+        pipeline.check()
+        provenance = pipeline.extra.get("provenance") or {}
+        pinned = provenance.get("nodes") or {}
+        problems = []
+        for node_id, node in pipeline.nodes.items():
+            spec = pipeline.spec(node_id)
+            then = node.extra.get("image_id") or (pinned.get(node_id) or {}).get("digest")
+            if spec is None or not then:
+                continue
+            try:
+                now = self.runtime.image_digest(spec)
+            except LookupError as e:
+                problems.append(Problem(node_id, f"pinned to {then}, which is not available: {e}"))
+                continue
+            if now != then:
+                where = spec.image or spec.path or spec.name
+                ran = provenance.get("runtime", "another")
+                problems.append(
+                    Problem(
+                        node_id,
+                        f"pinned to {spec.name} {then} (ran on the {ran} runtime), but the {self.runtime.name} "
+                        f"runtime would run {now} ({where}); run it where that digest is available, "
+                        "or remove the pin (the node's image_id and provenance) to run the current one",
+                    )
+                )
+        if problems:
+            raise PipelineError(problems)
+        if not pinned:
+            self._warn_on_provenance(pipeline)
 
     def _warn_on_provenance(self, pipeline: Pipeline) -> None:
         recorded = pipeline.extra.get("provenance", {}).get("operators", {})

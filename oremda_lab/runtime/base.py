@@ -244,9 +244,11 @@ class Runtime(ABC):
         wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
         with self._lock:
             changed = [
-                w for slot, w in self._workers.items() if slot in wanted and w.spec.digest != wanted[slot].digest
+                w
+                for slot, w in self._workers.items()
+                if slot in wanted and (w.spec.digest, w.spec.image) != (wanted[slot].digest, wanted[slot].image)
             ]
-        for worker in changed:  # the slot now holds another operator (or changed code)
+        for worker in changed:  # the slot now holds another operator (or changed code, or another image)
             self._forget(worker)
         with self._lock:
             new = [(slot, spec) for slot, spec in wanted.items() if slot not in self._workers]

@@ -20,21 +20,24 @@ Podman is the same runtime pointed at Podman's Docker-compatible service
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, process_start_time
+from oremda_lab.registry import IMAGE_REPOSITORY, names_image, split_reference
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.base import Runtime, WorkerHandle
 from oremda_lab.spec.labels import labels_to_spec
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.spec.pipeline import operator_name
 
-IMAGE_REPOSITORY = "oremda"
 OPERATOR_DIR = "/opt/oremda/operator"  # where the operator folder sits in its image
 DATA_MOUNT = "/data"
 PYTHON = "python3"
@@ -100,55 +103,227 @@ def connect(base_url: str | None = None, engine: str = "docker", timeout: float 
 
 
 class ImageCatalog:
-    """Operator specs read from image labels, without running a container.
+    """Operator specs read from the labels of one engine's images, without running anything.
 
-    ``lookup`` accepts what pipelines name (``oremda/<name>[:tag]`` or a bare name).
+    ``lookup`` accepts what pipelines name: ``oremda/<name>[:tag]`` or a bare name (the
+    operator's local image), or an exact reference (``REGISTRY/ORG/NAME:TAG``,
+    ``...@sha256:...``). The spec it returns carries ``image``: the reference with the
+    registry digest when the image has one for that repository, so the runtime starts
+    exactly the image that was described. :meth:`pull` and :meth:`push` move images
+    between the engine and a registry.
     """
 
-    def __init__(self, client: Any, prefix: str = ""):
+    def __init__(self, client: Any, prefix: str = "", engine: str = "docker"):
         self.client = client
         self.prefix = prefix
-        self._specs: dict[str, OperatorSpec | None] = {}
+        self.engine = engine
+        self._specs: dict[str, OperatorSpec] = {}  # image id -> spec from its labels
 
     def lookup(self, image: str) -> OperatorSpec | None:
-        """The spec in the labels of ``image``; None when there is no such operator image."""
+        """The spec in the labels of ``image``; None when there is no such operator image here.
+
+        Misses are not remembered, so an image pulled later is found.
+        """
         ref = self.resolve(image)
-        if ref not in self._specs:
-            self._specs[ref] = self._read(ref)
-        return self._specs[ref]
+        found = self.get(ref)
+        if found is None or "oremda.name" not in (found.labels or {}):
+            return None
+        return self._spec(found, ref)
 
-    def resolve(self, image: str) -> str:
-        """The full local reference for what a pipeline names (adds ``oremda/``, tag, prefix)."""
-        if "/" not in image.split(":", 1)[0]:
-            image = f"{IMAGE_REPOSITORY}/{image}"
-        if ":" not in image.rsplit("/", 1)[-1]:
-            image += ":latest"
-        if self.prefix and not image.startswith(self.prefix):
-            image = self.prefix + image
-        return image
-
-    def all(self) -> list[OperatorSpec]:
-        """Every operator image present (latest tags), sorted by name."""
-        specs = {}
-        for image in self.client.images.list(filters={"label": "oremda.name"}):
-            try:
-                spec = labels_to_spec(image.labels or {})
-            except ValueError:
-                continue
-            specs.setdefault(spec.name, spec)
-        return [specs[k] for k in sorted(specs)]
-
-    def _read(self, ref: str) -> OperatorSpec | None:
+    def get(self, ref: str) -> Any:
+        """The engine's image for ``ref`` (docker SDK ``Image``), or None."""
         import docker.errors
 
         try:
-            image = self.client.images.get(ref)
+            return self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             return None
-        labels = image.labels or {}
-        if "oremda.name" not in labels:
-            return None
-        return labels_to_spec(labels)
+        except docker.errors.APIError as e:
+            if e.status_code in (400, 404):  # Podman: a reference it cannot parse or find
+                return None
+            raise
+
+    def resolve(self, image: str) -> str:
+        """The full local reference for what a pipeline names (adds ``oremda/``, tag, prefix)."""
+        if names_image(image):
+            name = split_reference(image)
+            return image if name.tag or name.digest else f"{image}:latest"
+        name = split_reference(image)
+        repository = name.repository.removeprefix("localhost/")
+        if "/" not in repository:
+            repository = f"{IMAGE_REPOSITORY}/{repository}"
+        return f"{self.prefix}{repository}:{name.tag or 'latest'}"
+
+    def all(self) -> list[OperatorSpec]:
+        """Every operator image present (newest per name), sorted by name."""
+        specs: dict[str, OperatorSpec] = {}
+        images = self.client.images.list(filters={"label": "oremda.name"})
+        for image in sorted(images, key=lambda i: i.attrs.get("Created", ""), reverse=True):
+            if not image.tags:
+                continue
+            try:
+                spec = self._spec(image, image.tags[0])
+            except ValueError:
+                continue  # labels that do not describe an operator
+            specs.setdefault(spec.name, spec)
+        return [specs[k] for k in sorted(specs)]
+
+    def exact(self, image: Any, ref: str) -> str:
+        """``ref`` pinned to its registry digest when ``image`` has exactly one for that repository.
+
+        Docker keeps one digest per repository; Podman lists every digest under every
+        name of the image, so an ambiguous list pins nothing (the image id still does).
+        """
+        name = split_reference(ref)
+        if name.digest:
+            return ref
+        digests = {d.partition("@")[2] for d in registry_digests(image) if d.partition("@")[0] == name.repository}
+        return f"{name.repository}@{digests.pop()}" if len(digests) == 1 else ref
+
+    def _spec(self, image: Any, ref: str) -> OperatorSpec:
+        if image.id not in self._specs:
+            self._specs[image.id] = labels_to_spec(image.labels or {})
+        return dataclasses.replace(self._specs[image.id], image=self.exact(image, ref))
+
+    # -- registries ----------------------------------------------------------------
+
+    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> Any:
+        """Pull ``ref`` from its registry; returns the image. Raises LookupError saying why not.
+
+        ``progress(message)`` hears what happens (about one line per layer).
+        """
+        import docker.errors
+
+        say = progress or (lambda message: None)
+        name = split_reference(ref)
+        say(f"pulling {ref}")
+        layers = done = 0
+        try:
+            for line in self._pull_stream(ref):
+                if line.get("error"):
+                    raise LookupError(f"cannot pull {ref}: {line['error'].strip()}")
+                status = str(line.get("status") or line.get("stream") or "").strip()
+                if status == "Pulling fs layer" or status.startswith("Copying blob"):
+                    layers += 1
+                elif status in ("Pull complete", "Already exists") or status.startswith("Copying config"):
+                    done += 1
+                    say(f"pulling {ref}: {min(done, layers)}/{layers} layers")
+        except docker.errors.APIError as e:
+            raise LookupError(f"cannot pull {ref}: {e.explanation or e}") from None
+        image = self.get(str(name._replace(tag="")) if name.digest else ref)
+        if image is None:
+            raise LookupError(f"cannot pull {ref}: the engine reports no image after the pull")
+        say(f"pulled {ref} ({image.id[:19]})")
+        return image
+
+    def _pull_stream(self, ref: str) -> Iterator[dict[str, Any]]:
+        """The engine's progress messages while it pulls ``ref``."""
+        name = split_reference(ref)
+        if self.engine != "podman":
+            tag = name.digest or name.tag or "latest"
+            return self.client.api.pull(name.repository, tag=tag, stream=True, decode=True)
+        # The compat pull cannot skip TLS; Podman's own API can (a loopback registry is plain HTTP).
+        api = self.client.api
+        response = api._post(
+            api._url("/libpod/images/pull"),
+            params={"reference": ref, "tlsVerify": str(not _loopback(ref)).lower()},
+            stream=True,
+        )
+        if response.status_code >= 400:
+            return iter([{"error": _error_text(response)}])
+        return api._stream_helper(response, decode=True)
+
+    def push(self, image: str, target: str, progress: Callable[[str], None] | None = None) -> str:
+        """Tag local ``image`` as ``target`` (``REGISTRY/ORG/NAME:TAG``) and push it.
+
+        Returns ``target@sha256:...`` with the registry's manifest digest. Raises
+        LookupError when the image is missing and RuntimeError when the push fails.
+        """
+        say = progress or (lambda message: None)
+        found = self.get(image)
+        if found is None:
+            raise LookupError(
+                f"no image {image} in the {self.engine} engine; build it first: oremda-lab build --engine {self.engine}"
+            )
+        name = split_reference(target)
+        found.tag(name.repository, name.tag or "latest")
+        say(f"pushing {target}")
+        api = self.client.api
+        digest = None
+        if self.engine == "podman":
+            response = api._post(
+                api._url("/libpod/images/{0}/push", target),
+                params={"destination": target, "tlsVerify": str(not _loopback(target)).lower()},
+            )
+            if response.status_code >= 400:
+                raise RuntimeError(f"push of {target} failed: {_error_text(response)}")
+            # Podman 4.3 does not say which manifest it wrote: ask the registry.
+            digest = registry_digest(target)
+        else:
+            for line in api.push(name.repository, tag=name.tag or "latest", stream=True, decode=True):
+                if line.get("error"):
+                    raise RuntimeError(f"push of {target} failed: {line['error'].strip()}")
+                digest = (line.get("aux") or {}).get("Digest") or digest
+        if not digest:
+            raise RuntimeError(f"pushed {target}, but the registry did not report its digest")
+        say(f"pushed {target}@{digest}")
+        return f"{target}@{digest}"
+
+
+def registry_digests(image: Any) -> list[str]:
+    """The ``REPOSITORY@sha256:...`` names a registry gave ``image`` (docker SDK ``Image``).
+
+    Podman also lists a digest it made up for its local ``localhost/NAME`` store, which
+    no registry serves: left out.
+    """
+    return [d for d in image.attrs.get("RepoDigests") or [] if not d.startswith("localhost/")]
+
+
+def _loopback(ref: str) -> bool:
+    """Whether ``ref``'s registry is on this host (plain HTTP, as Docker assumes for 127.0.0.0/8)."""
+    host = split_reference(ref).repository.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error_text(response: Any) -> str:
+    try:
+        return str(response.json().get("message") or response.text).strip()
+    except ValueError:
+        return response.text.strip()
+
+
+_MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def registry_digest(ref: str, timeout: float = 30) -> str | None:
+    """The manifest digest a registry serves for ``REGISTRY/PATH:TAG``, from its HTTP API.
+
+    Anonymous access only (HTTP for loopback registries, else HTTPS); None when the
+    registry does not answer it.
+    """
+    import urllib.error
+    import urllib.request
+
+    name = split_reference(ref)
+    host, _, path = name.repository.partition("/")
+    scheme = "http" if _loopback(ref) else "https"
+    url = f"{scheme}://{host}/v2/{path}/manifests/{name.digest or name.tag or 'latest'}"
+    request = urllib.request.Request(url, method="HEAD", headers={"Accept": ", ".join(_MANIFEST_TYPES)})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.headers.get("Docker-Content-Digest")
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 class ContainerHandle(WorkerHandle):
@@ -297,7 +472,7 @@ class DockerRuntime(Runtime):
         self.client = connect(base_url, self.engine)
         self.prefix = self.default_prefix if image_prefix is None else image_prefix
         self.check_images = check_images
-        self.catalog = ImageCatalog(self.client, self.prefix)
+        self.catalog = ImageCatalog(self.client, self.prefix, self.engine)
         self._digests: dict[str, str] = {}
         sweep_containers(self.client)
         super().__init__(arena, **options)
@@ -305,37 +480,58 @@ class DockerRuntime(Runtime):
     # -- images ----------------------------------------------------------------
 
     def image(self, spec: OperatorSpec) -> str:
-        """The image reference that hosts ``spec`` (its version tag)."""
-        return image_ref(spec.name, spec.version, self.prefix)
+        """The image reference that hosts ``spec``: the image it was read from, else its version tag."""
+        return spec.image or image_ref(spec.name, spec.version, self.prefix)
 
     def image_digest(self, spec: OperatorSpec) -> str:
-        """The image id (``sha256:`` of its config) of ``spec``'s image, for run records.
+        """The image id (``sha256:`` of its config) of ``spec``'s image, for run records and cache keys.
 
-        The id names the image's content exactly and survives ``save``/``load`` between
-        engines; registry digests (``RepoDigests``) exist only for pushed or pulled
-        images, and Podman invents a local one, so they are not used.
+        The id names the image's content exactly, exists without a registry and is the
+        same in Docker and Podman and after ``save``/``load``; :meth:`image_pin` adds the
+        registry digest where there is one.
         """
         ref = self.image(spec)
         if ref not in self._digests:
             self._digests[ref] = self._get_image(ref).id
         return self._digests[ref]
 
-    def _get_image(self, ref: str) -> Any:
-        import docker.errors
+    def image_pin(self, spec: OperatorSpec) -> dict[str, str]:
+        """What names ``spec``'s image exactly: ``image`` and ``image_id``.
 
-        try:
-            return self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            raise LookupError(
-                f"no image {ref} in the {self.engine} engine; build it with `oremda-lab build --engine {self.engine} "
-                f"{operator_name(ref)}`"
-            ) from None
+        ``image`` is ``REPOSITORY@sha256:...`` (the registry's manifest digest) when the
+        image has one unambiguous registry digest, else its local reference, which only
+        ``image_id`` (:meth:`image_digest`) then pins.
+        """
+        ref = self.image(spec)
+        image = self._get_image(ref)
+        exact = self.catalog.exact(image, ref)
+        if "@" not in exact:
+            digests = set(registry_digests(image))
+            exact = digests.pop() if len(digests) == 1 else ref
+        return {"image": exact, "image_id": image.id}
+
+    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> Any:
+        """Pull ``ref`` into the engine (``progress(message)`` hears how it goes); LookupError says why not."""
+        return self.catalog.pull(ref, progress)
+
+    def _get_image(self, ref: str) -> Any:
+        image = self.catalog.get(ref)
+        if image is None:
+            hint = (
+                f"pull it: oremda-lab pull --engine {self.engine} {ref}"
+                if names_image(ref)
+                else f"build it: oremda-lab build --engine {self.engine} {operator_name(ref)}"
+            )
+            raise LookupError(f"no image {ref} in the {self.engine} engine; {hint}")
+        return image
 
     # -- workers -----------------------------------------------------------------
 
     def launch(self, spec: OperatorSpec, worker_id: str) -> ContainerHandle:
-        """Start a hardened container running the worker for ``spec``."""
+        """Start a hardened container running the worker for ``spec`` (pulling an exact image it lacks)."""
         ref = self.image(spec)
+        if spec.image and names_image(ref) and self.catalog.get(ref) is None:
+            self.pull(ref, lambda message: self.progress(self.slot_of(worker_id), message))
         image = self._get_image(ref)
         built_from = (image.labels or {}).get(SOURCE_DIGEST_LABEL)
         if self.check_images and spec.path and built_from and built_from != spec.digest:

@@ -67,7 +67,8 @@ class PipelineEditor(anywidget.AnyWidget):
     auto_run
         Submit a run after every edit that changes the result.
     registry
-        Operators offered in the palette (default: the shipped library).
+        Operators offered in the palette (default: the engine's, which includes the
+        operator images of a Docker or Podman engine; else the shipped library).
     height
         Height of the canvas in pixels.
     picture_max_px
@@ -106,7 +107,8 @@ class PipelineEditor(anywidget.AnyWidget):
         picture_max_px: int | None = 512,
         **kwargs: Any,
     ):
-        self._registry = registry or default_registry()
+        # The engine's registry knows its runtime's operator images too (palette and validation).
+        self._registry = registry or getattr(engine, "registry", None) or default_registry()
         self._pipeline = _as_pipeline(pipeline_or_json, self._registry)
         self._lock = threading.RLock()
         self._syncing = False

@@ -72,7 +72,7 @@ def operator_info(spec: OperatorSpec) -> dict[str, Any]:
     ports = spec.to_dict()["ports"]
     return {
         "name": spec.name,
-        "image": f"oremda/{spec.name}",
+        "image": spec.image or f"oremda/{spec.name}",
         "description": spec.description,
         "ports": ports,
         "controls": [control_for(p) for p in spec.params.values()],

@@ -122,6 +122,14 @@ def test_run_record_and_provenance(tmp_path):
         assert record["provenance"]["inputs"]["src.filename"].startswith("sha256:")
         assert record["provenance"]["operators"]["gaussian_blur"]["digest"].startswith("sha256:")
         exported = run.export_pipeline()
+        assert exported["provenance"]["nodes"]["blur"]["digest"] == engine.registry.get("gaussian_blur").digest
+        assert engine.run(Pipeline.from_json(exported)).ok  # the pin holds
+        # A pinned node whose operator changed is refused before anything runs.
+        exported["provenance"]["nodes"]["blur"]["digest"] = "sha256:0000"
+        with pytest.raises(PipelineError, match="blur: pinned to gaussian_blur sha256:0000"):
+            engine.submit(Pipeline.from_json(exported))
+        # An export from before per-node pins only warns.
+        del exported["provenance"]["nodes"]
         exported["provenance"]["operators"]["gaussian_blur"]["digest"] = "sha256:0000"
         with pytest.warns(UserWarning, match="gaussian_blur changed since this pipeline was exported"):
             engine.submit(Pipeline.from_json(exported)).result()

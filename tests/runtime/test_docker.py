@@ -28,7 +28,7 @@ from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import RuntimeUnavailable, make_runtime
 from oremda_lab.runtime.base import Task
 from oremda_lab.runtime.docker import OWNER_LABEL, SESSION_LABEL, ImageCatalog, connect, image_ref
-from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.spec.pipeline import Pipeline, PipelineError
 from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -149,7 +149,7 @@ class ContainerChecks(RuntimeContract):
         run = engine.run(fault_pipeline({}))
         assert run.record()["provenance"]["operators"]["fault"]["digest"] == digest
 
-    def test_rebuilt_image_warns_an_exported_pipeline(self, tmp_path, client, prefix):
+    def test_rebuilt_image_is_refused_by_a_pinned_export(self, tmp_path, client, prefix):
         registry = Registry([FAULT_OPERATORS])
         with Engine(self.runtime, tmp_path, registry=registry, **self.options) as engine:
             exported = engine.run(fault_pipeline({})).export_pipeline()
@@ -163,9 +163,14 @@ class ContainerChecks(RuntimeContract):
             scratch.remove(force=True)
         try:
             with Engine(self.runtime, tmp_path, registry=registry, **self.options) as engine:
-                pipeline = Pipeline.from_json(exported, catalog=registry)
+                # The export pins the image id: another image under the same tag never runs.
+                with pytest.raises(PipelineError, match=r"^n0: pinned to fault sha256:"):
+                    engine.run(Pipeline.from_json(exported, catalog=registry))
+                # An export from before per-node pins only warns.
+                del exported["provenance"]["nodes"]
+                exported["nodes"][0].pop("image_id")
                 with pytest.warns(UserWarning, match="fault changed since this pipeline was exported"):
-                    assert engine.run(pipeline).ok
+                    assert engine.run(Pipeline.from_json(exported, catalog=registry)).ok
         finally:
             ImageBuilder(client, engine=self.engine_name, registry=registry, log=lambda m: None).build(["fault"])
 
