@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Containers: install Docker, Podman and debootstrap; start both engines by pid; build
+# Containers: install Docker, Podman, debootstrap and docker-registry; start both engines by pid; build
 # every operator image (base root filesystem from scratch unless cached); run the
 # container suite; stop the engines by pid whatever happens. Budget: 20 min on 2 cores.
 set -euo pipefail
@@ -17,9 +17,11 @@ stop_all() {
 trap stop_all EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v dockerd >/dev/null || ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+# docker-registry: the real OCI registry the push/pull tests start (by pid) on localhost.
+if ! command -v dockerd >/dev/null || ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
+   || ! command -v docker-registry >/dev/null; then
   apt-get update -qq
-  apt-get install -y -qq docker.io podman debootstrap >/dev/null
+  apt-get install -y -qq docker.io podman debootstrap docker-registry >/dev/null
 fi
 python -m pip install -q "docker>=7"
 
