@@ -9,6 +9,12 @@ Images are SIF files converted from the Docker images that ``oremda-lab build`` 
 ``oremda.*`` labels over), kept in one folder (``OREMDA_SIF_DIR``, else
 ``~/.cache/oremda-lab/sif``) as ``<name>_<version>.sif``.
 
+Operator images in a registry (``REGISTRY/ORG/NAME:TAG`` or ``...@sha256:...``, as
+``oremda-lab push`` makes them) are pulled with ``apptainer pull docker://REF`` into the
+same folder, named after the reference (:func:`sif_for_reference`); loopback registries
+are reached over plain HTTP (``--nohttps``). **Untested here** like the rest of this
+runtime: the commands are checked, never run.
+
 Each worker is a warm ``apptainer instance`` (``--containall``: own PID, IPC and
 environment, no home, private /tmp; SIF images are read-only; the user is the caller,
 never root) with only two binds: the session's shared-memory folder at the same path and
@@ -20,15 +26,20 @@ environment, never on the command line.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena
+from oremda_lab.registry import names_image
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.base import Runtime, WorkerHandle
 from oremda_lab.spec.labels import labels_to_spec
@@ -75,6 +86,35 @@ def sif_path(spec_or_name: OperatorSpec | str, version: str | None = None, folde
     if isinstance(spec_or_name, OperatorSpec):
         spec_or_name, version = spec_or_name.name, spec_or_name.version
     return sif_folder(folder) / f"{spec_or_name}_{version or 'latest'}.sif"
+
+
+def sif_for_reference(ref: str, folder: str | Path | None = None) -> Path:
+    """The SIF file an image pulled from a registry is kept in (the reference, made a file name).
+
+    Examples
+    --------
+    >>> sif_for_reference("127.0.0.1:5000/lab/blur@sha256:ab", "/sif").as_posix()
+    '/sif/127.0.0.1_5000_lab_blur@sha256_ab.sif'
+    """
+    return sif_folder(folder) / (re.sub(r"[^A-Za-z0-9_.@-]", "_", ref) + ".sif")
+
+
+def pull_command(apptainer: str, sif: Path, ref: str) -> list[str]:
+    """``apptainer pull`` of a registry image into a SIF file (plain HTTP for a loopback registry).
+
+    Examples
+    --------
+    >>> pull_command("apptainer", Path("/s/x.sif"), "ghcr.io/lab/blur:1")
+    ['apptainer', 'pull', '--force', '/s/x.sif', 'docker://ghcr.io/lab/blur:1']
+    >>> pull_command("apptainer", Path("/s/x.sif"), "127.0.0.1:5000/lab/blur:1")[2]
+    '--nohttps'
+    """
+    host = ref.split("/", 1)[0].rsplit(":", 1)[0]
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return [apptainer, "pull", *(["--nohttps"] if loopback else []), "--force", str(sif), f"docker://{ref}"]
 
 
 def build_command(apptainer: str, sif: Path, image: str) -> list[str]:
@@ -133,7 +173,14 @@ class SifCatalog:
         self._specs: dict[Path, OperatorSpec | None] = {}
 
     def path(self, image: str) -> Path | None:
-        """The SIF for what a pipeline names (``oremda/<name>[:version]``); newest when untagged."""
+        """The SIF for what a pipeline names, or None.
+
+        ``oremda/<name>[:version]``: the built SIF (newest when untagged); an exact
+        registry reference: the SIF it was pulled into (:func:`sif_for_reference`).
+        """
+        if names_image(image):
+            pulled = sif_for_reference(image, self.folder)
+            return pulled if pulled.exists() else None
         name = operator_name(image)
         tag = image.rsplit("/", 1)[-1].partition(":")[2]
         if tag and tag != "latest":
@@ -150,7 +197,8 @@ class SifCatalog:
         if path not in self._specs:
             labels = read_labels(path, self.apptainer)
             self._specs[path] = labels_to_spec(labels) if "oremda.name" in labels else None
-        return self._specs[path]
+        spec = self._specs[path]
+        return dataclasses.replace(spec, image=image) if spec is not None and names_image(image) else spec
 
 
 class InstanceHandle(WorkerHandle):
@@ -225,11 +273,31 @@ class ApptainerRuntime(Runtime):
         super().__init__(arena, **options)
 
     def image(self, spec: OperatorSpec) -> Path:
-        """The SIF file that hosts ``spec``."""
+        """The SIF file that hosts ``spec``: pulled from its registry reference, else built by name."""
+        if spec.image and names_image(spec.image):
+            path = sif_for_reference(spec.image, self.sif_dir)
+            if not path.exists():
+                raise LookupError(f"no SIF image {path}; pull it: apptainer pull {path} docker://{spec.image}")
+            return path
         path = sif_path(spec, folder=self.sif_dir)
         if not path.exists():
             raise LookupError(f"no SIF image {path}; build it with `oremda-lab build --engine apptainer {spec.name}`")
         return path
+
+    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> Path:
+        """``apptainer pull docker://REF`` into the SIF folder; LookupError says why not. Untested here."""
+        say = progress or (lambda message: None)
+        target = sif_for_reference(ref, self.sif_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        say(f"pulling {ref}")
+        try:
+            done = subprocess.run(pull_command(self.apptainer, target, ref), capture_output=True, text=True)
+        except OSError as e:
+            raise LookupError(f"cannot pull {ref}: {e}") from None
+        if done.returncode != 0:
+            raise LookupError(f"cannot pull {ref}: {(done.stdout + done.stderr).strip()[-2000:]}")
+        say(f"pulled {ref} ({target.name})")
+        return target
 
     def image_digest(self, spec: OperatorSpec) -> str:
         """``sha256:`` of the SIF file (SIF images are immutable files)."""
@@ -271,7 +339,9 @@ class ApptainerRuntime(Runtime):
         return env
 
     def launch(self, spec: OperatorSpec, worker_id: str) -> InstanceHandle:
-        """Start an instance for ``spec`` and the worker loop inside it."""
+        """Start an instance for ``spec`` (pulling a registry image it lacks) and the worker loop inside it."""
+        if spec.image and names_image(spec.image) and not sif_for_reference(spec.image, self.sif_dir).exists():
+            self.pull(spec.image, lambda message: self.progress(self.slot_of(worker_id), message))
         sif = self.image(spec)
         instance = self.instance_name(worker_id)
         log = self.arena.path / "run" / f"{worker_id}.log"
@@ -324,4 +394,13 @@ def sweep_instances(apptainer: str) -> list[str]:
     return stopped
 
 
-__all__ = ["ApptainerRuntime", "InstanceHandle", "SifCatalog", "build_sif", "find_apptainer", "read_labels"]
+__all__ = [
+    "ApptainerRuntime",
+    "InstanceHandle",
+    "SifCatalog",
+    "build_sif",
+    "find_apptainer",
+    "pull_command",
+    "read_labels",
+    "sif_for_reference",
+]

@@ -23,6 +23,7 @@ from oremda_lab.runtime.apptainer import (
     find_apptainer,
     parse_instance_list,
     parse_labels,
+    sif_for_reference,
     sif_path,
 )
 from oremda_lab.spec.labels import labels_to_spec, spec_to_labels
@@ -137,6 +138,30 @@ def test_catalog_finds_sif_files_by_name_and_version(tmp_path):
     assert catalog.path("oremda/crop2d:1.0.0") == tmp_path / "crop2d_1.0.0.sif"
     assert catalog.path("oremda/crop2d").name.startswith("crop2d_")
     assert catalog.path("oremda/fft2d") is None and catalog.lookup("oremda/fft2d") is None
+
+
+def test_registry_images_are_pulled_into_the_sif_folder(tmp_path):
+    # A stand-in that records its arguments and creates the SIF it is asked for.
+    fake = tmp_path / "apptainer"
+    fake.write_text(
+        '#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n'
+        'for a; do target=$prev; prev=$a; done\n[ "$1" = pull ] && : > "$target"\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    ref = "127.0.0.1:5000/lab/relay@sha256:" + "c" * 64
+    messages = []
+    with Arena.create() as arena:
+        rt = ApptainerRuntime(arena, apptainer=str(fake), sif_dir=tmp_path / "sif", data_dir=tmp_path)
+        try:
+            sif = rt.pull(ref, messages.append)
+        finally:
+            rt.stop()
+    assert sif == sif_for_reference(ref, tmp_path / "sif") and sif.exists()
+    pulls = [line for line in (tmp_path / "calls").read_text().splitlines() if line.startswith("pull")]
+    assert pulls == [f"pull --nohttps --force {sif} docker://{ref}"]
+    assert messages[0] == f"pulling {ref}" and messages[-1].startswith(f"pulled {ref}")
+    assert SifCatalog(tmp_path / "sif", apptainer=TRUE).path(ref) == sif
+    assert SifCatalog(tmp_path / "sif", apptainer=TRUE).path(ref.replace("c", "d")) is None
 
 
 def test_missing_sif_says_how_to_build(runtime):
