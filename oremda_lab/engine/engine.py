@@ -328,6 +328,7 @@ class Engine:
         if missing:
             self._pull(missing, run_id)
             self._check(snapshot)
+        self._check_environments(snapshot)
         run = Run(run_id, snapshot, _arena=self.arena)
         plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest)
 
@@ -464,6 +465,37 @@ class Engine:
             raise PipelineError(problems)
         if not pinned:
             self._warn_on_provenance(pipeline)
+
+    def _check_environments(self, pipeline: Pipeline) -> None:
+        """Refuse pinned nodes whose environment differs from the one recorded on this runtime.
+
+        Runs on the scheduler thread: naming a local node's environment may create it.
+        Only pins recorded by the same runtime are compared (a container's environment is
+        its image, which :meth:`_check` compared already).
+        """
+        provenance = pipeline.extra.get("provenance") or {}
+        if provenance.get("runtime") != self.runtime.name:
+            return
+        problems = []
+        for node_id, pin in (provenance.get("nodes") or {}).items():
+            then = ((pin or {}).get("environment") or {}).get("id")
+            spec = pipeline.spec(node_id) if node_id in pipeline.nodes else None
+            if spec is None or not then:
+                continue
+            try:
+                now = self.runtime.environment_id(spec)
+            except Exception as e:  # an environment that cannot be made is not the pinned one
+                now = f"unavailable ({e})"
+            if now != then:
+                problems.append(
+                    Problem(
+                        node_id,
+                        f"pinned to environment {then}, but {spec.name} would run in {now} here; "
+                        "remove the pin (the node's provenance) to run in the current one",
+                    )
+                )
+        if problems:
+            raise PipelineError(problems)
 
     def _warn_on_provenance(self, pipeline: Pipeline) -> None:
         recorded = pipeline.extra.get("provenance", {}).get("operators", {})

@@ -159,3 +159,14 @@ def test_close_does_not_wait_for_a_running_task(tmp_path):
     engine.close()
     run = future.result(60)
     assert run.nodes["n0"].status == "error"
+
+
+def test_a_pinned_environment_that_changed_is_refused(tmp_path):
+    with Engine("local", tmp_path, registry=Registry([FAULT_OPERATORS])) as engine:
+        exported = engine.run(fault_pipeline({})).export_pipeline()
+        # fault needs nothing beyond numpy and pyarrow: the kernel's environment runs it.
+        assert exported["provenance"]["nodes"]["n0"]["environment"]["id"] == "kernel"
+        assert engine.run(Pipeline.from_json(exported, catalog=engine.registry)).ok
+        exported["provenance"]["nodes"]["n0"]["environment"]["id"] = "venv:0000"
+        with pytest.raises(PipelineError, match=r"^n0: pinned to environment venv:0000, but fault would run in kernel"):
+            engine.run(Pipeline.from_json(exported, catalog=engine.registry))
