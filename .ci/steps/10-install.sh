@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
-# Install the package with every extra the test tiers use.
+# Install the package with every extra the test tiers use, into the repository's virtual
+# environment .venv (a system python3 refuses `pip install` outside one, PEP 668).
+# .ci/run puts .venv/bin first on PATH, so every step's python, pytest, ruff use it.
+# PYTHON picks the interpreter the venv is made from (default python3).
 set -euo pipefail
-python -m pip install -q -e ".[test,docker,mpi,lab]"
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+.venv/bin/python -m pip install -q -e ".[test,docker,mpi,lab]"

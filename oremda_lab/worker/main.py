@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -159,18 +160,20 @@ class Worker:
 def environment_report() -> dict[str, Any]:
     """The running interpreter's version and path, and every installed distribution's version.
 
-    Cached: a fork server computes it once and its workers inherit it.
+    Names are normalized (PEP 503: ``scikit-image``). Cached: a fork server computes it
+    once and its workers inherit it.
     """
-    packages = {}
+    packages: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and name not in packages:  # the first on sys.path is the one imported
-            packages[name] = dist.version
-    return {
-        "python": platform.python_version(),
-        "executable": sys.executable,
-        "packages": dict(sorted(packages.items(), key=lambda item: item[0].lower())),
-    }
+        # A wheel's NAME-VERSION.dist-info folder says both; parsing every METADATA file
+        # instead takes a third of a second in a big environment.
+        folder = getattr(dist, "_path", None)
+        stem = folder.name.removesuffix(".dist-info") if folder is not None and folder.suffix == ".dist-info" else ""
+        name, version = stem.split("-") if stem.count("-") == 1 else (dist.metadata["Name"] or "", dist.version)
+        if name:
+            packages.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)  # the first on sys.path is imported
+    packages = dict(sorted(packages.items()))
+    return {"python": platform.python_version(), "executable": sys.executable, "packages": packages}
 
 
 def serve(conn: Connection, worker: Worker, worker_id: str) -> None:

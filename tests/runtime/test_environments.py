@@ -158,6 +158,17 @@ def test_env_created_once_with_progress_then_reused_offline(fresh_cache, tmp_pat
     assert again.provenance["nodes"]["n0"]["environment"]["id"] == f"venv:{envs[0].name}"
 
 
+def test_cli_prints_the_preparation(fresh_cache, tmp_path, monkeypatch, capsys):
+    from oremda_lab.cli import main
+
+    version_operator(tmp_path / "ops", "old_numpy", ["numpy<2"])
+    monkeypatch.setenv("OREMDA_OPERATORS_PATH", str(tmp_path / "ops"))
+    (tmp_path / "p.json").write_text(json.dumps({"nodes": [{"id": "n0", "image": "oremda/old_numpy"}], "edges": []}))
+    assert main(["run", str(tmp_path / "p.json"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "n0: preparing: creating environment for old_numpy" in printed and "n0: preparing: installed in" in printed
+
+
 def test_failure_names_the_requirement_and_spares_other_branches(tmp_path):
     ops = tmp_path / "ops"
     version_operator(ops, "impossible", ["numpy==0.0.1"])
@@ -197,6 +208,54 @@ def test_conflicting_numpy_pins_in_one_pipeline(tmp_path):
 
 
 # -- the worker half on an old stack ------------------------------------------------------
+
+DTYPES_CODE = """
+import numpy as np
+from oremda_lab.worker.sdk import PortValue, operator
+
+@operator
+def run(inputs, params):
+    x = np.asarray(inputs["in"].data)
+    outputs = {
+        "f32": (x * 2).astype(np.float32),
+        "c64": (x + 1j * x).astype(np.complex64),  # no Arrow tensor type: the raw-bytes path
+        "flags": x > 2,
+        "total": np.array(x.sum()),  # 0-d
+    }
+    return {port: PortValue(value, {"numpy": np.__version__}) for port, value in outputs.items()}
+"""
+
+
+def test_oldest_pyarrow_round_trips_every_dtype(tmp_path):
+    description = {
+        "name": "dtypes_old",
+        "entrypoint": "run:run",
+        "requirements": ["numpy==1.26.4", "pyarrow==14.0.2"],
+        "ports": {
+            "input": {"in": {"type": "data"}},
+            "output": {port: {"type": "data"} for port in ("f32", "c64", "flags", "total")},
+        },
+    }
+    ops = tmp_path / "ops"
+    write_operator(ops, description, DTYPES_CODE)
+    version_operator(ops, "source", [])
+    registry = Registry([ops], builtin=False)
+    pipeline = chain(registry, "source")
+    pipeline.add_node("oremda/dtypes_old", id="old")
+    pipeline.connect("n0", "out", "old", "in")
+    x = np.arange(5.0)  # what the source emits
+    with Engine("local", tmp_path, registry=registry) as engine:
+        run = engine.run(pipeline)
+        assert run.ok, run.errors
+        out = run.outputs["old"]
+        assert out["f32"].meta["numpy"] == "1.26.4"
+        np.testing.assert_array_equal(out["f32"].data, np.array([0, 2, 4, 6, 8], np.float32))
+        assert out["f32"].data.dtype == np.float32
+        np.testing.assert_array_equal(out["c64"].data, (x + 1j * x).astype(np.complex64))
+        np.testing.assert_array_equal(out["flags"].data, [False, False, False, True, True])
+        assert out["total"].data.shape == () and out["total"].data == 10.0
+    assert run.provenance["nodes"]["old"]["environment"]["packages"]["pyarrow"] == "14.0.2"
+
 
 
 class TestOldStack(RuntimeContract):
