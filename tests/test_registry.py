@@ -7,7 +7,7 @@ import pytest
 from oremda_lab.engine import Engine
 from oremda_lab.registry import Registry, names_image, split_reference
 from oremda_lab.spec.operator import OperatorSpec
-from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.spec.pipeline import Pipeline, PipelineError
 from oremda_lab.testing import FAULT_OPERATORS
 
 
@@ -82,3 +82,11 @@ def test_an_image_only_operator_on_the_local_runtime_fails_its_node_clearly(tmp_
     with Engine("local", tmp_path, registry=registry) as engine:
         run = engine.run(Pipeline.from_json(pipeline))
     assert run.errors["a"]["message"] == f"operator relay exists only as image {ref}; use --runtime docker|podman"
+
+
+def test_an_exact_image_on_a_runtime_without_images_is_one_clear_error(tmp_path):
+    ref = "127.0.0.1:5000/lab/fault@sha256:" + "e" * 64
+    pipeline = {"nodes": [{"id": "a", "image": ref, "params": {}}], "edges": []}
+    with Engine("local", tmp_path, registry=Registry([FAULT_OPERATORS])) as engine:
+        with pytest.raises(PipelineError, match=r"^a: .* names an image; use --runtime docker\|podman to run it$"):
+            engine.submit(Pipeline.from_json(pipeline))

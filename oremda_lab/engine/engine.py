@@ -436,6 +436,14 @@ class Engine:
         digest of the operator folder on the local runtime). Pipelines exported before
         per-node provenance only record ``provenance["operators"]``: a change there warns.
         """
+        if not hasattr(self.runtime, "pull"):
+            images = [
+                Problem(node_id, f"{node.image} names an image; use --runtime docker|podman to run it")
+                for node_id, node in pipeline.nodes.items()
+                if node.image and names_image(node.image) and pipeline.spec(node_id) is None
+            ]
+            if images:
+                raise PipelineError(images)
         pipeline.check()
         provenance = pipeline.extra.get("provenance") or {}
         pinned = provenance.get("nodes") or {}

@@ -203,11 +203,14 @@ class ImageCatalog:
                 if line.get("error"):
                     raise LookupError(f"cannot pull {ref}: {line['error'].strip()}")
                 status = str(line.get("status") or line.get("stream") or "").strip()
-                if status == "Pulling fs layer" or status.startswith("Copying blob"):
+                if status == "Pulling fs layer":  # Docker announces every layer first
                     layers += 1
-                elif status in ("Pull complete", "Already exists") or status.startswith("Copying config"):
+                elif status in ("Pull complete", "Already exists"):
                     done += 1
-                    say(f"pulling {ref}: {min(done, layers)}/{layers} layers")
+                    say(f"pulling {ref}: {done}/{layers} layers")
+                elif status.startswith("Copying blob"):  # Podman: one line per layer, no total
+                    done += 1
+                    say(f"pulling {ref}: layer {done}")
         except docker.errors.APIError as e:
             raise LookupError(f"cannot pull {ref}: {e.explanation or e}") from None
         image = self.get(str(name._replace(tag="")) if name.digest else ref)
