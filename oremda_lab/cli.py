@@ -7,6 +7,7 @@ error reaches the user as one message and a non-zero exit status, not a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,8 +17,9 @@ from typing import Any
 
 from oremda_lab.displays import to_png
 from oremda_lab.engine import Engine, NodeEvent
-from oremda_lab.registry import default_registry
+from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import NAMED_RUNTIMES, RuntimeUnavailable
+from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 
 DEBUG_ENV = "OREMDA_DEBUG"
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a pipeline without running it")
     validate.add_argument("pipeline", type=Path)
+    validate.add_argument(
+        "--runtime", "--engine", dest="engine", choices=ENGINES, help="also know the operator images of this engine"
+    )
     validate.set_defaults(command=_validate)
 
     examples = sub.add_parser("examples", help="fetch the real example data (once) and print its folder")
@@ -82,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also list the operator images of this container engine (read from their labels)",
     )
     operators.set_defaults(command=_operators)
+
+    labels = sub.add_parser("labels", help="check an operator image's oremda.* labels; print its ports and params")
+    labels.add_argument("target", metavar="IMAGE", help="an image reference, or an operator folder or operator.json")
+    labels.add_argument("--engine", choices=ENGINES, default="docker", help="the engine holding the image")
+    labels.add_argument("--dockerfile", action="store_true", help="print them as a Dockerfile LABEL instruction")
+    labels.set_defaults(command=_labels)
 
     push = sub.add_parser("push", help="push built operator images to a registry; prints REF@sha256:DIGEST each")
     push.add_argument("names", nargs="+", metavar="NAME", help="operators (their built image oremda/NAME:VERSION)")
@@ -104,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    pipeline = Pipeline.load(args.pipeline, catalog=default_registry())
+    pipeline = Pipeline.load(args.pipeline, catalog=_registry(args.engine))
     problems = pipeline.validate()
     for problem in problems:
         print(f"{args.pipeline}: {problem}")
@@ -164,29 +175,58 @@ def _progress(started: float):
 
 
 def _operators(args: argparse.Namespace) -> int:
-    registry = default_registry()
-    if args.engine:
-        registry = registry.with_catalogs(_catalog(args.engine))
-    specs = registry.all()
+    specs = _registry(args.engine).all()
     if args.json:
         print(json.dumps([{**s.to_dict(), "image": s.image} if s.image else s.to_dict() for s in specs], indent=2))
         return 0
     for spec in specs:
-        where = f" [image {spec.image}]" if spec.image else ""
-        print(f"{spec.name} {spec.version}: {spec.description}{where}")
-        for side, ports in (("in", spec.inputs), ("out", spec.outputs)):
-            for port in ports.values():
-                optional = "" if port.required else ", optional"
-                print(f"  {side:>3} {port.name} ({port.type}{optional})")
-        for param in spec.params.values():
-            bounds = ""
-            if param.min is not None or param.max is not None:
-                bounds = (
-                    f" [{param.min if param.min is not None else ''}..{param.max if param.max is not None else ''}]"
-                )
-            unit = f" {param.unit}" if param.unit else ""
-            print(f"  param {param.name}: {param.type}{bounds}{unit} = {param.default!r}")
+        print(_describe(spec))
     return 0
+
+
+def _describe(spec: OperatorSpec) -> str:
+    """An operator's ports and parameters, as ``operators`` and ``labels`` print them."""
+    where = f" [image {spec.image}]" if spec.image else ""
+    lines = [f"{spec.name} {spec.version}: {spec.description}{where}"]
+    for side, ports in (("in", spec.inputs), ("out", spec.outputs)):
+        for port in ports.values():
+            optional = "" if port.required else ", optional"
+            lines.append(f"  {side:>3} {port.name} ({port.type}{optional})")
+    for param in spec.params.values():
+        bounds = ""
+        if param.min is not None or param.max is not None:
+            bounds = f" [{param.min if param.min is not None else ''}..{param.max if param.max is not None else ''}]"
+        unit = f" {param.unit}" if param.unit else ""
+        lines.append(f"  param {param.name}: {param.type}{bounds}{unit} = {param.default!r}")
+    return "\n".join(lines)
+
+
+def _labels(args: argparse.Namespace) -> int:
+    from oremda_lab.images.labels import check_labels, dockerfile_labels, read_labels
+    from oremda_lab.spec.labels import labels_to_spec, spec_to_labels
+
+    path = Path(args.target)
+    if path.exists():  # an operator folder (or its operator.json): the labels it would get
+        folder = path.parent if path.is_file() else path
+        spec = OperatorSpec.from_dict(json.loads((folder / "operator.json").read_text()), str(folder))
+        where, image, labels = str(path), None, spec_to_labels(spec)
+    else:
+        catalog = _catalog(args.engine)
+        image, labels = read_labels(catalog.client, args.target, catalog.prefix)
+        where = image
+    problems = check_labels(labels)
+    for problem in problems:
+        print(f"{where}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    spec = labels_to_spec(labels)
+    print(dockerfile_labels(spec) if args.dockerfile else _describe(dataclasses.replace(spec, image=image)))
+    return 0
+
+
+def _registry(engine: str | None) -> Registry:
+    """The operator folders, and the operator images of ``engine`` when one is named."""
+    return default_registry().with_catalogs(_catalog(engine)) if engine else default_registry()
 
 
 def _catalog(engine: str):

@@ -56,13 +56,18 @@ class ShareChecks:
     runtime = "docker"
 
     @pytest.fixture(scope="class")
-    def catalog(self):
+    def catalog(self, oci_registry):
+        """The engine's images, with fault and gaussian_blur built; what came from the registry goes after."""
         client = engine_client(self.engine_name)
         ImageBuilder(client, engine=self.engine_name, registry=Registry([FAULT_OPERATORS]), log=lambda m: None).build(
             ["fault", "gaussian_blur"]
         )
         prefix = PodmanRuntime.default_prefix if self.engine_name == "podman" else ""
-        return ImageCatalog(client, prefix, self.engine_name)
+        yield ImageCatalog(client, prefix, self.engine_name)
+        for image in client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{oci_registry}/"):
+                    client.images.remove(tag)  # an untag; the last name of a pulled-only image removes it
 
     @pytest.fixture(scope="class")
     def relay(self, catalog, oci_registry):
