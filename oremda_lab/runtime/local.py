@@ -72,8 +72,14 @@ class LocalRuntime(Runtime):
         """Make ``spec``'s environment if needed, then ask its fork server for a worker."""
         if spec.path is None:
             raise NodeFailure(f"operator {spec.name} exists only as image {spec.image}; use --runtime docker|podman")
+        slot, said = self.slot_of(worker_id), []
+
+        def say(message: str) -> None:
+            said.append(message)
+            self.progress(slot, message)
+
         try:
-            env = self.environment_of(spec, progress=lambda message: self.progress(self.slot_of(worker_id), message))
+            env = self.environment_of(spec, progress=say)
         except EnvironmentFailure as e:
             raise NodeFailure(str(e)) from None
         log = self.arena.path / "run" / f"{worker_id}.log"
@@ -84,6 +90,8 @@ class LocalRuntime(Runtime):
             "cwd": str(self.data_dir),
         }
         with self._server_lock:
+            if said and env.id not in self._servers:  # just made: its first worker compiles what it imports
+                self.progress(slot, f"starting the first worker in environment {env.id} ...")
             server = self._fork_server(env)
             server.stdin.write(json.dumps(request).encode() + b"\n")
             server.stdin.flush()

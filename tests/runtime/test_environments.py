@@ -141,7 +141,7 @@ def test_env_created_once_with_progress_then_reused_offline(fresh_cache, tmp_pat
     assert run.ok, run.errors
     preparing = [e.message for e in events if e.state == "preparing" and e.node == "n0"]
     assert preparing[0].startswith("resolving") and preparing[1].startswith("creating environment for old_numpy")
-    assert preparing[2].startswith("installed in")
+    assert preparing[2].startswith("installed in") and preparing[3].startswith("starting the first worker")
     envs = [p for p in (fresh_cache / "envs").iterdir() if p.is_dir()]
     assert len(envs) == 1 and (envs[0] / environments.MARKER).exists()
 
