@@ -69,3 +69,13 @@ def test_single_pixels_on_the_boundaries(engine):  # noqa: F811
 def test_bad_radii_are_a_node_error(engine, mos2):  # noqa: F811
     with pytest.raises(Exception, match="must exceed inner_radius"):
         run_isolated(engine, "py4dstem_virtual_image", {"data": mos2}, {"inner_radius": 9, "outer_radius": 9})
+
+
+def test_runs_under_a_jupyter_kernels_matplotlib_backend(tmp_path, monkeypatch, mos2):
+    """A kernel exports MPLBACKEND=module://matplotlib_inline...; py4DSTEM's env lacks that module."""
+    from oremda_lab.engine import Engine
+
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    with Engine("local", tmp_path, start_timeout=900) as fresh:
+        out, _ = run_isolated(fresh, "py4dstem_virtual_image", {"data": mos2[:2, :2]}, {"outer_radius": 5})
+    assert out["image"].data.shape == (2, 2)
