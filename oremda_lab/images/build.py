@@ -1,18 +1,27 @@
-"""``oremda-lab build [NAMES]``: one image per operator, on one shared base, no registry.
+"""``oremda-lab build [NAMES]``: one image per operator, each with its own environment.
 
-Three layers, each rebuilt only when its inputs change:
+Five layers, each rebuilt only when its inputs change, so operators with the same
+requirements share every layer but their own last one:
 
-1. ``oremda-lab/base-deps:<key>``: the root filesystem from :mod:`.rootfs` (Debian
-   minbase, Python 3.11, numpy, pyarrow and the union of every operator's
-   ``requirements``), brought in with the engine's *import*;
-2. ``oremda-lab/base:<hash>``: adds the worker half of this package (``spec``,
-   ``dataplane``, ``worker``) under ``/opt/oremda/lib``, the non-root user and the
-   environment;
-3. ``oremda/<name>:<version>`` (and ``:latest``): ``FROM`` the base, the operator folder
-   copied to ``/opt/oremda/operator``, and its description as ``oremda.*`` labels from
-   :func:`oremda_lab.spec.labels.spec_to_labels` (one source of truth).
+1. ``oremda-lab/base:<key>``: the root filesystem from :mod:`.rootfs` (Debian minbase,
+   python3, tini, certificates; no Python packages), brought in with the engine's
+   *import*;
+2. ``oremda-lab/core:<key>``: the locked numpy and pyarrow (the worker's core) in
+   Python's ``dist-packages``; shared by every requirement set that pins the same two;
+3. ``oremda-lab/deps:<key>``: the rest of one resolved requirement set. Both come from
+   :func:`oremda_lab.runtime.environments.lock`, the resolver behind the local runtime's
+   virtual environments too, installed on the host with ``uv pip install --target``
+   for the base's Python and platform, then copied in;
+4. ``oremda-lab/worker:<version>-<key>``: the worker half of this package
+   (:func:`~oremda_lab.runtime.environments.worker_files`) under ``/opt/oremda/lib``,
+   the non-root user and the entry point;
+5. ``oremda/<name>:<version>`` (and ``:latest``): the operator folder at
+   ``/opt/oremda/operator`` and its description as ``oremda.*`` labels
+   (:func:`oremda_lab.spec.labels.spec_to_labels`, one source of truth).
 
-The same builder targets Podman through its Docker-compatible API (``--engine podman``).
+Build contexts depend only on file names, contents and modes, so an unchanged layer
+is a build-cache hit. The same builder targets Podman through its Docker-compatible
+API (``--engine podman``).
 """
 
 from __future__ import annotations
@@ -21,27 +30,42 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import re
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from oremda_lab._version import __version__
 from oremda_lab.images import rootfs
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime.docker import OPERATOR_DIR, SOURCE_DIGEST_LABEL, USER, connect, image_ref
-from oremda_lab.runtime.environments import worker_files
+from oremda_lab.runtime.environments import CORE_REQUIREMENTS, Lock, _python_matches, lock, worker_files
 from oremda_lab.spec.labels import spec_to_labels
 from oremda_lab.spec.operator import OperatorSpec
 
 LIB_DIR = "/opt/oremda/lib"
-DEPS_REPOSITORY = "oremda-lab/base-deps"
 BASE_REPOSITORY = "oremda-lab/base"
+CORE_REPOSITORY = "oremda-lab/core"
+DEPS_REPOSITORY = "oremda-lab/deps"
+WORKER_REPOSITORY = "oremda-lab/worker"
+# On core and deps layers (so inherited by the images above): the pinned lines they add.
+REQUIREMENTS_LABEL = "oremda-lab.requirements"
+# Debian bookworm's python3, what an operator's "python" is checked against.
+BASE_PYTHON = "3.11.2"
 
-_BASE_DOCKERFILE = f"""\
+_SITE_DOCKERFILE = f"""\
+FROM {{parent}}
+COPY site/ {rootfs.SITE_DIR}/
+"""
+_WORKER_DOCKERFILE = f"""\
 FROM {{deps}}
 COPY lib/ {LIB_DIR}/
 ENV PYTHONPATH={LIB_DIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \\
@@ -55,6 +79,9 @@ _OPERATOR_DOCKERFILE = f"""\
 FROM {{base}}
 COPY operator/ {OPERATOR_DIR}/
 """
+
+# A build context: archive name -> file content, or a folder copied whole under that name.
+Context = dict[str, "bytes | Path"]
 
 
 class ImageBuilder:
@@ -73,26 +100,31 @@ class ImageBuilder:
         self.prefix = "localhost/" if engine == "podman" else ""
         self.registry = registry or default_registry()
         self.log = log
-        self._base: str | None = None
+        self._workers: dict[tuple[str, ...], str] = {}  # lock lines -> worker image, this run
 
     # -- layers ------------------------------------------------------------------
 
-    def requirements(self) -> list[str]:
-        """What the shared base installs: the SDK's and every operator's packages, pinned."""
-        reqs = set(rootfs.CORE_REQUIREMENTS)
-        for spec in self.registry.all():
-            reqs.update(spec.requirements)
-        return rootfs.pinned(reqs)
+    def lock(self, spec: OperatorSpec) -> Lock:
+        """The resolved requirements of ``spec`` for the base's Python.
 
-    def deps_image(self) -> str:
+        Raises ValueError when ``spec`` asks for a Python the base does not have.
+        """
+        if spec.python and not _python_matches(spec.python, BASE_PYTHON):
+            raise ValueError(
+                f"operator {spec.name} asks for Python {spec.python}, but operator images run Debian "
+                f'{rootfs.SUITE}\'s Python {BASE_PYTHON}: drop its "python", or build a third-party image '
+                "on a base with that Python (docs/third_party_images.md)"
+            )
+        return lock(spec.requirements, rootfs.PYTHON_VERSION)
+
+    def base_image(self) -> str:
         """Import the base root filesystem unless the engine has it already."""
-        reqs = self.requirements()
-        tag = f"{self.prefix}{DEPS_REPOSITORY}:{rootfs.rootfs_key(reqs)}"
-        if self._exists(tag):
-            return tag
-        tarball = rootfs.build_rootfs(reqs, log=self.log)
-        self.log(f"importing {tarball.name} as {tag} ...")
-        return self.import_rootfs(tarball, tag)
+        tag = f"{self.prefix}{BASE_REPOSITORY}:{rootfs.rootfs_key()}"
+        if not self._exists(tag):
+            tarball = rootfs.build_rootfs(log=self.log)
+            self.log(f"importing {tarball.name} as {tag} ...")
+            self.import_rootfs(tarball, tag)
+        return tag
 
     def import_rootfs(self, tarball: Path, tag: str) -> str:
         """``import`` a root filesystem tarball as image ``tag``; returns ``tag``."""
@@ -115,30 +147,64 @@ class ImageBuilder:
                 pass
         return tag
 
-    def base_image(self) -> str:
-        """The deps image plus this package's worker code (the FROM of every operator)."""
-        if self._base is None:
-            deps = self.deps_image()
-            files = worker_files()
-            key = _hash([deps, *(f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in sorted(files.items()))])
-            tag = f"{self.prefix}{BASE_REPOSITORY}:{__version__}-{key}"
-            if not self._exists(tag):
-                context = {"Dockerfile": _BASE_DOCKERFILE.format(deps=deps).encode()}
-                context.update({f"lib/oremda_lab/{name}": data for name, data in files.items()})
-                labels = {"oremda-lab.version": __version__, "oremda-lab.deps": deps}
-                self._build(context, tag, labels)
-            self._base = tag
-        return self._base
+    def deps_image(self, resolved: Lock) -> str:
+        """The base plus the packages of ``resolved``: a core layer, then one for the rest."""
+        core = {canonicalize_name(name) for name in CORE_REQUIREMENTS}
+        lines: dict[bool, list[str]] = {True: [], False: []}
+        for line in resolved.lines:
+            lines[canonicalize_name(Requirement(line).name) in core].append(line)
+        parent = self._site_layer(CORE_REPOSITORY, self.base_image(), lines[True])
+        return self._site_layer(DEPS_REPOSITORY, parent, lines[False])
+
+    def _site_layer(self, repository: str, parent: str, lines: list[str]) -> str:
+        """``parent`` plus a ``dist-packages`` layer holding ``lines`` (a new name only, if none).
+
+        A layer once built is kept as a saved image in :func:`~.rootfs.cache_dir` (its name
+        is a hash of everything in it), so a fresh engine loads it in seconds instead of
+        building it again (about 8x faster for a 800 MB layer).
+        """
+        name = f"{repository}:{_hash([parent.removeprefix(self.prefix), *lines])}"
+        tag = self.prefix + name
+        if self._exists(tag):
+            return tag
+        if not lines:
+            self.client.api.tag(parent, *tag.rsplit(":", 1))
+            return tag
+        cached = rootfs.cache_dir() / f"{name.replace('/', '-').replace(':', '-')}.tar"
+        if cached.exists():
+            self.log(f"{tag}: loading {cached}")
+            self._load(cached, tag)
+            os.utime(cached)  # recently used: kept by _forget_unused
+            return tag
+        with tempfile.TemporaryDirectory(prefix="oremda-site-") as work:
+            started = time.monotonic()
+            site = rootfs.install_site(lines, Path(work) / "site")
+            self.log(f"{tag}: {len(lines)} package(s) installed in {time.monotonic() - started:.1f} s")
+            context: Context = {"Dockerfile": _SITE_DOCKERFILE.format(parent=parent).encode(), "site": site}
+            self._build(context, tag, {REQUIREMENTS_LABEL: json.dumps(lines)})
+        self._save(tag, cached)
+        return tag
+
+    def worker_image(self, deps: str) -> str:
+        """``deps`` plus this package's worker code: what operator images start ``FROM``."""
+        files = worker_files()
+        key = _hash([deps, *(f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in sorted(files.items()))])
+        tag = f"{self.prefix}{WORKER_REPOSITORY}:{__version__}-{key}"
+        if not self._exists(tag):
+            context: Context = {"Dockerfile": _WORKER_DOCKERFILE.format(deps=deps).encode()}
+            context.update({f"lib/oremda_lab/{name}": data for name, data in files.items()})
+            self._build(context, tag, {"oremda-lab.version": __version__, "oremda-lab.deps": deps})
+        return tag
 
     def operator_image(self, spec: OperatorSpec) -> str:
         """Build ``oremda/<name>:<version>`` (and ``:latest``); returns the image id."""
         if spec.path is None:
             raise ValueError(f"operator {spec.name} has no folder to build from")
-        base = self.base_image()
-        context = {"Dockerfile": _OPERATOR_DOCKERFILE.format(base=base).encode()}
-        for path in sorted(Path(spec.path).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                context[f"operator/{path.relative_to(spec.path)}"] = path.read_bytes()
+        resolved = self.lock(spec)
+        if resolved.lines not in self._workers:
+            self._workers[resolved.lines] = self.worker_image(self.deps_image(resolved))
+        base = self._workers[resolved.lines]
+        context: Context = {"Dockerfile": _OPERATOR_DOCKERFILE.format(base=base).encode(), "operator": Path(spec.path)}
         labels = spec_to_labels(spec)
         labels[SOURCE_DIGEST_LABEL] = spec.digest
         labels["oremda-lab.base"] = base
@@ -171,26 +237,79 @@ class ImageBuilder:
         except docker.errors.ImageNotFound:
             return False
 
-    def _build(self, files: dict[str, bytes], tag: str, labels: dict[str, str]) -> str:
-        """Build a context given as name -> bytes; returns the image id."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name, data in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mode = 0o644  # world-readable: the worker runs as uid 1001
-                info.mtime = 0  # contexts with equal content are equal (build cache)
-                tar.addfile(info, io.BytesIO(data))
-        buffer.seek(0)
-        stream = self.client.api.build(
-            fileobj=buffer, custom_context=True, tag=tag, labels=labels, rm=True, forcerm=True, decode=True
-        )
-        output = []
-        for chunk in stream:
-            if "error" in chunk:
-                raise RuntimeError(f"building {tag} failed: {chunk['error']}\n{''.join(output)[-2000:]}")
-            output.append(chunk.get("stream", ""))
+    def _build(self, context: Context, tag: str, labels: dict[str, str]) -> str:
+        """Build ``context`` as image ``tag``; returns the image id."""
+        with tempfile.TemporaryFile() as archive:
+            write_context(context, archive)
+            archive.seek(0)
+            stream = self.client.api.build(
+                fileobj=archive, custom_context=True, tag=tag, labels=labels, rm=True, forcerm=True, decode=True
+            )
+            output = []
+            for chunk in stream:
+                if "error" in chunk:
+                    raise RuntimeError(f"building {tag} failed: {chunk['error']}\n{''.join(output)[-2000:]}")
+                output.append(chunk.get("stream", ""))
         return self.client.images.get(tag).id
+
+    def _save(self, tag: str, path: Path) -> None:
+        """``docker save`` image ``tag`` to ``path`` (written whole, then renamed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with open(partial, "wb") as f:
+            for chunk in self.client.api.get_image(tag):
+                f.write(chunk)
+        partial.rename(path)
+        _forget_unused(path.parent)
+
+    def _load(self, path: Path, tag: str) -> None:
+        """``docker load`` a saved image and name it ``tag`` (Podman may name it otherwise)."""
+        with open(path, "rb") as f:
+            reply = [chunk for chunk in self.client.api.load_image(f) if chunk]
+        if any("error" in chunk for chunk in reply):
+            raise RuntimeError(f"loading {path} failed: {reply}")
+        text = " ".join(str(chunk.get("stream", "")) for chunk in reply)
+        loaded = re.findall(r"Loaded image(?: ID)?: (\S+)", text)
+        if not loaded:
+            raise RuntimeError(f"loading {path} named no image: {text[:500]}")
+        if loaded[-1] != tag:
+            self.client.api.tag(loaded[-1], *tag.rsplit(":", 1))
+
+
+def _forget_unused(folder: Path, days: float = 30) -> None:
+    """Remove saved layers not loaded or built for ``days`` (each may be hundreds of MB)."""
+    for old in folder.glob("oremda-lab-*.tar"):
+        if time.time() - old.stat().st_mtime > days * 86400:
+            old.unlink(missing_ok=True)
+
+
+def write_context(context: Context, out: IO[bytes]) -> None:
+    """Write a build context as a tar stream that depends only on names, contents and modes.
+
+    Entries are sorted and times and owners zeroed, so equal content gives an equal
+    context (a build-cache hit). Files are world-readable (the worker runs as uid 1001)
+    and keep their execute bit. Folders skip ``__pycache__`` (stale bytecode of an
+    operator folder) except where precompiled on purpose (``site``).
+    """
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, value in sorted(context.items()):
+            if not isinstance(value, Path):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(value), 0o644, 0
+                tar.addfile(info, io.BytesIO(value))
+                continue
+            for path in sorted(value.rglob("*")):
+                if name != "site" and "__pycache__" in path.relative_to(value).parts:
+                    continue
+                info = tar.gettarinfo(str(path), arcname=f"{name}/{path.relative_to(value)}")
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                if info.isreg():
+                    info.mode = 0o755 if info.mode & 0o111 else 0o644
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                else:  # folders and symlinks
+                    info.mode = 0o755 if info.isdir() else info.mode
+                    tar.addfile(info)
 
 
 def transfer(source: Any, target: Any, specs: Iterable[OperatorSpec], log: Callable[[str], None] = print) -> None:

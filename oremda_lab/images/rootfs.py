@@ -1,13 +1,15 @@
-"""The base root filesystem: Debian minbase + Python 3 + the operators' common packages.
+"""The filesystems that go into images: the Debian base, and site-packages folders.
 
-No container registry is needed: ``debootstrap --variant=minbase`` fetches Debian from
-its mirror, and ``pip install --target`` puts the Python packages (the versions
-installed here, so local and container runs compute with the same code) into the
-tree. The result is one tarball, cached under :func:`cache_dir` by a key over
-everything that goes into it, ready for ``docker import`` / ``podman import``.
+No container registry is needed. :func:`build_rootfs` runs ``debootstrap
+--variant=minbase`` (Debian from its mirror) plus ``python3``, ``tini`` and
+certificates, with no Python packages, into one tarball cached under
+:func:`cache_dir` for ``docker import`` / ``podman import``. :func:`install_site`
+installs pinned requirement lines (an operator's resolved lock) into a relocatable
+``site-packages`` folder on the host with ``uv pip install --target`` for the base's
+Python and platform, which the builder then ``COPY``s onto the base.
 
 Air-gapped facilities can run the same steps against a local Debian mirror
-(``OREMDA_DEBIAN_MIRROR``) and a wheel folder (``PIP_FIND_LINKS`` / ``PIP_NO_INDEX``).
+(``OREMDA_DEBIAN_MIRROR``) and a wheel folder (``UV_FIND_LINKS`` / ``UV_NO_INDEX``).
 """
 
 from __future__ import annotations
@@ -15,24 +17,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# The Python of the base: Debian bookworm's python3. Packages are installed for it.
+PYTHON_VERSION = "3.11"
+# Where the base's python3 finds installed packages without PYTHONPATH (so .pth files work).
+SITE_DIR = f"/usr/local/lib/python{PYTHON_VERSION}/dist-packages"
+# The oldest glibc-tagged wheels bookworm (glibc 2.36) runs.
+GLIBC = "2_36"
 # Debian packages beside python3 itself: certificates for http_reader, and tini as PID 1
 # (the kernel drops signals a process in the container sends to PID 1, so a worker that
 # is PID 1 could not even be killed by its own operator; tini also reaps and reports
 # a signal death as 128+N).
 APT_PACKAGES = ("python3", "ca-certificates", "tini")
-# What every worker needs (the SDK's data plane), before the operators' own requirements.
-CORE_REQUIREMENTS = ("numpy", "pyarrow")
 USER_ID = 1001
 # Left out of the image: documentation, locales and package caches (about 40 MB).
 _PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists")
@@ -49,68 +55,35 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "oremda-lab" / "images"
 
 
-def pinned(requirements: Iterable[str]) -> list[str]:
-    """Pin bare package names to the versions installed here (others pass unchanged).
+def rootfs_key(mirror: str = DEFAULT_MIRROR) -> str:
+    """A short hash of everything that shapes the base tarball.
 
     Examples
     --------
-    >>> pinned(["numpy", "numpy>=1"])[1]
-    'numpy>=1'
+    >>> rootfs_key() == rootfs_key(DEFAULT_MIRROR) != rootfs_key("http://mirror.example/debian")
+    True
     """
-    out = []
-    for req in requirements:
-        if req.replace("-", "").replace("_", "").isalnum():
-            try:
-                out.append(f"{req}=={metadata.version(req)}")
-                continue
-            except metadata.PackageNotFoundError:
-                pass
-        out.append(req)
-    return sorted(set(out))
-
-
-def rootfs_key(requirements: Iterable[str], mirror: str = DEFAULT_MIRROR) -> str:
-    """A short hash of everything that shapes the base tarball."""
-    doc = {
-        "suite": SUITE,
-        "mirror": mirror,
-        "apt": APT_PACKAGES,
-        "pip": sorted(requirements),
-        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "uid": USER_ID,
-        "layout": 5,  # bump when the build steps below change
-    }
+    doc = {"suite": SUITE, "mirror": mirror, "apt": APT_PACKAGES, "uid": USER_ID, "layout": 6}  # bump on recipe changes
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def build_rootfs(requirements: Iterable[str], *, mirror: str | None = None, log=print) -> Path:
-    """Return the cached base tarball for ``requirements``, building it when missing.
+def build_rootfs(*, mirror: str | None = None, log=print) -> Path:
+    """Return the cached base tarball (Debian minbase, python3, tini), building it when missing.
 
-    Needs root, ``debootstrap`` and this machine's Python minor version to match
-    Debian's (3.11 for bookworm), since pip installs wheels for this interpreter.
+    Needs root and ``debootstrap``.
     """
     mirror = mirror or os.environ.get("OREMDA_DEBIAN_MIRROR", DEFAULT_MIRROR)
-    requirements = sorted(set(requirements))
-    key = rootfs_key(requirements, mirror)
-    target = cache_dir() / f"rootfs-{SUITE}-{key}.tar"
+    target = cache_dir() / f"rootfs-{SUITE}-{rootfs_key(mirror)}.tar"
     if target.exists():
         log(f"base root filesystem: cached {target}")
         return target
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed (apt-get install -y debootstrap)")
-    if sys.version_info[:2] != (3, 11):
-        raise RuntimeError(f"the {SUITE} base runs Python 3.11; build it with a Python 3.11 (this is {sys.version})")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="oremda-rootfs-", dir=target.parent) as work:
         root = Path(work) / "root"
         log(f"debootstrap {SUITE} (minbase + {', '.join(APT_PACKAGES)}) ...")
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(APT_PACKAGES)}", SUITE, str(root), mirror])
-        site = root / "usr/local/lib/python3.11/dist-packages"  # on Debian's python3 path
-        log(f"pip install into the image: {' '.join(requirements)}")
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        _run([*pip, "--no-warn-script-location", "--prefer-binary", "--target", str(site), *requirements])
-        shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts point at this host's interpreter
-        _prune_site(site)
         _add_user(root)
         for rel in _PRUNE:
             shutil.rmtree(root / rel, ignore_errors=True)
@@ -120,8 +93,49 @@ def build_rootfs(requirements: Iterable[str], *, mirror: str | None = None, log=
             tar.add(root, arcname=".", filter=_skip_devices)
         partial.rename(target)
     for old in target.parent.glob(f"rootfs-{SUITE}-*.tar"):
-        if old != target:  # one base at a time: each is several hundred MB
+        if old != target:  # one base at a time
             old.unlink(missing_ok=True)
+    return target
+
+
+def platform_tag() -> str:
+    """The ``uv --python-platform`` of the base on this machine's architecture.
+
+    Examples
+    --------
+    >>> platform_tag().endswith("-manylinux_2_36")
+    True
+    """
+    return f"{platform.machine()}-manylinux_{GLIBC}"
+
+
+def install_site(lines: Iterable[str], target: Path) -> Path:
+    """Install pinned requirement ``lines`` into the folder ``target`` for the base's Python.
+
+    ``lines`` is a complete resolution (a lock), so nothing else is resolved
+    (``--no-deps``). Console scripts (they name this host's interpreter), test suites and
+    headers are dropped. With a Python 3.11 on the host, modules are precompiled as
+    *unchecked-hash* ``.pyc`` files, valid whatever the files' times in the image, so
+    workers need not compile numpy on every start of a read-only container.
+    """
+    from oremda_lab.runtime.environments import _uv
+
+    target.mkdir(parents=True, exist_ok=True)
+    requirements = target.parent / f"{target.name}.txt"
+    requirements.write_text("\n".join(lines) + "\n")
+    done = _uv(
+        "pip", "install", "--quiet", "--no-deps", "--target", str(target), "--python-version", PYTHON_VERSION,
+        "--python-platform", platform_tag(), "-r", str(requirements),
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"installing {' '.join(lines)} for the image failed:\n{done.stderr[-4000:]}")
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    _prune_site(target)
+    if sys.version_info[:2] == tuple(int(v) for v in PYTHON_VERSION.split(".")):
+        # Not checked: a package may ship a file that is not valid Python 3.11 (a template,
+        # a file for another version); it is simply left uncompiled, as pip does.
+        compileall = [sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash"]
+        subprocess.run([*compileall, str(target)], capture_output=True, check=False)
     return target
 
 

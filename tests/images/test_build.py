@@ -1,30 +1,88 @@
 """Operator images: what goes into them, and (with a Docker engine) one real image per operator.
 
-The ``docker`` tests build every operator in the library (the base is cached) and check,
-for each image: its labels give back the operator's description, and its entry point
-imports inside the image under the hardened settings (so its requirements are there).
+The ``docker`` tests build every operator in the library (base and dependency layers
+are cached) and check, for each image: its labels give back the operator's
+description, its entry point imports inside the image under the hardened settings,
+the Python packages in it are exactly its resolved lock, and images with equal locks
+share every layer but their own.
 """
 
+import io
+import json
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from oremda_lab.images import build
-from oremda_lab.images.build import ImageBuilder
+from oremda_lab.images.build import ImageBuilder, write_context
 from oremda_lab.registry import default_registry
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.docker import SOURCE_DIGEST_LABEL, ImageCatalog, connect, image_ref
+from oremda_lab.spec.operator import OperatorSpec
 
 
-def test_operator_requirements_reach_the_base():
+def pins(lines) -> dict[str, str]:
+    """``name==version`` lines as {canonical name: version}."""
+    found = {}
+    for line in lines:
+        req = Requirement(line)
+        (spec,) = req.specifier
+        found[canonicalize_name(req.name)] = spec.version
+    return found
+
+
+def test_each_operator_is_locked_with_its_own_requirements():
     builder = ImageBuilder(client=None)
-    reqs = " ".join(builder.requirements())
     for spec in default_registry().all():
-        for req in spec.requirements:
-            assert req in reqs, f"{spec.name} needs {req}"
-    assert "numpy==" in reqs and "pyarrow==" in reqs
+        locked = pins(builder.lock(spec).lines)
+        assert {"numpy", "pyarrow"} <= set(locked), spec.name
+        for raw in spec.requirements:
+            req = Requirement(raw)
+            assert req.specifier.contains(locked[canonicalize_name(req.name)], prereleases=True), (spec.name, raw)
+
+
+def test_conflicting_requirements_get_their_own_numpy():
+    builder = ImageBuilder(client=None)
+    old = pins(builder.lock(OperatorSpec("old", requirements=("numpy<2",))).lines)["numpy"]
+    new = pins(builder.lock(OperatorSpec("new", requirements=("numpy>=2",))).lines)["numpy"]
+    assert Version(old) < Version("2") <= Version(new)
+
+
+def test_a_python_the_base_lacks_is_refused():
+    builder = ImageBuilder(client=None)
+    with pytest.raises(ValueError, match=r"old asks for Python 3\.12, but operator images run Debian bookworm's"):
+        builder.lock(OperatorSpec("old", python="3.12"))
+    for python in ("3.11", ">=3.10"):
+        assert builder.lock(OperatorSpec("fine", python=python)).lines
+
+
+def test_context_depends_only_on_names_contents_and_modes(tmp_path):
+    archives = []
+    for i, folder in enumerate([tmp_path / "a", tmp_path / "b"]):
+        (folder / "pkg").mkdir(parents=True)
+        (folder / "pkg" / "mod.py").write_text("x = 1\n")
+        (folder / "tool").write_text("#!/bin/sh\n")
+        (folder / "tool").chmod(0o700)
+        (folder / "pkg" / "__pycache__").mkdir()
+        (folder / "pkg" / "__pycache__" / "mod.pyc").write_bytes(b"stale")
+        os.utime(folder / "pkg" / "mod.py", (1000 * i, 1000 * i))
+        out = io.BytesIO()
+        write_context({"Dockerfile": b"FROM x\n", "operator": folder}, out)
+        archives.append(out.getvalue())
+    assert archives[0] == archives[1]
+    with tarfile.open(fileobj=io.BytesIO(archives[0])) as tar:
+        modes = {m.name: (m.mode, m.mtime, m.uid) for m in tar.getmembers()}
+    assert modes == {
+        "Dockerfile": (0o644, 0, 0),
+        "operator/pkg": (0o755, 0, 0),
+        "operator/pkg/mod.py": (0o644, 0, 0),
+        "operator/tool": (0o755, 0, 0),
+    }
 
 
 def test_build_without_engine_fails_clearly(monkeypatch, capsys):
@@ -58,11 +116,13 @@ def test_every_operator_has_an_image_with_its_labels(built):
 
 
 @pytest.mark.docker
-def test_every_operator_imports_in_its_hardened_image(built):
+def test_every_operator_imports_in_its_hardened_image_with_exactly_its_lock(built):
     client, images = built
     probe = (
-        "import os; from oremda_lab.worker.main import load_operator; "
-        "spec, func = load_operator('/opt/oremda/operator'); print(spec.name, os.getuid(), os.getgid())"
+        "import json, os, importlib.metadata as m; from oremda_lab.worker.main import load_operator; "
+        "spec, func = load_operator('/opt/oremda/operator'); "
+        "packages = {d.metadata['Name']: d.version for d in m.distributions()}; "
+        "print(json.dumps([spec.name, os.getuid(), os.getgid(), packages]))"
     )
 
     def check(spec):
@@ -70,12 +130,32 @@ def test_every_operator_imports_in_its_hardened_image(built):
             images[spec.name], ["python3", "-c", probe], remove=True, user="1001:1001", read_only=True,
             network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges"], tmpfs={"/tmp": "size=64m"},
         )  # fmt: skip
-        return out.decode().split()
+        name, uid, gid, packages = json.loads(out)
+        return [name, uid, gid, {canonicalize_name(k): v for k, v in packages.items()}]
 
     specs = default_registry().all()
+    builder = ImageBuilder(client, log=lambda m: None)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(check, specs))
-    assert results == [[spec.name, "1001", "1001"] for spec in specs]
+    assert results == [[spec.name, 1001, 1001, pins(builder.lock(spec).lines)] for spec in specs]
+
+
+@pytest.mark.docker
+def test_equal_locks_share_every_layer_but_the_operators(built):
+    client, images = built
+    builder = ImageBuilder(client, log=lambda m: None)
+    layers, cores = {}, {}
+    for spec in default_registry().all():
+        lines = builder.lock(spec).lines
+        layers.setdefault(lines, set()).add(tuple(client.images.get(images[spec.name]).attrs["RootFS"]["Layers"]))
+        cores[lines] = tuple(line for line in lines if line.split("==")[0] in ("numpy", "pyarrow"))
+    below = {lines: {stack[:-1] for stack in stacks} for lines, stacks in layers.items()}
+    assert all(len(shared) == 1 for shared in below.values())  # same lock: all but the last layer shared
+    assert len({stack for shared in below.values() for stack in shared}) == len(below)  # else: a layer differs
+    stacks = {lines: next(iter(shared)) for lines, shared in below.items()}
+    for lines, stack in stacks.items():  # base + the numpy/pyarrow layer, shared wherever they are pinned alike
+        for other, other_stack in stacks.items():
+            assert (stack[:2] == other_stack[:2]) == (cores[lines] == cores[other])
 
 
 @pytest.mark.parametrize("engine", [pytest.param("docker", marks=pytest.mark.docker),

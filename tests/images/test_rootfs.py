@@ -1,23 +1,11 @@
-"""The base root filesystem recipe: pinned requirements and a cache key over every input."""
-
-import numpy as np
+"""The base root filesystem recipe: a cache key over every input, the worker user."""
 
 from oremda_lab.images import rootfs
 
 
-def test_bare_names_are_pinned_to_the_installed_versions():
-    assert rootfs.pinned(["numpy", "scipy>=1", "numpy"]) == sorted({f"numpy=={np.__version__}", "scipy>=1"})
-
-
-def test_unknown_packages_stay_unpinned():
-    assert rootfs.pinned(["surely-not-installed-pkg"]) == ["surely-not-installed-pkg"]
-
-
-def test_key_changes_with_requirements_and_mirror():
-    key = rootfs.rootfs_key(["numpy==2"])
-    assert key == rootfs.rootfs_key(["numpy==2"])
-    assert key != rootfs.rootfs_key(["numpy==2", "scipy==1"])
-    assert key != rootfs.rootfs_key(["numpy==2"], mirror="http://mirror.example/debian")
+def test_key_changes_with_the_mirror_only():
+    assert rootfs.rootfs_key() == rootfs.rootfs_key(rootfs.DEFAULT_MIRROR)
+    assert rootfs.rootfs_key() != rootfs.rootfs_key("http://mirror.example/debian")
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
