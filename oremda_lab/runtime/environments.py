@@ -10,9 +10,11 @@ installed at a version its specifier allows (:mod:`importlib.metadata` against
 shared by every operator with the same resolved requirements:
 
 1. :func:`lock` resolves the requirements plus the worker's core (numpy, pyarrow) into
-   pinned lines with ``uv pip compile``. :attr:`Lock.key` hashes those lines and the
-   Python. Resolutions are cached by the raw requirement set, so a known set needs no
-   index (works offline).
+   pinned lines with ``uv pip compile``, for the interpreter :func:`interpreter` picks
+   (the kernel's unless the operator asks for another ``python``; then one uv finds on
+   the machine, or installs). :attr:`Lock.key` hashes those lines and the interpreter.
+   Resolutions are cached by the raw requirement set, so a known set needs no index
+   (works offline).
 2. :func:`ensure_environment` creates ``<cache>/envs/<key>`` on first use with
    ``uv venv`` and ``uv pip sync`` of the lock: built in a temporary folder and renamed
    into place (a file lock keeps two engines from building the same one), complete
@@ -81,19 +83,20 @@ class EnvironmentFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class Lock:
-    """Pinned requirement lines (``name==version``) and the Python they were resolved for.
+    """Pinned requirement lines (``name==version``) and the interpreter they were resolved for.
 
-    ``python`` is what ``uv venv --python`` receives: the operator's ``python``, or the
-    kernel's interpreter when it names none.
+    ``python`` is the interpreter the environment is made from (a venv is bound to it),
+    ``version`` its version (see :func:`interpreter`).
     """
 
     lines: tuple[str, ...]
     python: str
+    version: str
 
     @property
     def key(self) -> str:
-        """Short hash of the lines and the Python: the environment's folder name."""
-        return _hash([*self.lines, self.python, _python_identity(self.python)])
+        """Short hash of the lines and the interpreter: the environment's folder name."""
+        return _hash([*self.lines, self.python, self.version])
 
 
 @dataclass(frozen=True)
@@ -176,19 +179,23 @@ def _installed(req: Requirement, seen: set[str]) -> bool:
 # -- resolving ---------------------------------------------------------------------
 
 
-def lock(requirements: Iterable[str], python: str | None = None) -> Lock:
+def lock(requirements: Iterable[str], python: str | None = None, progress: Progress | None = None) -> Lock:
     """Resolve ``requirements`` plus the worker core into pinned lines (``uv pip compile``).
 
-    The result is cached by the raw requirement set and Python, so a set resolved once
-    resolves again without an index. Raises :class:`EnvironmentFailure` with uv's message.
+    ``python`` is a version or specifier (see :func:`interpreter`). The result is cached
+    by the raw requirement set and the interpreter, so a set resolved once resolves again
+    without an index. Raises :class:`EnvironmentFailure` with uv's message.
     """
     requirements = tuple(requirements)
-    path, wanted, target = _lock_file(requirements, python)
+    target, version = interpreter(python, progress)
+    wanted = sorted(set(requirements) | set(CORE_REQUIREMENTS))
+    path = cache_root() / "locks" / f"{_hash([*wanted, target, version])}.json"
     try:
-        return Lock(tuple(json.loads(path.read_text())["lines"]), target)
+        return Lock(tuple(json.loads(path.read_text())["lines"]), target, version)
     except (OSError, ValueError, KeyError):
         pass
-    version = python or ".".join(platform.python_version_tuple()[:2])
+    if progress is not None:
+        progress(f"resolving {', '.join(requirements)} ...")
     lines = _compile(requirements, wanted, version)
     pins = dict(line.split("==", 1) for line in lines if "==" in line)
     extra = [
@@ -198,8 +205,32 @@ def lock(requirements: Iterable[str], python: str | None = None) -> Lock:
     ]
     if extra:
         lines = _compile(requirements, [*wanted, *extra], version)
-    _write_atomic(path, json.dumps({"requirements": wanted, "python": target, "lines": list(lines)}, indent=1))
-    return Lock(lines, target)
+    record = {"requirements": wanted, "python": target, "version": version, "lines": list(lines)}
+    _write_atomic(path, json.dumps(record, indent=1))
+    return Lock(lines, target, version)
+
+
+def interpreter(python: str | None = None, progress: Progress | None = None) -> tuple[str, str]:
+    """The interpreter (path, version) an environment for ``python`` is made from.
+
+    ``python`` is a version (``"3.10"``: any 3.10.x) or a specifier (``">=3.10"``). The
+    kernel's interpreter when it matches or none is asked for; else one uv finds on this
+    machine; else one uv installs (a download, reported to ``progress``).
+    """
+    if not python or _python_matches(python, platform.python_version()):
+        return sys.executable, platform.python_version()
+    found = _uv("python", "find", "--system", python)
+    if found.returncode != 0:
+        if progress is not None:
+            progress(f"installing Python {python} ...")
+        installed = _uv("python", "install", python)
+        found = _uv("python", "find", "--system", python)
+        if found.returncode != 0:
+            raise EnvironmentFailure(f"python {python!r} is not available: {_last_line(installed.stderr)}")
+    path = found.stdout.strip()
+    asked = [path, "-c", "import platform; print(platform.python_version())"]
+    version = subprocess.run(asked, capture_output=True, text=True, check=True).stdout.strip()
+    return path, version
 
 
 def _pinned_within(pins: dict[str, str], requirement: str) -> bool:
@@ -215,13 +246,6 @@ def _compile(requirements: Iterable[str], wanted: list[str], version: str) -> tu
     if done.returncode != 0:
         raise EnvironmentFailure(_explain(requirements, done.stderr))
     return tuple(line.strip() for line in done.stdout.splitlines() if line.strip() and not line.startswith("#"))
-
-
-def _lock_file(requirements: Iterable[str], python: str | None) -> tuple[Path, list[str], str]:
-    """Where the resolution of this raw set is cached, the set with the core, the target Python."""
-    target = python or sys.executable
-    wanted = sorted(set(requirements) | set(CORE_REQUIREMENTS))
-    return cache_root() / "locks" / f"{_hash([*wanted, target, _python_identity(target)])}.json", wanted, target
 
 
 def _explain(requirements: Iterable[str], stderr: str) -> str:
@@ -263,9 +287,7 @@ def ensure_environment(spec: OperatorSpec, progress: Progress | None = None) -> 
 
 
 def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
-    if not _lock_file(spec.requirements, spec.python)[0].exists():
-        say(f"resolving {len(spec.requirements)} requirement(s) of {spec.name} ...")
-    resolved = lock(spec.requirements, spec.python)
+    resolved = lock(spec.requirements, spec.python, say)
     folder = cache_root() / "envs" / resolved.key
     env = Environment("venv", str(folder / "bin" / "python"), resolved.key)
     if (folder / MARKER).exists():
@@ -365,11 +387,6 @@ def _uv(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     if uv is None:
         raise EnvironmentFailure("uv is not installed (pip install uv)")
     return subprocess.run([uv, *args], input=input, capture_output=True, text=True, check=False)
-
-
-def _python_identity(python: str) -> str:
-    """The kernel interpreter's version when ``python`` is its path: a venv is bound to it."""
-    return platform.python_version() if python == sys.executable else ""
 
 
 def _last_line(text: str) -> str:

@@ -43,12 +43,13 @@ def run(inputs, params):
 """
 
 
-def version_operator(folder: Path, name: str, requirements: list[str]) -> Path:
+def version_operator(folder: Path, name: str, requirements: list[str], python: str | None = None) -> Path:
     description = {
         "name": name,
         "version": "1.0.0",
         "entrypoint": "run:run",
         "requirements": requirements,
+        **({"python": python} if python else {}),
         "ports": {"input": {"in": {"type": "data", "required": False}}, "output": {"out": {"type": "data"}}},
         "params": {"n": {"type": "integer", "default": 5}},
     }
@@ -167,6 +168,22 @@ def test_cli_prints_the_preparation(fresh_cache, tmp_path, monkeypatch, capsys):
     assert main(["run", str(tmp_path / "p.json"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "n0: preparing: creating environment for old_numpy" in printed and "n0: preparing: installed in" in printed
+
+
+def test_an_operator_python_gets_that_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")  # only what this machine has
+    wanted = f">=3.11,!={platform.python_version()}"
+    try:
+        _, version = environments.interpreter(wanted)
+    except EnvironmentFailure:
+        pytest.skip("no other Python >= 3.11 on this machine")
+    registry = Registry([version_operator(tmp_path / "ops", "other_python", [], python=wanted).parent], builtin=False)
+    with Engine("local", tmp_path, registry=registry) as engine:
+        run = engine.run(chain(registry, "other_python"))
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["n0"]["out"].data, np.arange(5.0))
+    env = run.provenance["nodes"]["n0"]["environment"]
+    assert env["id"].startswith("venv:") and env["python"] == version != platform.python_version()
 
 
 def test_failure_names_the_requirement_and_spares_other_branches(tmp_path):
