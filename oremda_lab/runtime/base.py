@@ -386,7 +386,11 @@ class Runtime(ABC):
                 conn.close()
                 continue
             if isinstance(hello.get("environment"), dict):
-                self._environments[worker.slot] = {"id": self.environment_id(worker.spec), **hello["environment"]}
+                try:
+                    env_id = self.environment_id(worker.spec)
+                except Exception:  # (an engine call failing now) must not stop this loop
+                    env_id = None
+                self._environments[worker.slot] = {"id": env_id, **hello["environment"]}
             worker.conn = conn
             worker.hello.set()
 
