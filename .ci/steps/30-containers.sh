@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Containers: install Docker, Podman, debootstrap and docker-registry; start both engines by pid; build
-# every operator image (base root filesystem from scratch unless cached); run the
+# every operator image (base root filesystem and dependency layers from
+# ~/.cache/oremda-lab/images when saved by an earlier run, else built and saved); run the
 # container suite; stop the engines by pid whatever happens. Budget: 20 min on 2 cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,9 +33,11 @@ export OREMDA_PODMAN_HOST="unix://${state}/podman/podman.sock"
 export OREMDA_REQUIRE_ENGINES=1  # a missing engine fails the step instead of skipping tests
 
 start=$(date +%s)
-python -m oremda_lab.images.build                   # Docker: base (debootstrap + import) + every operator
+python -m oremda_lab.images.build                   # Docker: base, one deps layer per lock, every operator
+echo "docker images built in $(( $(date +%s) - start )) s"
+docker system df | sed -n 2p                        # their size on disk (layers counted once)
 python -m oremda_lab.images.build --engine podman --from-docker  # Podman: the same images (and ids), copied
-echo "images built in $(( $(date +%s) - start )) s"
+echo "images built and copied in $(( $(date +%s) - start )) s"
 
 python -m pytest -m "docker or podman" tests/runtime tests/images -q -p no:cacheprovider -rs --timeout 900
 

@@ -255,7 +255,7 @@ class ImageBuilder:
     def _save(self, tag: str, path: Path) -> None:
         """``docker save`` image ``tag`` to ``path`` (written whole, then renamed)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_name(f".{path.name}.{os.getpid()}")  # two builders may save the same layer
         with open(partial, "wb") as f:
             for chunk in self.client.api.get_image(tag):
                 f.write(chunk)
