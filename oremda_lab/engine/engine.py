@@ -184,6 +184,8 @@ class Engine:
         Seconds one node may run before its worker is killed (default 600).
     registry
         Where operators are found (default: the shipped library plus ``OREMDA_OPERATORS_PATH``).
+        A runtime with an image catalog (Docker, Podman, Apptainer) adds its operator
+        images after these folders: :attr:`registry` is that combined registry.
     cache_bytes
         Shared memory kept for outputs the latest run did not use.
     shm_bytes
@@ -459,7 +461,7 @@ class Engine:
                 problems.append(Problem(node_id, f"pinned to {then}, which is not available: {e}"))
                 continue
             if now != then:
-                where = spec.image or spec.path or spec.name
+                where = pin(spec)["image"] if (pin := getattr(self.runtime, "image_pin", None)) else spec.path
                 ran = provenance.get("runtime", "another")
                 problems.append(
                     Problem(
