@@ -1,7 +1,11 @@
-"""Fixtures for operator tests: real EM files (fetched once, then offline) and helpers."""
+"""Fixtures for operator tests: real EM files (fetched once, then offline) and helpers.
+
+Without the data the tests that need it skip, or fail under ``OREMDA_REQUIRE_DATA=1`` (CI sets it).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +21,8 @@ def _get(func):
     try:
         return func()
     except data_fixtures.DataUnavailable as e:
+        if os.environ.get("OREMDA_REQUIRE_DATA"):  # CI: missing data is a failure, not a skip
+            pytest.fail(f"real test data unavailable and OREMDA_REQUIRE_DATA is set: {e}")
         pytest.skip(f"real test data unavailable (offline on first use?): {e}")
 
 
