@@ -1,7 +1,10 @@
+import dataclasses
+import types
+
 import pytest
 
-from oremda_lab import Pipeline, PipelineError
-from oremda_lab.registry import default_registry
+from oremda_lab import Pipeline, PipelineEditor, PipelineError
+from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.operator import ParamSpec
 from oremda_lab.widget.params import control_for, operator_info, param_widget
 
@@ -99,3 +102,24 @@ def test_param_slider_submits_on_every_move():
     s.value = 4.0
     s.value = 5.0
     assert engine.seen == [4.0, 5.0] and s.latest_run == "future2"
+
+
+def test_the_palette_offers_the_engine_s_operator_images(comm):
+    ref = "127.0.0.1:5000/lab/relay@sha256:" + "a" * 64
+    relay = dataclasses.replace(default_registry().get("gaussian_blur"), name="relay", path=None, image=ref)
+
+    class Images:  # an engine's image catalog, in memory
+        def lookup(self, image):
+            return relay if image == ref else None
+
+        def all(self):
+            return [relay]
+
+    engine = types.SimpleNamespace(registry=Registry(catalogs=[Images()]))  # what PipelineEditor asks of it
+    editor = PipelineEditor(None, engine, auto_run=False, comm=comm)
+    try:
+        entry = next(o for o in editor.operators if o["name"] == "relay")
+        assert entry["image"] == ref
+        assert editor.pipeline.add_node(entry["image"], id="r").image == ref  # validation knows it too
+    finally:
+        editor.close()
