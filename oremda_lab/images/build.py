@@ -317,10 +317,16 @@ def transfer(source: Any, target: Any, specs: Iterable[OperatorSpec], log: Calla
 
     Much faster than building again with Podman's builder, and the images keep their
     ids, so provenance digests agree across engines. Podman names them ``localhost/``.
+    Tags the target already has with the same id are not copied again (each operator
+    image carries its whole environment: copying them all takes minutes).
     """
     refs = []
     for spec in specs:
         refs += [image_ref(spec.name, spec.version), image_ref(spec.name)]
+    refs = [ref for ref in refs if _image_id(target, ref) != _image_id(source, ref)]
+    if not refs:
+        log("the target has every image already")
+        return
     start = time.monotonic()
     response = source.api.get(source.api._url("/images/get"), params={"names": refs}, stream=True)
     response.raise_for_status()
@@ -328,6 +334,18 @@ def transfer(source: Any, target: Any, specs: Iterable[OperatorSpec], log: Calla
         if "error" in chunk:
             raise RuntimeError(f"loading images failed: {chunk['error']}")
     log(f"copied {len(refs)} image tags in {time.monotonic() - start:.1f} s")
+
+
+def _image_id(client: Any, ref: str) -> str | None:
+    """The id of ``ref`` in an engine (Podman's local name tried too), or None."""
+    import docker.errors
+
+    for name in (ref, f"localhost/{ref}"):
+        try:
+            return client.images.get(name).id
+        except docker.errors.ImageNotFound:
+            continue
+    return None
 
 
 def _hash(parts: Iterable[str]) -> str:

@@ -20,10 +20,11 @@ from packaging.version import Version
 
 from oremda_lab.images import build
 from oremda_lab.images.build import ImageBuilder, write_context
-from oremda_lab.registry import default_registry
+from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import RuntimeUnavailable
 from oremda_lab.runtime.docker import SOURCE_DIGEST_LABEL, ImageCatalog, connect, image_ref
 from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.testing import FAULT_OPERATORS
 
 
 def pins(lines) -> dict[str, str]:
@@ -180,3 +181,21 @@ def test_import_gets_exactly_the_asked_tag(engine, tmp_path):
         assert image.labels.get("oremda-lab.rootfs") == "tiny.tar"
     finally:
         client.images.remove(f"{repo}:abc", force=True)
+
+
+@pytest.mark.podman
+def test_transfer_copies_an_image_once_and_keeps_its_id():
+    try:
+        docker, podman = connect(engine="docker"), connect(engine="podman")
+    except RuntimeUnavailable as e:
+        if os.environ.get("OREMDA_REQUIRE_ENGINES"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    registry = Registry([FAULT_OPERATORS])
+    built = ImageBuilder(docker, registry=registry, log=lambda m: None).build(["fault"])
+    spec = registry.get("fault")
+    logs = []
+    for _ in range(2):
+        build.transfer(docker, podman, [spec], log=logs.append)
+    assert podman.images.get(image_ref("fault", spec.version, "localhost/")).id == built["fault"]
+    assert logs[-1] == "the target has every image already"
