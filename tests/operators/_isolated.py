@@ -35,7 +35,8 @@ def run_isolated(
     engine: Engine, name: str, inputs: dict[str, np.ndarray], params: dict[str, Any] | None = None
 ) -> tuple[dict[str, PortValue], dict[str, Any]]:
     """Run operator ``name`` on ``inputs``; returns its outputs (copies) and its environment record."""
-    nodes = [{"id": "op", "image": f"oremda/{name}", "params": params or {}}]
+    # The node is named after the operator: one engine's warm worker per node id.
+    nodes = [{"id": name, "image": f"oremda/{name}", "params": params or {}}]
     edges = []
     for port, array in inputs.items():
         array = np.ascontiguousarray(array)
@@ -44,11 +45,11 @@ def run_isolated(
         if not path.exists():
             np.save(path, array)
         nodes.append({"id": f"in_{port}", "image": "oremda/npy_reader", "params": {"filename": filename}})
-        edges.append({"type": "data", "from": {"id": f"in_{port}", "port": "data"}, "to": {"id": "op", "port": port}})
+        edges.append({"type": "data", "from": {"id": f"in_{port}", "port": "data"}, "to": {"id": name, "port": port}})
     run = engine.run(Pipeline.from_json({"nodes": nodes, "edges": edges}), timeout=PREPARE_SECONDS)
     run.raise_for_errors()
     outputs = {
         port: PortValue(np.array(v.data) if isinstance(v.data, np.ndarray) else v.data, dict(v.meta))
-        for port, v in run.outputs["op"].items()
+        for port, v in run.outputs[name].items()
     }
-    return outputs, run.record()["provenance"]["nodes"]["op"]["environment"]
+    return outputs, run.record()["provenance"]["nodes"][name]["environment"]
