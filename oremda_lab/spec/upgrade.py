@@ -37,7 +37,8 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _from_upstream(doc: dict[str, Any]) -> dict[str, Any]:
     # Upstream ids were often numbers in disguise; the graph itself is already compatible.
-    for node in doc.get("nodes", []):
+    nodes = doc.get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:  # a wrong shape is validation's to report
         if isinstance(node, dict) and "id" in node:
             node["id"] = str(node["id"])
     doc["version"] = 1
