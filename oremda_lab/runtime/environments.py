@@ -305,7 +305,7 @@ def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
 
 def _build(folder: Path, resolved: Lock) -> None:
     """Create the venv in a temporary folder beside ``folder``, then rename it into place."""
-    if folder.exists():  # a build that died half way (no marker): start over
+    if folder.exists():  # without its marker (which the rename brings): not to be trusted
         shutil.rmtree(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:

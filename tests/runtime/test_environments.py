@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,15 +162,16 @@ def test_env_created_once_with_progress_then_reused_offline(fresh_cache, tmp_pat
     assert again.provenance["nodes"]["n0"]["environment"]["id"] == f"venv:{envs[0].name}"
 
 
-def test_cli_prints_the_preparation(fresh_cache, tmp_path, monkeypatch, capsys):
-    from oremda_lab.cli import main
-
+def test_cli_prints_the_preparation(fresh_cache, tmp_path):
     version_operator(tmp_path / "ops", "old_numpy", ["numpy<2"])
-    monkeypatch.setenv("OREMDA_OPERATORS_PATH", str(tmp_path / "ops"))
     (tmp_path / "p.json").write_text(json.dumps({"nodes": [{"id": "n0", "image": "oremda/old_numpy"}], "edges": []}))
-    assert main(["run", str(tmp_path / "p.json"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
-    printed = capsys.readouterr().out
-    assert "n0: preparing: creating environment for old_numpy" in printed and "n0: preparing: installed in" in printed
+    # A process of its own: the operator folder reaches it through the environment.
+    env = {**os.environ, "OREMDA_OPERATORS_PATH": str(tmp_path / "ops"), environments.CACHE_ENV: str(fresh_cache)}
+    command = [sys.executable, "-m", "oremda_lab.cli", "run", "p.json", "--data", ".", "--out", "out"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "n0: preparing: creating environment for old_numpy" in done.stdout
+    assert "n0: preparing: installed in" in done.stdout
 
 
 def test_an_operator_python_gets_that_interpreter(tmp_path, monkeypatch):
