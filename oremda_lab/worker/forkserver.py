@@ -9,6 +9,12 @@ Protocol (one JSON object per line): the runtime writes
 ``{"pid": N}``. When a worker exits, the server writes its wait status to ``LOG.status``
 (so a reused pid can never pass for a live worker). End of stdin stops the server.
 
+Workers die with their engine and take their children along: each worker leads its own
+process group, which the server kills (SIGKILL) as soon as the worker exits, and kills
+for every live worker when its stdin ends (the engine stopped, or was killed: the pipe
+closes either way). A worker also gets SIGKILL if the server itself dies
+(``PR_SET_PDEATHSIG``, Linux).
+
 Unlike :mod:`multiprocessing`'s fork server, the parent's ``__main__`` (a notebook
 kernel or the CLI) is not imported again in every worker.
 
@@ -20,6 +26,7 @@ the preloaded libraries may be missing or old.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -29,6 +36,7 @@ from importlib import import_module
 
 from oremda_lab.worker.main import environment_report
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PRELOAD = ("numpy", "pyarrow", "scipy.ndimage", "scipy.optimize", "skimage.feature")
 
 
@@ -42,13 +50,34 @@ def _reap(logs: dict[int, str]) -> None:
             return
         log = logs.pop(pid, None)
         if log is not None:  # written whole, then renamed: readers never see it half done
+            _kill_group(pid)  # what the operator started dies with its worker
             with open(log + ".status.part", "w") as out:
                 out.write(str(os.waitstatus_to_exitcode(status)))
             os.rename(log + ".status.part", log + ".status")
 
 
-def _child(request: dict) -> None:
+def _kill_group(pgid: int) -> None:
+    # A group id stays taken while any member lives, so this reaches only the worker's group.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGKILL when the fork server goes (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the server died before the request took effect
+        os._exit(1)
+
+
+def _child(request: dict, parent: int) -> None:
     os.setsid()  # a terminal's Ctrl-C goes to the engine, which stops its workers
+    _die_with_parent(parent)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -75,6 +104,7 @@ def serve() -> None:
     logs: dict[int, str] = {}
     signal.signal(signal.SIGCHLD, lambda *_: _reap(logs))
     replies = sys.stdout.buffer
+    parent = os.getpid()
     for line in sys.stdin.buffer:
         request = json.loads(line)
         # Hold SIGCHLD until the pid is recorded: a worker may die before fork() returns.
@@ -84,7 +114,7 @@ def serve() -> None:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             code = 0
             try:
-                _child(request)
+                _child(request, parent)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:
@@ -98,6 +128,9 @@ def serve() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         replies.write(json.dumps({"pid": pid}).encode() + b"\n")
         replies.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    for pid in list(logs):  # the engine is gone: so are its workers and their children
+        _kill_group(pid)
 
 
 if __name__ == "__main__":

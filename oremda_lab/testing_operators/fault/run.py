@@ -1,6 +1,7 @@
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -40,6 +41,8 @@ def fault(inputs, params):
         value.data[...] = -1
     data = value.data + 1 if value is not None and value.data is not None else np.ones(params["size"])
     meta = {"pid": os.getpid(), "tag": params["tag"]}
+    if mode == "spawn":  # an operator's helper process, which must not outlive its worker
+        meta["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]).pid
     if mode == "bad-meta":
         meta["handle"] = object()
     return {"out": PortValue(data, meta)}
