@@ -38,6 +38,7 @@ operator gets the same pins in a venv and in an image.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -83,10 +84,10 @@ class EnvironmentFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class Lock:
-    """Pinned requirement lines (``name==version``) and the interpreter they were resolved for.
+    """Pinned requirement lines (``name==version``) and the Python they were resolved for.
 
-    ``python`` is the interpreter the environment is made from (a venv is bound to it),
-    ``version`` its version (see :func:`interpreter`).
+    ``python`` is the interpreter (a path: a venv made from it is bound to it) or the
+    Python version they were resolved for (images), ``version`` its version.
     """
 
     lines: tuple[str, ...]
@@ -182,12 +183,14 @@ def _installed(req: Requirement, seen: set[str]) -> bool:
 def lock(requirements: Iterable[str], python: str | None = None, progress: Progress | None = None) -> Lock:
     """Resolve ``requirements`` plus the worker core into pinned lines (``uv pip compile``).
 
-    ``python`` is a version or specifier (see :func:`interpreter`). The result is cached
-    by the raw requirement set and the interpreter, so a set resolved once resolves again
-    without an index. Raises :class:`EnvironmentFailure` with uv's message.
+    ``python`` is the interpreter to resolve for (a path, default the kernel's; see
+    :func:`interpreter`) or a Python version (``"3.11"``, e.g. an image's). The result is
+    cached by the raw requirement set and the Python, so a set resolved once resolves
+    again without an index. Raises :class:`EnvironmentFailure` with uv's message.
     """
     requirements = tuple(requirements)
-    target, version = interpreter(python, progress)
+    target = python or sys.executable
+    version = _version_of(target) if os.sep in target else target
     wanted = sorted(set(requirements) | set(CORE_REQUIREMENTS))
     path = cache_root() / "locks" / f"{_hash([*wanted, target, version])}.json"
     try:
@@ -228,9 +231,15 @@ def interpreter(python: str | None = None, progress: Progress | None = None) -> 
         if found.returncode != 0:
             raise EnvironmentFailure(f"python {python!r} is not available: {_last_line(installed.stderr)}")
     path = found.stdout.strip()
-    asked = [path, "-c", "import platform; print(platform.python_version())"]
-    version = subprocess.run(asked, capture_output=True, text=True, check=True).stdout.strip()
-    return path, version
+    return path, _version_of(path)
+
+
+@functools.cache
+def _version_of(python: str) -> str:
+    if python == sys.executable:
+        return platform.python_version()
+    asked = [python, "-c", "import platform; print(platform.python_version())"]
+    return subprocess.run(asked, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _pinned_within(pins: dict[str, str], requirement: str) -> bool:
@@ -287,7 +296,7 @@ def ensure_environment(spec: OperatorSpec, progress: Progress | None = None) -> 
 
 
 def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
-    resolved = lock(spec.requirements, spec.python, say)
+    resolved = lock(spec.requirements, interpreter(spec.python, say)[0], say)
     folder = cache_root() / "envs" / resolved.key
     env = Environment("venv", str(folder / "bin" / "python"), resolved.key)
     if (folder / MARKER).exists():
