@@ -440,7 +440,7 @@ class Engine:
         """
         if not hasattr(self.runtime, "pull"):
             images = [
-                Problem(node_id, f"{node.image} names an image; use --runtime docker|podman to run it")
+                Problem(node_id, f"{node.image!r} names an image; use --runtime docker|podman to run it")
                 for node_id, node in pipeline.nodes.items()
                 if node.image and names_image(node.image) and pipeline.spec(node_id) is None
             ]
