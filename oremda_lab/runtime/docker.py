@@ -41,7 +41,7 @@ from oremda_lab.spec.pipeline import operator_name
 OPERATOR_DIR = "/opt/oremda/operator"  # where the operator folder sits in its image
 DATA_MOUNT = "/data"
 PYTHON = "python3"
-USER = "1001:1001"
+USER = "1001:1001"  # the images' default user; workers run as the caller (container_options)
 SESSION_LABEL = "oremda.session"
 OWNER_LABEL = "oremda.owner"
 # Extra image labels written by the builder (not part of the operator description).
@@ -560,7 +560,9 @@ class DockerRuntime(Runtime):
             "detach": True,
             "name": f"oremda-{worker_id}-{os.getpid()}",
             "environment": self.worker_env(data_dir=DATA_MOUNT),
-            "user": USER,
+            # The caller's uid:gid, so a worker reads what the caller can (a 0700 data
+            # folder too) and nothing more: no capabilities, the data mount read-only.
+            "user": f"{os.getuid()}:{os.getgid()}",
             "working_dir": DATA_MOUNT,
             "read_only": True,
             "cap_drop": ["ALL"],
@@ -575,6 +577,8 @@ class DockerRuntime(Runtime):
             "stdin_open": False,
             "auto_remove": False,  # removed by kill(), after its log is read
         }
+        if self.engine == "podman" and os.geteuid() != 0:
+            options["userns_mode"] = "keep-id"  # rootless: the caller's uid is itself inside
         if self.ulimits:
             options["ulimits"] = [Ulimit(name=n, soft=s, hard=h) for n, s, h in self.ulimits]
         return options

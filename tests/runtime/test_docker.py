@@ -83,9 +83,9 @@ class ContainerChecks(RuntimeContract):
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
         assert fields["NoNewPrivs"].strip() == "1"
-        assert fields["Uid"].split()[0] == "1001"
+        assert fields["Uid"].split()[0] == str(os.getuid())  # the caller (keep-id maps it so rootless)
         assert host["NetworkMode"] == "none"
-        assert container.attrs["Config"]["User"] == "1001:1001"
+        assert container.attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
         binds = {m["Destination"]: m for m in container.attrs["Mounts"] if m["Type"] == "bind"}
         session = str(engine.arena.path)
         assert set(binds) == {session, "/data"}
@@ -93,6 +93,21 @@ class ContainerChecks(RuntimeContract):
         assert binds["/data"]["RW"] is False
         labels = container.labels
         assert labels[SESSION_LABEL] == session and json.loads(labels[OWNER_LABEL])["pid"] == os.getpid()
+
+    def test_a_private_data_folder_is_readable_and_read_only(self, tmp_path, client):
+        # What mktemp -d makes: mode 0700, owned by the caller. A fixed container uid cannot read it.
+        data = tmp_path / "private"
+        data.mkdir(mode=0o700)
+        (data / "gate").write_text("")
+        (data / "untouched").write_text("as written")
+        pipeline = fault_pipeline({"mode": "wait", "seconds": 30})
+        with self.make_engine(data) as engine:
+            run = engine.run(pipeline)
+            assert run.ok, run.errors
+            (container,) = session_containers(client, engine.arena.path)
+            code, output = container.exec_run(["/bin/sh", "-c", "echo changed > /data/untouched"])
+            assert code != 0 and b"Read-only file system" in output
+        assert (data / "untouched").read_text() == "as written"
 
     def test_network_only_when_asked(self, tmp_path, client):
         with Arena.create() as arena:
