@@ -7,11 +7,15 @@ the Python packages in it are exactly its resolved lock, and images with equal l
 share every layer but their own.
 """
 
+import ast
+import importlib.metadata
 import io
 import json
 import os
+import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -45,6 +49,28 @@ def test_each_operator_is_locked_with_its_own_requirements():
         for raw in spec.requirements:
             req = Requirement(raw)
             assert req.specifier.contains(locked[canonicalize_name(req.name)], prereleases=True), (spec.name, raw)
+
+
+def imported_modules(folder: str) -> set[str]:
+    """Top-level modules an operator folder's code imports (anywhere, lazily too)."""
+    found = set()
+    for path in Path(folder).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"oremda_lab"}
+
+
+def test_operators_require_what_they_import():
+    # Each image holds only its own lock, so an undeclared import fails only there.
+    distributions = importlib.metadata.packages_distributions()
+    for spec in default_registry().all():
+        declared = {canonicalize_name(Requirement(r).name) for r in spec.requirements} | {"numpy", "pyarrow"}
+        for module in imported_modules(spec.path):
+            names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+            assert names & declared, f"{spec.name} imports {module} but does not list it in requirements"
 
 
 def test_conflicting_requirements_get_their_own_numpy():
