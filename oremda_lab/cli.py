@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     labels.set_defaults(command=_labels)
 
     push = sub.add_parser("push", help="push built operator images to a registry; prints REF@sha256:DIGEST each")
-    push.add_argument("names", nargs="+", metavar="NAME", help="operators (their built image oremda/NAME:VERSION)")
+    push.add_argument("names", nargs="+", metavar="NAME", help="operators (built from folders, or images)")
     push.add_argument("--to", required=True, metavar="REGISTRY/ORG", help="where to push, e.g. ghcr.io/my-lab")
     push.add_argument("--engine", choices=ENGINES, default="docker", help="the engine holding the images")
     push.set_defaults(command=_push)
@@ -238,10 +238,11 @@ def _catalog(engine: str):
 
 def _push(args: argparse.Namespace) -> int:
     catalog = _catalog(args.engine)
+    registry = default_registry().with_catalogs(catalog)
     target = args.to.rstrip("/")
     for name in args.names:
-        spec = default_registry().get(name)
-        local = catalog.resolve(f"oremda/{spec.name}:{spec.version}")
+        spec = registry.get(name)  # a folder's built image, else an operator that is only an image
+        local = spec.image or catalog.resolve(f"oremda/{spec.name}:{spec.version}")
         try:
             print(catalog.push(local, f"{target}/{spec.name}:{spec.version}"), flush=True)
         except (LookupError, RuntimeError) as e:
