@@ -15,6 +15,8 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +162,22 @@ def test_env_created_once_with_progress_then_reused_offline(fresh_cache, tmp_pat
         np.testing.assert_array_equal(again.outputs["n0"]["out"].data, np.arange(5.0))
     assert not [e for e in events if e.state == "preparing"]
     assert again.provenance["nodes"]["n0"]["environment"]["id"] == f"venv:{envs[0].name}"
+
+
+def test_two_engines_racing_build_one_environment(fresh_cache):
+    spec = OperatorSpec.from_dict({"name": "raced", "requirements": ["numpy<2"]})
+    lock(spec.requirements)  # resolved already: both go straight for the build
+    start, heard = threading.Barrier(2), []
+
+    def make() -> environments.Environment:
+        start.wait()
+        return ensure_environment(spec, heard.append)
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: make(), range(2))
+    assert first == second and first.kind == "venv"
+    assert [m for m in heard if m.startswith("creating")] == ["creating environment for raced (2 packages) ..."]
+    assert [p.name for p in (fresh_cache / "envs").iterdir() if p.is_dir()] == [first.key]  # no temporary left
 
 
 def test_cli_prints_the_preparation(fresh_cache, tmp_path):
