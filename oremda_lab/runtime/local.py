@@ -90,6 +90,8 @@ class LocalRuntime(Runtime):
             "cwd": str(self.data_dir),
         }
         with self._server_lock:
+            if self._stopped:  # stopped while the environment was being made: start nothing
+                raise NodeFailure(f"the runtime stopped before {spec.name}'s worker started")
             if said and env.id not in self._servers:  # just made: its first worker compiles what it imports
                 self.progress(slot, f"starting the first worker in environment {env.id} ...")
             server = self._fork_server(env)
