@@ -23,7 +23,8 @@ from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 
 DEBUG_ENV = "OREMDA_DEBUG"
-ENGINES = ("docker", "podman")
+ENGINES = ("docker", "podman")  # engines that push and pull
+CATALOGS = (*ENGINES, "apptainer")  # engines whose operator images can be listed
 
 
 class UserError(Exception):
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a pipeline without running it")
     validate.add_argument("pipeline", type=Path)
     validate.add_argument(
-        "--runtime", "--engine", dest="engine", choices=ENGINES, help="also know the operator images of this engine"
+        "--runtime", "--engine", dest="engine", choices=CATALOGS, help="also know the operator images of this engine"
     )
     validate.set_defaults(command=_validate)
 
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "--runtime",
         "--engine",
         dest="engine",
-        choices=ENGINES,
+        choices=CATALOGS,
         help="also list the operator images of this container engine (read from their labels)",
     )
     operators.set_defaults(command=_operators)
@@ -230,6 +231,10 @@ def _registry(engine: str | None) -> Registry:
 
 
 def _catalog(engine: str):
+    if engine == "apptainer":
+        from oremda_lab.runtime.apptainer import SifCatalog
+
+        return SifCatalog()
     from oremda_lab.runtime.docker import ImageCatalog, PodmanRuntime, connect
 
     prefix = PodmanRuntime.default_prefix if engine == "podman" else ""

@@ -189,15 +189,27 @@ class SifCatalog:
         candidates = sorted(self.folder.glob(f"{name}_*.sif"), key=lambda p: p.stat().st_mtime)
         return candidates[-1] if candidates else None
 
+    def all(self) -> list[OperatorSpec]:
+        """Every operator SIF in the folder (newest per name), sorted by name."""
+        specs: dict[str, OperatorSpec] = {}
+        for path in sorted(self.folder.glob("*.sif"), key=lambda p: p.stat().st_mtime, reverse=True):
+            spec = self._read(path)
+            if spec is not None:
+                specs.setdefault(spec.name, spec)
+        return [specs[k] for k in sorted(specs)]
+
+    def _read(self, path: Path) -> OperatorSpec | None:
+        if path not in self._specs:
+            labels = read_labels(path, self.apptainer)
+            self._specs[path] = labels_to_spec(labels) if "oremda.name" in labels else None
+        return self._specs[path]
+
     def lookup(self, image: str) -> OperatorSpec | None:
         """The spec in the labels of ``image``'s SIF; None when there is none."""
         path = self.path(image)
         if path is None:
             return None
-        if path not in self._specs:
-            labels = read_labels(path, self.apptainer)
-            self._specs[path] = labels_to_spec(labels) if "oremda.name" in labels else None
-        spec = self._specs[path]
+        spec = self._read(path)
         return dataclasses.replace(spec, image=image) if spec is not None and names_image(image) else spec
 
 

@@ -164,6 +164,30 @@ def test_registry_images_are_pulled_into_the_sif_folder(tmp_path):
     assert SifCatalog(tmp_path / "sif", apptainer=TRUE).path(ref.replace("c", "d")) is None
 
 
+def test_catalog_lists_every_operator_sif(tmp_path):
+    # A stand-in whose `inspect` prints the SIF file itself: here, inspect JSON.
+    fake = tmp_path / "apptainer"
+    fake.write_text('#!/bin/sh\n[ "$1" = inspect ] || exit 0\nfor a; do last=$a; done\ncat "$last"\n')
+    fake.chmod(0o755)
+    sifs = tmp_path / "sif"
+    sifs.mkdir()
+    blur = default_registry().get("gaussian_blur")
+    relay_ref = "127.0.0.1:5000/lab/relay:1.0.0"
+    for path, labels in (
+        (sif_path(blur, folder=sifs), spec_to_labels(blur)),
+        (sif_for_reference(relay_ref, sifs), {**spec_to_labels(blur), "oremda.name": "relay"}),
+        (sifs / "unrelated.sif", {"org.label-schema.schema-version": "1.0"}),
+    ):
+        doc = json.loads(json.dumps(INSPECT))
+        doc["data"]["attributes"]["labels"].update(labels)
+        path.write_text(json.dumps(doc))
+    catalog = SifCatalog(sifs, apptainer=str(fake))
+    assert [s.name for s in catalog.all()] == ["gaussian_blur", "relay"]
+    assert catalog.lookup(relay_ref).image == relay_ref
+    names = [s.name for s in Registry([FAULT_OPERATORS], builtin=False, catalogs=[catalog]).all()]
+    assert names == ["fault", "gaussian_blur", "relay"]
+
+
 def test_missing_sif_says_how_to_build(runtime):
     failures = runtime.start([default_registry().get("crop2d")])
     assert "oremda-lab build --engine apptainer crop2d" in failures["crop2d"].message
