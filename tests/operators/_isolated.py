@@ -3,18 +3,17 @@
 Operators that wrap py4DSTEM, HyperSpy or LiberTEM cannot run in the test process
 (their stacks conflict with it and with each other); the local runtime starts each in
 its cached virtual environment. :func:`run_isolated` feeds arrays to one of them via
-``npy_reader`` nodes and copies its outputs out of shared memory.
+``npy_reader`` nodes and copies its outputs out of shared memory; the ``stack_engine``
+fixture (conftest.py) gives each test module one such engine, its workers kept warm.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from oremda_lab.engine import Engine
 from oremda_lab.spec.pipeline import Pipeline
@@ -22,13 +21,6 @@ from oremda_lab.worker.sdk import PortValue
 
 # Creating an environment on a fresh machine downloads its wheels once (minutes).
 PREPARE_SECONDS = 900
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Iterator[Engine]:
-    """One local-runtime engine per test module (workers stay warm between tests)."""
-    with Engine("local", tmp_path_factory.mktemp("isolated"), start_timeout=PREPARE_SECONDS) as engine:
-        yield engine
 
 
 def run_isolated(

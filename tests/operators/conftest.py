@@ -58,6 +58,17 @@ def mos2_image(mos2_dm3) -> np.ndarray:
     return file_reader(str(mos2_dm3))[0]["data"].astype(np.float64)
 
 
+@pytest.fixture(scope="module")
+def stack_engine(tmp_path_factory):
+    """A local-runtime engine per test module for operators on their own stacks (``_isolated``)."""
+    from _isolated import PREPARE_SECONDS
+
+    from oremda_lab.engine import Engine
+
+    with Engine("local", tmp_path_factory.mktemp("isolated"), start_timeout=PREPARE_SECONDS) as engine:
+        yield engine
+
+
 @pytest.fixture(scope="session")
 def peer_python() -> Path:
     """A Python that has exspy/hyperspy, for reference computations in a subprocess."""

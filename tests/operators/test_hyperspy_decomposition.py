@@ -8,7 +8,7 @@ sqrt(row sums) x sqrt(column sums), truncate, multiply back.
 
 import numpy as np
 import pytest
-from _isolated import engine, run_isolated  # noqa: F401  (engine is a fixture)
+from _isolated import run_isolated
 from packaging.version import Version
 from test_4dstem import mos2_4dstem
 
@@ -38,10 +38,10 @@ def low_rank():
 
 
 @pytest.mark.parametrize("poisson", [False, True])
-def test_spectrum_image_equals_numpy_truncated_svd(engine, low_rank, poisson):  # noqa: F811
+def test_spectrum_image_equals_numpy_truncated_svd(stack_engine, low_rank, poisson):
     noisy, clean = low_rank
     params = {"components": 3, "signal_dims": 1, "poisson": poisson}
-    out, env = run_isolated(engine, "hyperspy_decomposition", {"data": noisy}, params)
+    out, env = run_isolated(stack_engine, "hyperspy_decomposition", {"data": noisy}, params)
     expected = truncated(noisy.reshape(120, 128), 3, poisson).reshape(noisy.shape)
     np.testing.assert_allclose(out["data"].data, expected, rtol=1e-7, atol=1e-7 * np.abs(expected).max())
     # Denoising: the rank-3 model is much closer to the truth than the counts were.
@@ -49,26 +49,26 @@ def test_spectrum_image_equals_numpy_truncated_svd(engine, low_rank, poisson):  
     assert Version(env["packages"]["hyperspy"]) >= Version("2.1") and env["packages"]["numpy"].startswith("2.")
 
 
-def test_variance_is_the_squared_singular_values(engine, low_rank):  # noqa: F811
+def test_variance_is_the_squared_singular_values(stack_engine, low_rank):
     noisy, _ = low_rank
-    out, _ = run_isolated(engine, "hyperspy_decomposition", {"data": noisy}, {"components": 3, "signal_dims": 1,
-                                                                             "poisson": False})  # fmt: skip
+    params = {"components": 3, "signal_dims": 1, "poisson": False}
+    out, _ = run_isolated(stack_engine, "hyperspy_decomposition", {"data": noisy}, params)
     s = np.linalg.svd(noisy.reshape(120, 128).astype(np.float64), compute_uv=False)
     variance = out["variance"].data
     np.testing.assert_allclose(variance / variance[0], (s[: len(variance)] / s[0]) ** 2, rtol=1e-9)
 
 
-def test_4dstem_scan_with_poisson_weighting(engine):  # noqa: F811
+def test_4dstem_scan_with_poisson_weighting(stack_engine):
     data = mos2_4dstem()[0]
-    out, _ = run_isolated(engine, "hyperspy_decomposition", {"data": data}, {"components": 4})
+    out, _ = run_isolated(stack_engine, "hyperspy_decomposition", {"data": data}, {"components": 4})
     expected = truncated(data.reshape(256, -1), 4, poisson=True).reshape(data.shape)
     assert out["data"].data.shape == data.shape
     np.testing.assert_allclose(out["data"].data, expected, rtol=1e-6, atol=1e-6 * expected.max())
 
 
-def test_nmf_is_non_negative_and_denoises(engine, low_rank):  # noqa: F811
+def test_nmf_is_non_negative_and_denoises(stack_engine, low_rank):
     noisy, clean = low_rank
     params = {"components": 3, "signal_dims": 1, "algorithm": "NMF", "poisson": False}
-    out, _ = run_isolated(engine, "hyperspy_decomposition", {"data": noisy}, params)
+    out, _ = run_isolated(stack_engine, "hyperspy_decomposition", {"data": noisy}, params)
     assert out["data"].data.min() >= 0
     assert np.abs(out["data"].data - clean).mean() < 0.5 * np.abs(noisy - clean).mean()

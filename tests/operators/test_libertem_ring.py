@@ -7,7 +7,7 @@ analytic ring area pi (ro^2 - ri^2).
 
 import numpy as np
 import pytest
-from _isolated import engine, run_isolated  # noqa: F401  (engine is a fixture)
+from _isolated import run_isolated
 from test_4dstem import mos2_4dstem
 
 from oremda_lab.testing import run_operator
@@ -21,9 +21,9 @@ def mos2():
 
 
 @pytest.mark.parametrize("inner, outer", [(0, 6), (6, 20), (9.5, 30)])
-def test_equals_virtual_detector(engine, mos2, inner, outer):  # noqa: F811
+def test_equals_virtual_detector(stack_engine, mos2, inner, outer):
     params = {"inner_radius": inner, "outer_radius": outer}
-    theirs, env = run_isolated(engine, "libertem_ring", {"data": mos2}, params)
+    theirs, env = run_isolated(stack_engine, "libertem_ring", {"data": mos2}, params)
     ours = run_operator("virtual_detector", {"data": mos2}, params)["image"]
     np.testing.assert_allclose(theirs["image"].data, ours.data, rtol=1e-5)
     assert theirs["image"].data.dtype == np.float32
@@ -31,9 +31,9 @@ def test_equals_virtual_detector(engine, mos2, inner, outer):  # noqa: F811
     assert env["packages"]["libertem"].startswith("0.16.") and env["packages"]["numpy"].startswith("2.")
 
 
-def test_off_centre_ring_equals_a_mask_sum(engine, mos2):  # noqa: F811
+def test_off_centre_ring_equals_a_mask_sum(stack_engine, mos2):
     params = {"inner_radius": 3, "outer_radius": 10, "center": [20, 41]}
-    theirs, _ = run_isolated(engine, "libertem_ring", {"data": mos2}, params)
+    theirs, _ = run_isolated(stack_engine, "libertem_ring", {"data": mos2}, params)
     y, x = np.ogrid[:64, :64]
     r2 = (y - 20) ** 2 + (x - 41) ** 2
     expected = np.einsum("abij,ij->ab", mos2.astype(np.float64), (r2 > 9) & (r2 <= 100))
@@ -41,10 +41,10 @@ def test_off_centre_ring_equals_a_mask_sum(engine, mos2):  # noqa: F811
 
 
 @pytest.mark.parametrize("inner, outer", [(0, 12.3), (5.5, 20.25)])
-def test_antialiased_weight_is_the_ring_area(engine, inner, outer):  # noqa: F811
+def test_antialiased_weight_is_the_ring_area(stack_engine, inner, outer):
     flat = np.ones((2, 3, 64, 64), np.float32)
     params = {"inner_radius": inner, "outer_radius": outer, "antialiased": True}
-    out, _ = run_isolated(engine, "libertem_ring", {"data": flat}, params)
+    out, _ = run_isolated(stack_engine, "libertem_ring", {"data": flat}, params)
     area = np.pi * (outer**2 - inner**2)
     np.testing.assert_allclose(out["image"].data, area, rtol=5e-3)
     assert out["image"].meta["detector"]["weight"] == pytest.approx(area, rel=5e-3)

@@ -8,7 +8,7 @@ divided by the detector's mrad per pixel they are pixel offsets from the zero be
 
 import numpy as np
 import pytest
-from _isolated import engine, run_isolated  # noqa: F401  (engine is a fixture)
+from _isolated import run_isolated
 from test_4dstem import A_MOS2, DETECTOR, WAVELENGTH, mos2_4dstem
 
 pytestmark = pytest.mark.timeout(1200)
@@ -16,11 +16,11 @@ PARAMS = {"probe_radius": 4, "min_relative_intensity": 0.1, "relative_to_peak": 
 
 
 @pytest.fixture(scope="module")
-def found(engine):  # noqa: F811
+def found(stack_engine):
     data, info = mos2_4dstem()
     if not info["source"].startswith("abtem"):
         pytest.skip("needs the abTEM simulation (pip install abtem)")
-    out, env = run_isolated(engine, "py4dstem_bragg_disks", {"data": data}, PARAMS)
+    out, env = run_isolated(stack_engine, "py4dstem_bragg_disks", {"data": data}, PARAMS)
     return out, env, np.asarray(info["mrad_per_px"])
 
 
