@@ -4,10 +4,6 @@ import os
 
 # find_Bragg_disks draws a progress bar per call; worker logs do not need it (tqdm honours this).
 os.environ.setdefault("TQDM_DISABLE", "1")
-# py4DSTEM imports matplotlib at import time; a Jupyter kernel's MPLBACKEND (its inline
-# backend) names a module this environment lacks, and a worker never shows a figure.
-os.environ["MPLBACKEND"] = "agg"
-
 import numpy as np  # noqa: E402
 import py4DSTEM  # noqa: E402
 

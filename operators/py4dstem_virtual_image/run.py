@@ -1,15 +1,9 @@
 """py4dstem_virtual_image: py4DSTEM's own virtual detector on a 4D-STEM scan."""
 
-import os
+import numpy as np
+import py4DSTEM
 
-# py4DSTEM imports matplotlib at import time; a Jupyter kernel's MPLBACKEND (its inline
-# backend) names a module this environment lacks, and a worker never shows a figure.
-os.environ["MPLBACKEND"] = "agg"
-
-import numpy as np  # noqa: E402
-import py4DSTEM  # noqa: E402
-
-from oremda_lab.worker.sdk import PortValue, operator  # noqa: E402
+from oremda_lab.worker.sdk import PortValue, operator
 
 
 def geometry(inner_radius, outer_radius, center):

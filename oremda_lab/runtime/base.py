@@ -230,8 +230,16 @@ class Runtime(ABC):
         return "kernel" if digest == spec.digest else f"image:{digest}"
 
     def worker_env(self, data_dir: str | None = None) -> dict[str, str]:
-        """Environment the worker needs (authentication key, data folder)."""
-        return {protocol.AUTHKEY_ENV: self.authkey.hex(), DATA_DIR_ENV: data_dir or str(self.data_dir)}
+        """Environment the worker needs (authentication key, data folder, a headless plot backend).
+
+        ``MPLBACKEND`` is set because workers inherit the kernel's environment, where
+        Jupyter names its inline backend: a worker's own matplotlib may not have it.
+        """
+        return {
+            protocol.AUTHKEY_ENV: self.authkey.hex(),
+            DATA_DIR_ENV: data_dir or str(self.data_dir),
+            "MPLBACKEND": "Agg",
+        }
 
     # -- the interface the engine uses ---------------------------------------------
 
