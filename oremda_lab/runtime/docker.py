@@ -139,7 +139,8 @@ class ImageCatalog:
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as e:
-            if e.status_code in (400, 404):  # Podman: a reference it cannot parse or find
+            # A reference the engine cannot parse names no image (Podman answers 500 for it).
+            if e.status_code in (400, 404) or "normalizing" in str(e.explanation):
                 return None
             raise
 

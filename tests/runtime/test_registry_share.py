@@ -168,6 +168,10 @@ class ShareChecks:
         listed = capsys.readouterr().out
         assert re.search(r"^gaussian_blur [\w.]+: ", listed, re.M)  # the folder wins over its images
 
+    def test_a_reference_the_engine_cannot_parse_names_no_operator(self, catalog):
+        for ref in ("a@b@c", "Upper/Case", "x/y\nz", "oremda/", "127.0.0.1:1/a/b@sha256:zz"):
+            assert catalog.lookup(ref) is None, ref
+
     def test_cli_pull_of_a_missing_image_is_one_line(self, catalog, oci_registry, capsys):
         assert cli.main(["pull", f"{oci_registry}/nobody/nothing:1", "--engine", self.engine_name]) == 2
         (line,) = capsys.readouterr().err.splitlines()
