@@ -51,7 +51,7 @@ import numpy as np
 from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import protocol
-from oremda_lab.worker.main import load_operator
+from oremda_lab.worker.main import environment_report, load_operator
 from oremda_lab.worker.sdk import PortValue, as_port_value
 
 LOAD = "load"
@@ -139,6 +139,7 @@ class RankHost:
                 size=self.world.Get_size(),
                 host=socket.gethostname(),
                 local=self.local,
+                environment=environment_report(),
             )
         )
 

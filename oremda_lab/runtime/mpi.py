@@ -361,6 +361,10 @@ class MPIRuntime(Runtime):
         """Run ``task`` on its ranks; the future fails with :class:`NodeFailure`."""
         return self._pool.submit(self._run_mpi, task)
 
+    def environment(self, slot: str) -> dict[str, Any] | None:
+        """Every node runs on the same ranks: rank 0's environment (each rank said HELLO with its own)."""
+        return super().environment("mpi-rank-0") if slot in self._slots else None
+
     def alive(self, slot: str) -> bool:
         """Whether the job runs, every rank is connected and ``slot``'s operator is loaded."""
         job = self._job
