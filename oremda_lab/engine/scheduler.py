@@ -180,7 +180,7 @@ def execute(
 
 def _start_workers(runtime: Runtime, slots: dict[str, OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
     """One warm worker per node that must compute; only missing ones are launched."""
-    missing = {slot: spec for slot, spec in slots.items() if not runtime.alive(slot)}
+    missing = {slot: spec for slot, spec in slots.items() if not runtime.serves(slot, spec)}
     if not missing:
         return {}
     emit(None, "starting", message=f"starting {len(missing)} worker(s) for {', '.join(sorted(missing))}")

@@ -139,6 +139,11 @@ class _Worker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _same(a: OperatorSpec, b: OperatorSpec) -> bool:
+    """Whether a worker of ``a`` can serve ``b``: same description and code, same image."""
+    return (a.digest, a.image) == (b.digest, b.image)
+
+
 def wait_for_message(conn: Connection, handle: WorkerHandle, deadline: float) -> dict[str, Any] | str:
     """The next message on ``conn``, or ``"died"`` or ``"timeout"``: never a hang.
 
@@ -251,11 +256,7 @@ class Runtime(ABC):
         """
         wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
         with self._lock:
-            changed = [
-                w
-                for slot, w in self._workers.items()
-                if slot in wanted and (w.spec.digest, w.spec.image) != (wanted[slot].digest, wanted[slot].image)
-            ]
+            changed = [w for slot, w in self._workers.items() if slot in wanted and not _same(w.spec, wanted[slot])]
         for worker in changed:  # the slot now holds another operator (or changed code, or another image)
             self._forget(worker)
         with self._lock:
@@ -302,6 +303,14 @@ class Runtime(ABC):
         """The slot a worker being launched belongs to (for :meth:`progress` from :meth:`launch`)."""
         worker = self._by_id.get(worker_id)
         return worker.slot if worker is not None else worker_id
+
+    def serves(self, slot: str, spec: OperatorSpec) -> bool:
+        """Whether a ready worker in ``slot`` runs exactly ``spec`` (same code, same image).
+
+        A slot is a node id, and a later pipeline may give the same id another operator.
+        """
+        worker = self._workers.get(slot)
+        return bool(worker and _same(worker.spec, spec) and self.alive(slot))
 
     def alive(self, slot: str) -> bool:
         """Whether a ready worker runs in ``slot``."""

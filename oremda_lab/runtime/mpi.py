@@ -365,6 +365,12 @@ class MPIRuntime(Runtime):
         """Every node runs on the same ranks: rank 0's environment (each rank said HELLO with its own)."""
         return super().environment("mpi-rank-0") if slot in self._slots else None
 
+    def serves(self, slot: str, spec: OperatorSpec) -> bool:
+        """Whether ``slot`` names ``spec``'s operator, loaded from the same code, on live ranks."""
+        loaded = self._loaded.get(spec.name)
+        same = loaded is not None and loaded.digest == spec.digest
+        return self._slots.get(slot) == spec.name and same and self.alive(slot)
+
     def alive(self, slot: str) -> bool:
         """Whether the job runs, every rank is connected and ``slot``'s operator is loaded."""
         job = self._job

@@ -170,3 +170,25 @@ def test_a_pinned_environment_that_changed_is_refused(tmp_path):
         exported["provenance"]["nodes"]["n0"]["environment"]["id"] = "venv:0000"
         with pytest.raises(PipelineError, match=r"^n0: pinned to environment venv:0000, but fault would run in kernel"):
             engine.run(Pipeline.from_json(exported, catalog=engine.registry))
+
+
+@pytest.mark.parametrize("runtime", ["local", "inline"])
+def test_a_node_id_reused_for_another_operator_runs_the_new_operator(tmp_path, runtime):
+    """Two pipelines in one engine may give one node id different operators (a notebook loads both)."""
+    image = np.arange(64 * 64, dtype="float32").reshape(64, 64)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+
+    def pipeline(image_name, params):
+        return Pipeline.from_json({
+            "nodes": [
+                {"id": "src", "image": "oremda/tiff_reader", "params": {"filename": "a.tif"}},
+                {"id": "op", "image": image_name, "params": params},
+            ],
+            "edges": [{"type": "data", "from": {"id": "src", "port": "out"}, "to": {"id": "op", "port": "image"}}],
+        })  # fmt: skip
+
+    with Engine(runtime, tmp_path) as engine:
+        assert engine.run(pipeline("oremda/gaussian_blur", {"sigma": 2})).ok
+        run = engine.run(pipeline("oremda/crop2d", {"bounds": [0, 10, 0, 5]}))
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["op"]["image"].data, image[0:5, 0:10])
