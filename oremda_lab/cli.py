@@ -133,12 +133,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.ranks:
         options["ranks"] = args.ranks
     with Engine(runtime=args.runtime, data_dir=args.data, **options) as engine:
-        # The engine's registry: a container runtime's images are operators too.
-        pipeline = Pipeline.load(args.pipeline, catalog=engine.registry)
-        for node, param, value in sets:
-            pipeline.set_param(node, param, value)
         if not args.quiet:
             engine.subscribe(_progress(time.perf_counter()))
+        # The engine's registry: a container runtime's images are operators too.
+        pipeline = Pipeline.load(args.pipeline, catalog=engine.registry)
+        if sets:
+            engine.pull(pipeline)  # a pulled operator's parameters are known only after the pull
+        for node, param, value in sets:
+            pipeline.set_param(node, param, value)
         run = engine.run(pipeline)
         args.out.mkdir(parents=True, exist_ok=True)
         written = [

@@ -278,6 +278,15 @@ class Engine:
         """Run ``pipeline`` and wait for the result."""
         return self.submit(pipeline).result(timeout)
 
+    def pull(self, pipeline: Pipeline) -> None:
+        """Pull, now, the images ``pipeline``'s nodes name exactly that the runtime lacks.
+
+        A run does this itself; call it first to edit a pulled operator's parameters
+        before the run. Progress arrives as ``preparing`` events (run id 0); one
+        :class:`~oremda_lab.spec.PipelineError` names every image that could not be pulled.
+        """
+        self._pull(self._images_to_pull(Pipeline.from_json(pipeline.to_json(), catalog=self.registry)), 0)
+
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(event)`` for every :class:`NodeEvent`; returns an unsubscribe function."""
         self._subscribers.append(callback)

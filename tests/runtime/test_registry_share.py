@@ -168,6 +168,20 @@ class ShareChecks:
         listed = capsys.readouterr().out
         assert re.search(r"^gaussian_blur [\w.]+: ", listed, re.M)  # the folder wins over its images
 
+    def test_cli_run_pulls_before_setting_a_pulled_operator_s_parameter(self, relay, catalog, tmp_path, capsys):
+        ref, _, digest = relay.partition("@")
+        if catalog.get(ref) is not None:
+            catalog.client.images.remove(ref)
+        (tmp_path / "p.json").write_text(json.dumps(relay_pipeline(ref)))
+        argv = ["run", str(tmp_path / "p.json"), "--runtime", self.runtime, "--data", str(tmp_path)]
+        argv += ["--out", str(tmp_path / "out"), "--set", "a.size=3", "--record", str(tmp_path / "r.json")]
+        # No folder for fault here (the CLI reads the shipped library): b is fault's image, by name.
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        assert f"a: preparing: pulling {ref}" in capsys.readouterr().out
+        record = json.loads((tmp_path / "r.json").read_text())
+        assert record["provenance"]["params"]["a"]["size"] == 3
+        assert record["provenance"]["nodes"]["a"]["image"] == f"{split_reference(ref).repository}@{digest}"
+
     def test_a_reference_the_engine_cannot_parse_names_no_operator(self, catalog):
         for ref in ("a@b@c", "Upper/Case", "x/y\nz", "oremda/", "127.0.0.1:1/a/b@sha256:zz"):
             assert catalog.lookup(ref) is None, ref
