@@ -329,6 +329,8 @@ class Engine:
                 self._request = None
             try:
                 future.set_result(self._execute(snapshot, run_id))
+            except PipelineError as e:  # refused before running (a pull failed, a pin): the waiter's error
+                future.set_exception(e)
             except BaseException as e:  # never let the loop die: report to the waiter
                 log.exception("run %s failed", run_id)
                 future.set_exception(e)

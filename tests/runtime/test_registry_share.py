@@ -182,6 +182,14 @@ class ShareChecks:
         assert record["provenance"]["params"]["a"]["size"] == 3
         assert record["provenance"]["nodes"]["a"]["image"] == f"{split_reference(ref).repository}@{digest}"
 
+    def test_cli_run_of_a_digest_the_registry_lacks_is_one_line(self, relay, tmp_path, capsys):
+        repository = split_reference(relay.partition("@")[0]).repository
+        (tmp_path / "p.json").write_text(json.dumps(relay_pipeline(f"{repository}@sha256:{'0' * 64}")))
+        argv = ["run", str(tmp_path / "p.json"), "--runtime", self.runtime, "--data", str(tmp_path), "--quiet"]
+        assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"oremda-lab: error: a: cannot pull {repository}@sha256:0000")
+
     def test_a_reference_the_engine_cannot_parse_names_no_operator(self, catalog):
         for ref in ("a@b@c", "Upper/Case", "x/y\nz", "oremda/", "127.0.0.1:1/a/b@sha256:zz"):
             assert catalog.lookup(ref) is None, ref
