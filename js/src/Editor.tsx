@@ -16,9 +16,10 @@ import type { Command, DisplayPayload, NodeStatus, OperatorInfo, PipelineJSON, R
 import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, portsOf } from "./ports";
 import { History, freshId, inverse } from "./commands";
 import { autoLayout, needsLayout } from "./layout";
-import { Channel, Coalescer, type Model, trace } from "./model";
+import { Channel, type Model, REQUEST_TIMEOUT_MS, trace } from "./model";
+import { ParamStream } from "./params";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
-import { DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
+import { type ControlState, DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
 import { DisplayView } from "./display";
 
 function useTrait<T>(model: Model, name: string): T {
@@ -65,7 +66,6 @@ export function toFlow(graph: PipelineJSON, catalog: Catalog, status: Record<str
   return { nodes, edges };
 }
 
-const GESTURE_MS = 1000;
 const NO_OPS: OperatorInfo[] = [];
 
 function Inner({ model, channel }: { model: Model; channel: Channel }) {
@@ -80,7 +80,10 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const [, bump] = useState(0);
   const [message, setMessage] = useState<{ text: string; kind: "error" | "info" } | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
-  const [paramErrors, setParamErrors] = useState<Record<string, string>>({});
+  // Per parameter control ("node.param"): the kernel's last refusal, a request in flight,
+  // and a counter that makes the control drop its own value for the kernel's.
+  const [controls, setControls] = useState<Record<string, ControlState>>({});
+  const [lost, setLost] = useState(false);
   const flow = useReactFlow();
   const wrapper = useRef<HTMLDivElement>(null);
   const root = useRef<HTMLDivElement>(null);
@@ -109,6 +112,33 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   }, [built, selected]);
 
   const show = (text: string, kind: "error" | "info" = "error") => setMessage({ text, kind });
+  const setControl = useCallback((key: string, change: (c: ControlState) => ControlState) => {
+    setControls((cs) => ({ ...cs, [key]: change(cs[key] ?? { resync: 0 }) }));
+  }, []);
+
+  // A request the kernel did not answer: say so in the message bar (each control says so too).
+  // When the kernel answers again, ask it for its state: the Python pipeline wins.
+  useEffect(
+    () =>
+      channel.subscribe((e) => {
+        if (e.kind === "lost") {
+          setLost(true);
+          const what = e.request.type === "command" ? e.request.command.op : e.request.type;
+          show(
+            `The kernel did not answer (${what}): ${e.reply.problems.join("; ")}. ` +
+              "The editor keeps the kernel's last pipeline; if the kernel was restarted, run the editor's cell again.",
+          );
+          return;
+        }
+        void channel.request({ type: "sync" }).then((r) => {
+          if (!r.ok) return;
+          setLost(false);
+          setControls((cs) => Object.fromEntries(Object.entries(cs).map(([k, c]) => [k, { ...c, resync: c.resync + 1 }])));
+          show("The kernel answers again; the editor shows its pipeline.", "info");
+        });
+      }),
+    [channel],
+  );
 
   /** Send one command; on success record it for undo (unless `record` is false). */
   const propose = useCallback(
@@ -137,22 +167,34 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     }
   }, [graph, catalog]);
 
+  // Parameter edits, one stream per control (see params.ts): undo is recorded on acceptance.
+  const streams = useRef(new Map<string, ParamStream>()).current;
+  const catalogRef = useRef(catalog);
+  catalogRef.current = catalog;
+  /** Undo/redo first closes every gesture and waits for its replies, so its entry is on the stack. */
+  const settle = useCallback(async () => {
+    for (const s of streams.values()) s.end();
+    await Promise.all([...streams.values()].map((s) => s.idle()));
+  }, [streams]);
+
   const undo = useCallback(async () => {
+    await settle();
     const e = history.peekUndo();
     if (!e) return;
     const r = await channel.command(e.inverse);
     if (r.ok) history.confirmUndo();
     else show(`cannot undo ${e.label}: ${r.problems.join("; ")}`);
     bump((x) => x + 1);
-  }, [channel, history]);
+  }, [channel, history, settle]);
   const redo = useCallback(async () => {
+    await settle();
     const e = history.peekRedo();
     if (!e) return;
     const r = await channel.command(e.command);
     if (r.ok) history.confirmRedo();
     else show(`cannot redo ${e.label}: ${r.problems.join("; ")}`);
     bump((x) => x + 1);
-  }, [channel, history]);
+  }, [channel, history, settle]);
 
   const onConnect = useCallback(
     (c: Connection) => {
@@ -204,39 +246,30 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     [flow, propose],
   );
 
-  // Slider streams: newest value wins, one message in flight per parameter. Changes of one
-  // parameter less than GESTURE_MS apart are one gesture, and one undo entry.
-  const coalescers = useRef(new Map<string, Coalescer<unknown>>());
-  const lastChange = useRef(new Map<string, number>());
-  const setParam = useCallback(
-    (id: string, name: string, value: unknown, _final: boolean) => {
+  const streamOf = useCallback(
+    (id: string, name: string): ParamStream => {
       const key = `${id}.${name}`;
-      const cmd: Command = { op: "set_param", id, name, value };
-      const now = performance.now();
-      const sameGesture = now - (lastChange.current.get(key) ?? -Infinity) < GESTURE_MS;
-      lastChange.current.set(key, now);
-      if (!(sameGesture && history.amendTop((e) => e.label === `set ${key}`, cmd))) {
-        const inv = inverse(graphRef.current, cmd, catalog);
-        if (inv) history.push({ command: cmd, inverse: inv, label: `set ${key}` });
-        bump((x) => x + 1);
+      let stream = streams.get(key);
+      if (!stream) {
+        stream = new ParamStream({
+          id,
+          name,
+          history,
+          send: (cmd) => channel.command(cmd),
+          // The kernel's graph as last received: the value a gesture starts from.
+          inverseNow: (cmd) => inverse(model.get("graph") as PipelineJSON, cmd, catalogRef.current),
+          onBusy: (busy) => setControl(key, (c) => ({ ...c, pending: busy })),
+          onRecord: () => bump((x) => x + 1),
+          onReply: (r) =>
+            setControl(key, (c) =>
+              r.ok ? { ...c, error: undefined } : { ...c, error: r.problems.join("; ") || "refused", resync: c.resync + 1 },
+            ),
+        });
+        streams.set(key, stream);
       }
-      let c = coalescers.current.get(key);
-      if (!c) {
-        c = new Coalescer((v) =>
-          channel.command({ op: "set_param", id, name, value: v }).then((r) => {
-            setParamErrors((errs) => {
-              const next = { ...errs };
-              if (r.ok) delete next[name];
-              else next[name] = r.problems.join("; ");
-              return next;
-            });
-          }),
-        );
-        coalescers.current.set(key, c);
-      }
-      c.push(value);
+      return stream;
     },
-    [catalog, channel, history],
+    [channel, history, model, setControl, streams],
   );
 
   const exportJSON = useCallback(() => {
@@ -279,6 +312,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       ref={root}
       className="oremda-editor"
       data-lm-suppress-shortcuts="true"
+      data-kernel={lost ? "lost" : "ok"}
+      data-request-timeout-ms={REQUEST_TIMEOUT_MS}
       tabIndex={-1}
       onKeyDown={(e) => {
         const mod = e.ctrlKey || e.metaKey;
@@ -387,8 +422,9 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
               <ParamPanel
                 node={selNode}
                 op={operatorOf(selNode, catalog)}
-                errors={paramErrors}
-                onChange={(name, value, final) => setParam(selNode.id, name, value, final)}
+                controls={controls}
+                onChange={(name, value) => streamOf(selNode.id, name).change(value)}
+                onGesture={(name, phase) => (phase === "begin" ? streamOf(selNode.id, name).begin() : streamOf(selNode.id, name).end())}
                 onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
               />
             </div>

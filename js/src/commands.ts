@@ -144,7 +144,10 @@ export interface Entry {
   label: string;
 }
 
-/** Undo/redo stacks. A new edit clears the redo stack. */
+/**
+ * Undo/redo stacks of edits the kernel accepted. A new edit clears the redo stack. An
+ * entry may be amended after it is pushed (a slider gesture, see params.ts).
+ */
 export class History {
   private done: Entry[] = [];
   private undone: Entry[] = [];
@@ -154,13 +157,6 @@ export class History {
     this.done.push(entry);
     if (this.done.length > this.limit) this.done.shift();
     this.undone = [];
-  }
-  /** Replace the top entry's command, keeping its inverse (a slider drag is one entry). */
-  amendTop(match: (e: Entry) => boolean, command: Command): boolean {
-    const top = this.done[this.done.length - 1];
-    if (!top || this.undone.length || !match(top)) return false;
-    top.command = command;
-    return true;
   }
   canUndo(): boolean {
     return this.done.length > 0;

@@ -59,16 +59,28 @@ export const Palette = memo(function Palette({ ops, onAdd }: { ops: OperatorInfo
   );
 });
 
+/** What the editor knows about one parameter control's requests. */
+export interface ControlState {
+  /** Why the kernel refused the last value, or why it did not answer. */
+  error?: string;
+  /** A value is on its way to the kernel. */
+  pending?: boolean;
+  /** Bumped when the control must drop its own value for the kernel's (a refusal, a lost reply). */
+  resync: number;
+}
+
 export interface ParamPanelProps {
   node: NodeJSON;
   op?: OperatorInfo;
-  errors: Record<string, string>;
-  /** `final` is false while a slider is being dragged (one undo entry per drag). */
-  onChange: (name: string, value: unknown, final: boolean) => void;
+  /** Keyed "node.param". */
+  controls: Record<string, ControlState>;
+  onChange: (name: string, value: unknown) => void;
+  /** A pointer gesture on a slider: its changes are one undo entry. */
+  onGesture: (name: string, phase: "begin" | "end") => void;
   onDelete: () => void;
 }
 
-export function ParamPanel({ node, op, errors, onChange, onDelete }: ParamPanelProps) {
+export function ParamPanel({ node, op, controls, onChange, onGesture, onDelete }: ParamPanelProps) {
   return (
     <div className="oremda-params" data-node={node.id}>
       <div className="oremda-params-head">
@@ -84,8 +96,9 @@ export function ParamPanel({ node, op, errors, onChange, onDelete }: ParamPanelP
           key={`${node.id}.${c.name}`}
           control={c}
           value={node.params?.[c.name] ?? c.default}
-          error={errors[c.name]}
-          onChange={(v, final) => onChange(c.name, v, final)}
+          state={controls[`${node.id}.${c.name}`]}
+          onChange={(v) => onChange(c.name, v)}
+          onGesture={(phase) => onGesture(c.name, phase)}
         />
       ))}
     </div>
@@ -95,26 +108,29 @@ export function ParamPanel({ node, op, errors, onChange, onDelete }: ParamPanelP
 function ParamControl({
   control: c,
   value,
-  error,
+  state,
   onChange,
+  onGesture,
 }: {
   control: Control;
   value: unknown;
-  error?: string;
-  onChange: (v: unknown, final: boolean) => void;
+  state?: ControlState;
+  onChange: (v: unknown) => void;
+  onGesture: (phase: "begin" | "end") => void;
 }) {
+  const error = state?.error;
   const unit = c.unit ? <span className="oremda-unit">{c.unit}</span> : null;
   let input: ReactElement;
   switch (c.kind) {
     case "slider":
-      input = <Slider control={c} value={value} onChange={onChange} />;
+      input = <Slider control={c} value={value} resync={state?.resync ?? 0} onChange={onChange} onGesture={onGesture} />;
       break;
     case "dropdown":
       input = (
         <select
           data-param={c.name}
           value={JSON.stringify(value ?? null)}
-          onChange={(e) => onChange(JSON.parse(e.target.value), true)}
+          onChange={(e) => onChange(JSON.parse(e.target.value))}
         >
           {(c.choices ?? []).map((ch) => (
             <option key={JSON.stringify(ch)} value={JSON.stringify(ch)}>
@@ -125,13 +141,18 @@ function ParamControl({
       );
       break;
     case "checkbox":
-      input = <input type="checkbox" data-param={c.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked, true)} />;
+      input = <input type="checkbox" data-param={c.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />;
       break;
     default:
-      input = <TextBox control={c} value={value} onChange={(v) => onChange(v, true)} />;
+      input = <TextBox control={c} value={value} onChange={onChange} />;
   }
   return (
-    <div className={`oremda-param${error ? " invalid" : ""}`} title={c.description}>
+    <div
+      className={`oremda-param${error ? " invalid" : ""}`}
+      title={c.description}
+      data-param-row={c.name}
+      data-pending={state?.pending ? "true" : undefined}
+    >
       <label>
         {c.name} {unit}
       </label>
@@ -144,13 +165,31 @@ function ParamControl({
 /** How long the thumb keeps its own value after a move before the kernel's value wins again. */
 export const SLIDER_HOLD_MS = 800;
 
-function Slider({ control: c, value, onChange }: { control: Control; value: unknown; onChange: (v: unknown, final: boolean) => void }) {
+function Slider({
+  control: c,
+  value,
+  resync,
+  onChange,
+  onGesture,
+}: {
+  control: Control;
+  value: unknown;
+  resync: number;
+  onChange: (v: unknown) => void;
+  onGesture: (phase: "begin" | "end") => void;
+}) {
   // The thumb follows the pointer (or keys) at once; replies to older moves must not pull it
-  // back, so the kernel's value is adopted only once the user has paused.
+  // back, so the kernel's value is adopted only once the user has paused, or at once when
+  // the kernel refused a value or did not answer (`resync`).
   const num = typeof value === "number" ? value : Array.isArray(value) ? Number(value[0]) : Number(c.default ?? c.min ?? 0);
   const [local, setLocal] = useState(num);
   const lastMove = useRef(0);
+  const seenResync = useRef(resync);
   useEffect(() => {
+    if (seenResync.current !== resync) {
+      seenResync.current = resync;
+      lastMove.current = 0;
+    }
     const wait = lastMove.current + SLIDER_HOLD_MS - performance.now();
     if (wait <= 0) {
       setLocal(num);
@@ -158,7 +197,7 @@ function Slider({ control: c, value, onChange }: { control: Control; value: unkn
     }
     const timer = setTimeout(() => setLocal(num), wait);
     return () => clearTimeout(timer);
-  }, [num]);
+  }, [num, resync]);
   const parse = (s: string) => (c.integer ? Math.round(Number(s)) : Number(s));
   return (
     <div className="oremda-slider">
@@ -169,12 +208,18 @@ function Slider({ control: c, value, onChange }: { control: Control; value: unkn
         max={c.max}
         step={c.step ?? (c.integer ? 1 : "any")}
         value={local}
+        onPointerDown={() => {
+          // Pointer down..up is one gesture (one undo entry); the pointer may be released
+          // outside the input, so listen on the window.
+          onGesture("begin");
+          window.addEventListener("pointerup", () => onGesture("end"), { once: true });
+        }}
         onChange={(e) => {
           // React's onChange on a range input is the native `input` event: it fires per move.
           lastMove.current = performance.now();
           const v = parse(e.target.value);
           setLocal(v);
-          onChange(v, false);
+          onChange(v);
         }}
       />
       <span className="oremda-slider-value" data-param-value={c.name}>
@@ -188,6 +233,7 @@ function formatNumber(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toPrecision(4).replace(/\.?0+$/, "");
 }
 
+// A refused or unanswered text keeps what was typed (the error shows below), so it can be fixed or sent again.
 function TextBox({ control: c, value, onChange }: { control: Control; value: unknown; onChange: (v: unknown) => void }) {
   const shown = c.kind === "json" || typeof value === "object" ? JSON.stringify(value ?? null) : value == null ? "" : String(value);
   const [text, setText] = useState(shown);

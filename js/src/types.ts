@@ -127,4 +127,6 @@ export interface Reply {
   ok: boolean;
   problems: string[];
   node?: string;
+  /** Set by the front end when no reply came: `timeout` (none in time) or `unsent` (the comm is closed). */
+  failure?: "timeout" | "unsent";
 }

@@ -104,17 +104,6 @@ test("history: undo, redo, and a new edit clears redo", () => {
   assert.deepEqual(h.size, [2, 0]);
 });
 
-test("a slider drag amends one history entry", () => {
-  const h = new History();
-  const inv: Command = { op: "set_param", id: "b", name: "s", value: 1 };
-  h.push({ command: { op: "set_param", id: "b", name: "s", value: 2 }, inverse: inv, label: "set b.s" });
-  for (const v of [3, 4, 5]) assert.ok(h.amendTop((x) => x.label === "set b.s", { op: "set_param", id: "b", name: "s", value: v }));
-  assert.deepEqual(h.size, [1, 0]);
-  assert.deepEqual(h.peekUndo()!.command, { op: "set_param", id: "b", name: "s", value: 5 });
-  assert.deepEqual(h.peekUndo()!.inverse, inv);
-  assert.equal(h.amendTop((x) => x.label === "other", inv), false);
-});
-
 test("history is bounded", () => {
   const h = new History(3);
   for (let i = 0; i < 5; i++) h.push({ command: { op: "remove_node", id: `${i}` }, inverse: { op: "remove_node", id: `${i}` }, label: `${i}` });

@@ -7,8 +7,11 @@ State and policy
   after every edit, wherever it came from (the canvas, code, a slider).
 * The front end only *proposes*: it sends ``{"type": "command", "id", "command"}``
   messages; :meth:`PipelineEditor.apply` maps each command to one ``Pipeline`` method,
-  which validates, and the reply carries the problems when it is refused. Undo/redo
-  lives in the front end as a stack of commands and their inverses.
+  which validates, and the reply carries the problems when it is refused. Every request
+  with an id gets exactly one reply with that id (the front end gives up after a
+  timeout and shows the failure). ``{"type": "sync", "id"}`` re-sends the pipeline and
+  run state: the front end asks for it when the kernel answers again after a lost reply.
+  Undo/redo lives in the front end as a stack of accepted commands and their inverses.
 * Every edit that changes what runs (not a moved node) submits a snapshot to the
   engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
   scheduler thread, which become the ``status`` and ``run`` traits. When a run
@@ -268,12 +271,19 @@ class PipelineEditor(anywidget.AnyWidget):
                 self._syncing = False
 
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("type") != "command":
-            return
-        self._command_at = time.perf_counter()
-        reply: dict[str, Any] = {"type": "reply", "id": content.get("id"), "ok": True, "problems": []}
+        if not isinstance(content, dict) or "id" not in content:
+            return  # not a request: nobody waits for an answer
+        reply: dict[str, Any] = {"type": "reply", "id": content["id"], "ok": True, "problems": []}
         try:
-            self.apply(content["command"])
+            kind = content.get("type")
+            if kind == "command":
+                self._command_at = time.perf_counter()
+                self.apply(content["command"])
+            elif kind == "sync":
+                with self._lock:
+                    self.send_state(["graph", "status", "run"])
+            else:
+                raise ValueError(f"unknown editor request {kind!r}")
         except PipelineError as e:
             reply.update(ok=False, problems=[str(p) for p in e.problems])
         except (KeyError, ValueError, TypeError) as e:

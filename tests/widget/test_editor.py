@@ -81,6 +81,38 @@ def test_refusals_come_back_with_reasons(editor):
     assert not r["ok"] and r["problems"] == ["id"]
 
 
+def test_every_request_gets_one_reply_with_its_id(editor, comm, monkeypatch):
+    # The front end gives up on a request after a timeout; the kernel never leaves one unanswered.
+    r = front_end_says(editor, {"type": "sync", "id": "s1"})
+    assert r == {"type": "reply", "id": "s1", "ok": True, "problems": []}
+    # A sync re-sends what the front end shows: the Python pipeline and the run state.
+    resent = next(d["state"] for d, _ in reversed(comm.messages) if d.get("method") == "update")
+    assert set(resent) == {"graph", "status", "run"} and resent["graph"] == editor.pipeline.to_json()
+    r = front_end_says(editor, {"type": "explode", "id": 5})
+    assert r == {"type": "reply", "id": 5, "ok": False, "problems": ["unknown editor request 'explode'"]}
+    r = front_end_says(editor, {"type": "command", "id": 6})
+    assert (r["id"], r["ok"], r["problems"]) == (6, False, ["command"])
+
+    def broken(command):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(editor, "apply", broken)
+    r = front_end_says(editor, {"type": "command", "id": 8, "command": {"op": "remove_node", "id": "pic"}})
+    assert r == {"type": "reply", "id": 8, "ok": False, "problems": ["internal error: disk on fire"]}
+
+
+def test_messages_without_an_id_get_no_reply(editor, comm):
+    editor._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "sync"}}}, "buffers": []})
+    assert comm.replies() == []
+
+
+def test_a_refused_edit_changes_nothing(editor, comm):
+    before, sent = editor.pipeline.to_json(), len(comm.updates("graph"))
+    r = command(editor, {"op": "set_param", "id": "blur", "name": "sigma", "value": 1000})
+    assert not r["ok"] and "above the maximum" in r["problems"][0]
+    assert editor.pipeline.to_json() == before and len(comm.updates("graph")) == sent
+
+
 def test_a_batch_is_all_or_nothing(editor):
     before = editor.pipeline.to_json()
     r = front_end_says(
