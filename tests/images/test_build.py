@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from oremda_lab import cli
 from oremda_lab.images import build
 from oremda_lab.images.build import ImageBuilder, write_context
 from oremda_lab.registry import Registry, default_registry
@@ -210,7 +211,7 @@ def test_import_gets_exactly_the_asked_tag(engine, tmp_path):
 
 
 @pytest.mark.podman
-def test_transfer_copies_an_image_once_and_keeps_its_id():
+def test_transfer_copies_an_image_once_and_keeps_its_id(capsys):
     try:
         docker, podman = connect(engine="docker"), connect(engine="podman")
     except RuntimeUnavailable as e:
@@ -225,3 +226,5 @@ def test_transfer_copies_an_image_once_and_keeps_its_id():
         build.transfer(docker, podman, [spec], log=logs.append)
     assert podman.images.get(image_ref("fault", spec.version, "localhost/")).id == built["fault"]
     assert logs[-1] == "the target has every image already"
+    assert cli.main(["labels", "oremda/fault", "--engine", "podman"]) == 0  # read through Podman's API
+    assert capsys.readouterr().out.startswith(f"fault {spec.version}: ")
