@@ -66,13 +66,21 @@ class Cache:
             self.entries.move_to_end(key)
         return entry
 
-    def put(self, entry: Entry) -> None:
-        """Store an entry (replacing and freeing any older one with the same key)."""
-        old = self.entries.pop(entry.key, None)
+    def put(self, entry: Entry) -> Entry:
+        """Store an entry; returns the one stored under its key.
+
+        A key already stored keeps its first entry: two identical nodes, or a newer run
+        and an in-flight task of a superseded one, computed the same thing, and results
+        already handed out refer to the first. The duplicate's objects are freed.
+        """
         self.holders.update(_names(entry))
-        if old is not None:
-            self._free(old)
+        first = self.entries.get(entry.key)
+        if first is not None:
+            self._free(entry)
+            self.entries.move_to_end(entry.key)
+            return first
         self.entries[entry.key] = entry
+        return entry
 
     def retain(self, keep: set[str]) -> None:
         """Keep ``keep``, plus the most recent others within the spare budget; free the rest."""

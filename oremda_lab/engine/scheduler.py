@@ -171,8 +171,7 @@ def execute(
             except Exception as e:  # a runtime bug still becomes a visible node error
                 _finish(results[node_id], emit, node_id, "error", duration_s=elapsed, error={"message": repr(e)})
                 continue
-            entry = Entry(plan.keys[node_id], result.outputs, elapsed)
-            cache.put(entry)
+            entry = cache.put(Entry(plan.keys[node_id], result.outputs, elapsed))
             results[node_id].outputs = entry.outputs
             _finish(results[node_id], emit, node_id, "done", duration_s=elapsed)
     return results, cut_short

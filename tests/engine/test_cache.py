@@ -32,3 +32,14 @@ def test_a_shared_buffer_is_freed_with_its_last_holder(tmp_path):
         assert arena.live() == ["shared"]
         cache.retain(set())
         assert arena.live() == []
+
+
+def test_a_key_computed_twice_keeps_its_first_entry(tmp_path):
+    # Two identical nodes computed at once: the first's outputs were handed out already.
+    with Arena.create(root=tmp_path) as arena:
+        cache = Cache(arena)
+        first = arena.put(np.ones(100), "t1--out").to_dict()
+        second = arena.put(np.ones(100), "t2--out").to_dict()
+        kept = cache.put(Entry("k", {"out": {"ref": first, "meta": {}}}, 0.0))
+        assert cache.put(Entry("k", {"out": {"ref": second, "meta": {}}}, 0.0)) is kept
+        assert arena.live() == ["t1--out"] and cache.get("k") is kept

@@ -12,6 +12,7 @@ from oremda_lab.worker.sdk import PortValue, data_path, operator, output_array
 
 @operator
 def fault(inputs, params):
+    entered = time.monotonic()  # the host's clock, in containers too: tells whether two tasks overlapped
     mode = params["mode"]
     print(f"fault operator: mode={mode}", flush=True)  # shows up in the log tail
     if mode == "raise":
@@ -40,7 +41,7 @@ def fault(inputs, params):
         value.data.flags.writeable = True  # must raise: inputs are read-only mappings
         value.data[...] = -1
     data = value.data + 1 if value is not None and value.data is not None else np.ones(params["size"])
-    meta = {"pid": os.getpid(), "tag": params["tag"]}
+    meta = {"pid": os.getpid(), "tag": params["tag"], "entered": entered, "left": time.monotonic()}
     if mode == "spawn":  # an operator's helper process, which must not outlive its worker
         meta["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]).pid
     if mode == "bad-meta":
