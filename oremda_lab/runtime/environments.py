@@ -299,11 +299,11 @@ def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
     resolved = lock(spec.requirements, interpreter(spec.python, say)[0], say)
     folder = cache_root() / "envs" / resolved.key
     env = Environment("venv", str(folder / "bin" / "python"), resolved.key)
-    if (folder / MARKER).exists():
+    if _complete(folder):
         return env
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(folder.with_name(f"{resolved.key}.lock")):
-        if (folder / MARKER).exists():  # another engine built it while we waited
+        if _complete(folder):  # another engine built it while we waited
             return env
         say(f"creating environment for {spec.name} ({len(resolved.lines)} packages) ...")
         started = time.monotonic()
@@ -312,9 +312,14 @@ def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
     return env
 
 
+def _complete(folder: Path) -> bool:
+    """Built whole (marker), and its interpreter still resolves (a venv links to its base Python)."""
+    return (folder / MARKER).exists() and (folder / "bin" / "python").exists()
+
+
 def _build(folder: Path, resolved: Lock) -> None:
     """Create the venv in a temporary folder beside ``folder``, then rename it into place."""
-    if folder.exists():  # without its marker (which the rename brings): not to be trusted
+    if folder.exists():  # incomplete, or its base Python is gone: made again
         shutil.rmtree(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:

@@ -180,6 +180,16 @@ def test_two_engines_racing_build_one_environment(fresh_cache):
     assert [p.name for p in (fresh_cache / "envs").iterdir() if p.is_dir()] == [first.key]  # no temporary left
 
 
+def test_an_environment_whose_python_is_gone_is_made_again(fresh_cache, tmp_path):
+    spec = OperatorSpec.from_dict({"name": "orphan", "requirements": ["numpy<2"]})
+    python = Path(ensure_environment(spec).python)
+    python.unlink()  # as when the base interpreter it linked to was uninstalled
+    python.symlink_to(tmp_path / "no-such-python")
+    heard = []
+    again = ensure_environment(spec, heard.append)
+    assert Path(again.python).exists() and any(m.startswith("creating") for m in heard)
+
+
 def test_cli_prints_the_preparation(fresh_cache, tmp_path):
     version_operator(tmp_path / "ops", "old_numpy", ["numpy<2"])
     (tmp_path / "p.json").write_text(json.dumps({"nodes": [{"id": "n0", "image": "oremda/old_numpy"}], "edges": []}))
