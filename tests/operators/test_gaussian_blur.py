@@ -27,3 +27,16 @@ def test_integer_input_becomes_float32_and_keeps_meta(mos2_dm3):
 def test_wrong_number_of_sigmas():
     with pytest.raises(RuntimeError, match="sigma has 3 values"):
         run_operator("gaussian_blur", {"image": np.zeros((4, 4))}, {"sigma": [1, 1, 1]})
+
+
+def test_impulse_response_is_the_sampled_gaussian():
+    # Independent truth: blurring a unit impulse gives exp(-k^2 / (2 sigma^2)) per axis,
+    # normalized to sum 1 (no call to scipy here).
+    impulse = np.zeros((61, 81))
+    impulse[30, 40] = 1.0
+    out = run_operator("gaussian_blur", {"image": impulse}, {"sigma": [1.5, 3.0]})["image"].data
+    k_y, k_x = np.arange(-30, 31), np.arange(-40, 41)
+    expected = np.outer(np.exp(-(k_y**2) / (2 * 1.5**2)), np.exp(-(k_x**2) / (2 * 3.0**2)))
+    expected[np.abs(k_y) > 4 * 1.5 + 0.5, :] = 0  # the filter stops at 4 sigma (scipy's default truncate)
+    expected[:, np.abs(k_x) > 4 * 3.0 + 0.5] = 0
+    np.testing.assert_allclose(out, expected / expected.sum(), atol=1e-15)
