@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 
 from oremda_lab.runtime.base import NodeFailure, Runtime, WorkerHandle
-from oremda_lab.runtime.environments import Environment, EnvironmentFailure, ensure_environment, worker_path
+from oremda_lab.runtime.environments import (
+    Environment,
+    EnvironmentFailure,
+    Progress,
+    ensure_environment,
+    worker_path,
+)
 from oremda_lab.spec.operator import OperatorSpec
 
 _TERM_GRACE = 2.0
@@ -103,7 +109,7 @@ class LocalRuntime(Runtime):
             raise RuntimeError(f"the fork server of environment {env.id} exited (status {server.wait()})")
         return ProcessHandle(json.loads(reply)["pid"], log)
 
-    def environment_of(self, spec: OperatorSpec, progress=None) -> Environment:
+    def environment_of(self, spec: OperatorSpec, progress: Progress | None = None) -> Environment:
         """``spec``'s environment (made on first use; remembered for this runtime's life)."""
         wanted = (spec.requirements, spec.python)
         env = self._environments_of.get(wanted)
