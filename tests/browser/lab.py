@@ -93,6 +93,19 @@ def open_notebook(page, url: str, path: str, timeout: float = 60_000) -> None:
     page.goto(f"{url}/lab/tree/{path}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel", timeout=timeout)
     wait_kernel_idle(page, timeout)
+    accept_kernel_dialog(page)
+
+
+def accept_kernel_dialog(page) -> None:
+    """Accept Lab's "Select Kernel" dialog (Python 3) if it is up.
+
+    Lab 4.6 sometimes shows it for a notebook that names its kernel, even after starting
+    that kernel; left open, it swallows every click.
+    """
+    accept = page.locator(".jp-Dialog:has-text('Select Kernel') .jp-mod-accept")
+    if accept.count():
+        accept.click()
+        wait_kernel_idle(page)
 
 
 def wait_kernel_idle(page, timeout: float = 60_000) -> None:
@@ -111,6 +124,7 @@ def run_all_cells(page, tries: int = 3) -> None:
     """Run > Run All Cells; retried when no cell started (a click can land before Lab is ready)."""
     prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt")
     for _ in range(tries):
+        accept_kernel_dialog(page)
         page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
         page.keyboard.press("Escape")
         lab_menu(page, "Run", "Run All Cells")
@@ -123,8 +137,8 @@ def run_all_cells(page, tries: int = 3) -> None:
     raise TimeoutError("Run All Cells did not start any cell")
 
 
-def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
-    """Append a code cell at the end, run it, and return its text output."""
+def start_code_in_new_cell(page, code: str):
+    """Append a code cell at the end and start it; return the cell (do not wait for it)."""
     nb = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
     cells = nb.locator(".jp-Cell")
     cells.last.locator(".jp-InputArea-prompt").click()
@@ -134,7 +148,12 @@ def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
     page.keyboard.press("Enter")  # edit mode
     page.keyboard.insert_text(code)
     page.keyboard.press("Shift+Enter")
-    out = cells.nth(count - 1).locator(".jp-OutputArea-output")
+    return cells.nth(count - 1)
+
+
+def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
+    """Append a code cell at the end, run it, and return its text output."""
+    out = start_code_in_new_cell(page, code).locator(".jp-OutputArea-output")
     out.first.wait_for(timeout=timeout)
     wait_kernel_idle(page, timeout)
     return out.first.inner_text()
