@@ -12,3 +12,6 @@ if [ ! -x .venv/bin/python ]; then
   "${python}" -m venv .venv
 fi
 .venv/bin/python -m pip install -q -e ".[test,docker,mpi,lab]"
+# abTEM simulates the 4D-STEM test scan (tests/operators/test_4dstem.py, cached) that the core
+# tier's operator tests share with the MPI tier; without it they would cache a synthetic stand-in.
+.venv/bin/python -m pip install -q abtem
