@@ -118,12 +118,12 @@ def install_site(lines: Iterable[str], target: Path) -> Path:
     *unchecked-hash* ``.pyc`` files, valid whatever the files' times in the image, so
     workers need not compile numpy on every start of a read-only container.
     """
-    from oremda_lab.runtime.environments import _uv
+    from oremda_lab.runtime.environments import run_uv
 
     target.mkdir(parents=True, exist_ok=True)
     requirements = target.parent / f"{target.name}.txt"
     requirements.write_text("\n".join(lines) + "\n")
-    done = _uv(
+    done = run_uv(
         "pip", "install", "--quiet", "--no-deps", "--target", str(target), "--python-version", PYTHON_VERSION,
         "--python-platform", platform_tag(), "-r", str(requirements),
     )  # fmt: skip

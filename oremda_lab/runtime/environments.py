@@ -222,12 +222,12 @@ def interpreter(python: str | None = None, progress: Progress | None = None) -> 
     """
     if not python or _python_matches(python, platform.python_version()):
         return sys.executable, platform.python_version()
-    found = _uv("python", "find", "--system", python)
+    found = run_uv("python", "find", "--system", python)
     if found.returncode != 0:
         if progress is not None:
             progress(f"installing Python {python} ...")
-        installed = _uv("python", "install", python)
-        found = _uv("python", "find", "--system", python)
+        installed = run_uv("python", "install", python)
+        found = run_uv("python", "find", "--system", python)
         if found.returncode != 0:
             raise EnvironmentFailure(f"python {python!r} is not available: {_last_line(installed.stderr)}")
     path = found.stdout.strip()
@@ -248,7 +248,7 @@ def _pinned_within(pins: dict[str, str], requirement: str) -> bool:
 
 
 def _compile(requirements: Iterable[str], wanted: list[str], version: str) -> tuple[str, ...]:
-    done = _uv(
+    done = run_uv(
         "pip", "compile", "-", "--no-header", "--no-annotate", "--quiet", "--python-version", version,
         input="\n".join(wanted) + "\n",
     )  # fmt: skip
@@ -324,12 +324,12 @@ def _build(folder: Path, resolved: Lock) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         # --relocatable: the scripts in bin/ keep working after the rename.
-        made = _uv("venv", "--quiet", "--relocatable", "--python", resolved.python, str(tmp / "env"))
+        made = run_uv("venv", "--quiet", "--relocatable", "--python", resolved.python, str(tmp / "env"))
         if made.returncode != 0:
             raise EnvironmentFailure(f"python {resolved.python!r} is not available: {_last_line(made.stderr)}")
         requirements = tmp / "requirements.txt"
         requirements.write_text("\n".join(resolved.lines) + "\n")
-        installed = _uv("pip", "sync", "--quiet", "--python", str(tmp / "env" / "bin" / "python"), str(requirements))
+        installed = run_uv("pip", "sync", "--quiet", "--python", str(tmp / "env" / "bin" / "python"), str(requirements))
         if installed.returncode != 0:
             raise EnvironmentFailure(_explain(resolved.lines, installed.stderr))
         (tmp / "env" / MARKER).write_text("\n".join(resolved.lines) + "\n")
@@ -391,7 +391,8 @@ def worker_path() -> Path:
 # -- helpers -----------------------------------------------------------------------
 
 
-def _uv(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+def run_uv(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``uv ARGS`` (the uv of the ``uv`` package, else the one on PATH); output captured."""
     try:
         from uv import find_uv_bin
 
