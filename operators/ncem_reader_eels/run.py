@@ -34,6 +34,10 @@ def ncem_reader_eels(inputs, params):
     data = np.asarray(signal["data"], dtype=np.float64)
     summed = data.ndim > 1
     spec = data.reshape(-1, data.shape[-1]).sum(axis=0) if summed else data
+    if spec.shape[0] == 0:
+        # rosettasciio's MSA parser needs ": " after #SPECTRUM; without it (trailing space
+        # stripped by an editor) it returns an empty spectrum instead of an error.
+        raise ValueError(f"{filename}: no spectrum channels were read (for .msa: is the '#SPECTRUM : ' line intact?)")
     scale, offset = float(energy.get("scale", 1.0)), float(energy.get("offset", 0.0))
     eloss = offset + scale * np.arange(spec.shape[0], dtype=np.float64)
     units = str(energy.get("units", "") or "")
