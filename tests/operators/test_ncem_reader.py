@@ -1,4 +1,4 @@
-"""ncem_reader equals rosettasciio (and ncempy) on real files."""
+"""ncem_reader on real files: rosettasciio (the backend), ncempy and h5py (independent readers), known files."""
 
 import numpy as np
 import pytest
@@ -40,6 +40,26 @@ def test_velox_emd_equals_rosettasciio(au_emd):
     assert out.meta["title"] == "HAADF"
 
 
+def test_velox_emd_equals_its_hdf5_content(au_emd):
+    """Independent of both backends: the Velox file's HDF5 datasets and JSON metadata read with h5py."""
+    import json
+
+    import h5py
+
+    with h5py.File(au_emd, "r") as f:
+        (group,) = f["Data/Image"].values()
+        stored = group["Data"][:, :, 0]  # Velox stores (y, x, frame)
+        metadata = json.loads(group["Metadata"][:, 0].tobytes().rstrip(b"\0"))
+    size = metadata["BinaryResult"]["PixelSize"]
+    assert metadata["BinaryResult"]["PixelUnitX"] == "m"
+    for backend in ("rosettasciio", "ncempy"):
+        out = run_operator("ncem_reader", params={"filename": au_emd.name, "backend": backend}, data_dir=au_emd.parent)
+        np.testing.assert_array_equal(out["image"].data, stored)
+        nm = [float(size["height"]) * 1e9, float(size["width"]) * 1e9]
+        assert out["image"].meta["pixel_size"] == pytest.approx(nm, rel=1e-9)
+        assert out["image"].meta["pixel_unit"] == ["nm", "nm"]
+
+
 def test_berkeley_emd_written_by_ncempy(tmp_path):
     from ncempy.io import emd
     from rsciio.emd import file_reader
@@ -58,6 +78,7 @@ def test_berkeley_emd_written_by_ncempy(tmp_path):
 
 
 def test_ncempy_backend_equals_ncempy(mos2_dm3):
+    """Wiring for the backend switch (the same ncempy call); the truths are the tests above."""
     import ncempy.io
 
     expected = ncempy.io.read(str(mos2_dm3))
