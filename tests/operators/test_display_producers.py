@@ -26,6 +26,7 @@ def test_scatter_keeps_y_x_rows():
 
 
 def test_histograms_equal_numpy():
+    """Wiring (the operator calls numpy.histogram); the truth is test_histograms_of_known_values."""
     values = np.random.default_rng(0).normal(size=1000)
     values[:3] = np.nan
     out = run_operator("histograms", {"in": values}, {"bins": 20})["out"]
@@ -35,10 +36,21 @@ def test_histograms_equal_numpy():
     assert out.meta["edges"] == pytest.approx(edges.tolist()) and out.meta["n"] == 997
 
 
+def test_histograms_of_known_values():
+    # 0..9 in 5 bins over [0, 9]: edges 0, 1.8, 3.6, 5.4, 7.2, 9 hold two values each (the last
+    # bin is closed, so 9 counts); NaN and inf are not values.
+    values = np.concatenate([np.arange(10.0), [np.nan, np.inf, -np.inf]])
+    out = run_operator("histograms", {"in": values}, {"bins": 5})["out"]
+    assert out.meta["edges"] == pytest.approx([0, 1.8, 3.6, 5.4, 7.2, 9])
+    np.testing.assert_allclose(out.data, [[0.9, 2.7, 4.5, 6.3, 8.1], [2, 2, 2, 2, 2]])
+    assert out.meta["n"] == 10
+
+
 def test_histograms_of_displacement_magnitudes():
     rows = np.array([[3.0, 4.0], [0.0, 1.0]])
     out = run_operator("histograms", {"in": rows}, {"bins": 2, "magnitude": True})["out"]
-    assert out.meta["edges"] == pytest.approx([1, 3, 5])
+    assert out.meta["edges"] == pytest.approx([1, 3, 5])  # |(3, 4)| = 5, |(0, 1)| = 1
+    np.testing.assert_array_equal(out.data[1], [1, 1])
 
 
 def test_picture_passes_the_image_and_its_range():
@@ -47,6 +59,9 @@ def test_picture_passes_the_image_and_its_range():
     np.testing.assert_array_equal(out.data, image)
     assert out.meta["kind"] == "picture" and out.meta["normalize"] == "log"
     assert (out.meta["min"], out.meta["max"]) == (0.0, 11.0)
+    image[0, 0], image[1, 1], image[2, 2] = np.nan, np.inf, -np.inf  # the range of the finite values
+    out = run_operator("picture", {"in": image})["out"]
+    assert (out.meta["min"], out.meta["max"]) == (1.0, 11.0)
 
 
 def test_vector_rows_broadcast():
