@@ -40,3 +40,34 @@ def test_impulse_response_is_the_sampled_gaussian():
     expected[np.abs(k_y) > 4 * 1.5 + 0.5, :] = 0  # the filter stops at 4 sigma (scipy's default truncate)
     expected[:, np.abs(k_x) > 4 * 3.0 + 0.5] = 0
     np.testing.assert_allclose(out, expected / expected.sum(), atol=1e-15)
+
+
+def _kernel(sigma, truncate=4.0):
+    """The sampled Gaussian on -r..r, r = int(truncate sigma + 0.5), normalized to sum 1, as {offset: weight}."""
+    r = int(truncate * sigma + 0.5)
+    k = np.arange(-r, r + 1)
+    g = np.exp(-(k**2) / (2 * sigma**2))
+    return dict(zip(k.tolist(), g / g.sum(), strict=True))
+
+
+def test_border_modes_fold_the_impulse_response():
+    # An impulse on the border: 'wrap' continues the kernel on the opposite side; 'reflect'
+    # (the default, d c b a | a b c d) folds the part beyond the edge back onto itself.
+    n, m, sy, sx = 31, 41, 1.5, 2.0
+    gy, gx = _kernel(sy), _kernel(sx)
+    impulse = np.zeros((n, m))
+    impulse[0, 0] = 1.0
+    wrapped = run_operator("gaussian_blur", {"image": impulse}, {"sigma": [sy, sx], "mode": "wrap"})["image"].data
+    expected = np.zeros((n, m))
+    for dy, wy in gy.items():
+        for dx, wx in gx.items():
+            expected[dy % n, dx % m] += wy * wx
+    np.testing.assert_allclose(wrapped, expected, atol=1e-15)
+    reflected = run_operator("gaussian_blur", {"image": impulse}, {"sigma": [sy, sx]})["image"].data
+    expected = np.zeros((n, m))
+    for dy, wy in gy.items():
+        for dx, wx in gx.items():
+            # Output pixel i sees input pixel i - d; beyond the edge, -1 - j mirrors j.
+            iy, ix = (dy if dy >= 0 else -1 - dy), (dx if dx >= 0 else -1 - dx)
+            expected[iy, ix] += wy * wx
+    np.testing.assert_allclose(reflected, expected, atol=1e-15)
