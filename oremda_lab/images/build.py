@@ -20,8 +20,9 @@ requirements share every layer but their own last one:
    (:func:`oremda_lab.spec.labels.spec_to_labels`, one source of truth).
 
 Build contexts depend only on file names, contents and modes, so an unchanged layer
-is a build-cache hit. The same builder targets Podman through its Docker-compatible
-API (``--engine podman``).
+is a build-cache hit. Layers 2 and 3 are also saved under :func:`.rootfs.cache_dir`
+once built, so a fresh engine loads them instead of building them. The same builder
+targets Podman through its Docker-compatible API (``--engine podman``).
 """
 
 from __future__ import annotations
