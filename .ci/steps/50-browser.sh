@@ -11,5 +11,5 @@ fi
 npm ci --no-audit --no-fund
 npm run build
 npm test
-python -m pip install -q playwright
+python -m pip install -q playwright notebook  # notebook: the Notebook 7 keyboard test
 python -m pytest -m browser tests/browser -q -p no:cacheprovider

@@ -315,6 +315,14 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       data-kernel={lost ? "lost" : "ok"}
       data-request-timeout-ms={REQUEST_TIMEOUT_MS}
       tabIndex={-1}
+      onFocus={(e) => {
+        // Notebook 7 matches its shortcuts in the capture phase, before this element sees the
+        // key, and from the focused element upwards: a selector ending in `:focus` (ArrowRight:
+        // "move-cursor-heading-below-or-expand") matches a focused slider before the walk
+        // reaches the root's data-lm-suppress-shortcuts. Marked, the focused element stops the
+        // walk where it starts. (JupyterLab listens in the bubble phase, after onKeyDown below.)
+        e.target.setAttribute("data-lm-suppress-shortcuts", "true");
+      }}
       onKeyDown={(e) => {
         const mod = e.ctrlKey || e.metaKey;
         if (mod && e.key.toLowerCase() === "z") {

@@ -28,8 +28,21 @@ def lab_url(tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="session")
+def notebook_url(tmp_path_factory):
+    """A Jupyter Notebook 7 server (``pip install notebook``) on a copy of notebooks/."""
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    pytest.importorskip("notebook")
+    root = tmp_path_factory.mktemp("nb7")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    with jupyter_lab(root, app="notebook") as url:
+        yield url
+
+
 @pytest.fixture
-def page(lab_url):
+def page():
     with chromium_page() as page:
         messages = []
         page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))

@@ -32,19 +32,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = ()):
-    """Start ``jupyter lab`` and yield its base URL; stop it by pid afterwards."""
+def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = (), app: str = "lab"):
+    """Start ``jupyter lab`` (or ``app="notebook"``: Notebook 7) and yield its base URL; stop it by pid afterwards."""
     port = free_port()
     workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "jupyter-lab.log", "w")  # noqa: SIM115 (closed below)
+    log = open(ARTIFACTS / f"jupyter-{app}.log", "w")  # noqa: SIM115 (closed below)
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+        sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root",
         "--IdentityProvider.token=", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
-        f"--LabApp.workspaces_dir={workspaces}", f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        *extra_args,
+        f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
+    if app == "lab":
+        cmd += [f"--LabApp.workspaces_dir={workspaces}", "--LabApp.news_url=",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+    else:
+        cmd += [f"--JupyterNotebookApp.workspaces_dir={workspaces}"]
+    cmd += extra_args
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -57,7 +61,7 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str,
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"jupyter lab did not start; see {ARTIFACTS / 'jupyter-lab.log'}")
+                raise RuntimeError(f"jupyter {app} did not start; see {log.name}")
             time.sleep(0.3)
         yield url
     finally:
@@ -88,9 +92,9 @@ def chromium_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
-def open_notebook(page, url: str, path: str, timeout: float = 60_000) -> None:
-    """Open a notebook in Lab and wait until its kernel is idle."""
-    page.goto(f"{url}/lab/tree/{path}", wait_until="domcontentloaded")
+def open_notebook(page, url: str, path: str, timeout: float = 60_000, app: str = "lab") -> None:
+    """Open a notebook in Lab (or ``app="notebook"``: Notebook 7) and wait until its kernel is idle."""
+    page.goto(f"{url}/lab/tree/{path}" if app == "lab" else f"{url}/notebooks/{path}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel", timeout=timeout)
     wait_kernel_idle(page, timeout)
     accept_kernel_dialog(page)
@@ -157,3 +161,23 @@ def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
     out.first.wait_for(timeout=timeout)
     wait_kernel_idle(page, timeout)
     return out.first.inner_text()
+
+
+# The editor on the page (getting_started.ipynb: the blur node's sigma slider).
+EDITOR = ".oremda-editor"
+SLIDER = "input[type=range][data-param='sigma']"
+ROW = "[data-param-row='sigma']"
+VALUE = "[data-param-value='sigma']"
+ERROR = "[data-param-error='sigma']"
+FRAME = "() => Number(document.querySelector(\"canvas[data-display='view']\")?.dataset.frame || 0)"
+
+
+def shot(page, name):
+    """Screenshot of the editor into tests/browser/artifacts/NAME.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(EDITOR).first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def value_is(page, text, timeout=30_000):
+    """Wait until the sigma slider shows ``text``."""
+    page.wait_for_function(f"() => document.querySelector(\"{VALUE}\")?.textContent === '{text}'", timeout=timeout)

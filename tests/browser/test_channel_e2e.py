@@ -5,23 +5,20 @@ a cell), then the kernel is restarted (the comm is gone). Screenshots land in
 tests/browser/artifacts/.
 """
 
-from lab import ARTIFACTS, lab_menu, open_notebook, run_all_cells, run_code_in_new_cell
-
-EDITOR = ".oremda-editor"
-SLIDER = "input[type=range][data-param='sigma']"
-ROW = "[data-param-row='sigma']"
-VALUE = "[data-param-value='sigma']"
-ERROR = "[data-param-error='sigma']"
-FRAME = "() => Number(document.querySelector(\"canvas[data-display='view']\")?.dataset.frame || 0)"
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.locator(EDITOR).first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-def value_is(page, text, timeout=30_000):
-    page.wait_for_function(f"() => document.querySelector(\"{VALUE}\")?.textContent === '{text}'", timeout=timeout)
+from lab import (
+    EDITOR,
+    ERROR,
+    FRAME,
+    ROW,
+    SLIDER,
+    VALUE,
+    lab_menu,
+    open_notebook,
+    run_all_cells,
+    run_code_in_new_cell,
+    shot,
+    value_is,
+)
 
 
 def open_editor(page):
