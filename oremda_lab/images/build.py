@@ -49,7 +49,7 @@ from oremda_lab._version import __version__
 from oremda_lab.images import rootfs
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime.docker import OPERATOR_DIR, SOURCE_DIGEST_LABEL, USER, connect, image_ref
-from oremda_lab.runtime.environments import CORE_REQUIREMENTS, Lock, _python_matches, lock, worker_files
+from oremda_lab.runtime.environments import CORE_REQUIREMENTS, Lock, python_matches, lock, worker_files
 from oremda_lab.spec.labels import spec_to_labels
 from oremda_lab.spec.operator import OperatorSpec
 
@@ -111,7 +111,7 @@ class ImageBuilder:
 
         Raises ValueError when ``spec`` asks for a Python the base does not have.
         """
-        if spec.python and not _python_matches(spec.python, BASE_PYTHON):
+        if spec.python and not python_matches(spec.python, BASE_PYTHON):
             raise ValueError(
                 f"operator {spec.name} asks for Python {spec.python}, but operator images run Debian "
                 f'{rootfs.SUITE}\'s Python {BASE_PYTHON}: drop its "python", or build a third-party image '

@@ -139,7 +139,7 @@ def kernel_satisfies(requirements: Iterable[str], python: str | None = None) -> 
     >>> kernel_satisfies([], python="2.7")
     False
     """
-    if python and not _python_matches(python, platform.python_version()):
+    if python and not python_matches(python, platform.python_version()):
         return False
     try:
         return all(_installed(Requirement(r), set()) for r in requirements)
@@ -147,7 +147,14 @@ def kernel_satisfies(requirements: Iterable[str], python: str | None = None) -> 
         return False  # let the resolver name the problem
 
 
-def _python_matches(wanted: str, version: str) -> bool:
+def python_matches(wanted: str, version: str) -> bool:
+    """Whether Python ``version`` satisfies an operator's ``python`` (``"3.11"`` or a specifier).
+
+    Examples
+    --------
+    >>> python_matches("3.11", "3.11.7"), python_matches(">=3.12", "3.11.7")
+    (True, False)
+    """
     if wanted[:1].isdigit():  # "3.11" means any 3.11.x
         return version == wanted or version.startswith(wanted + ".")
     return SpecifierSet(wanted).contains(version, prereleases=True)
@@ -220,7 +227,7 @@ def interpreter(python: str | None = None, progress: Progress | None = None) -> 
     kernel's interpreter when it matches or none is asked for; else one uv finds on this
     machine; else one uv installs (a download, reported to ``progress``).
     """
-    if not python or _python_matches(python, platform.python_version()):
+    if not python or python_matches(python, platform.python_version()):
         return sys.executable, platform.python_version()
     found = run_uv("python", "find", "--system", python)
     if found.returncode != 0:
