@@ -49,7 +49,7 @@ from oremda_lab._version import __version__
 from oremda_lab.images import rootfs
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime.docker import OPERATOR_DIR, SOURCE_DIGEST_LABEL, USER, connect, image_ref
-from oremda_lab.runtime.environments import CORE_REQUIREMENTS, Lock, python_matches, lock, worker_files
+from oremda_lab.runtime.environments import CORE_REQUIREMENTS, Lock, lock, python_matches, worker_files
 from oremda_lab.spec.labels import spec_to_labels
 from oremda_lab.spec.operator import OperatorSpec
 
