@@ -36,9 +36,11 @@ import faulthandler
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -48,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.arena import Arena, owner_alive
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import protocol
 from oremda_lab.worker.main import environment_report, load_operator
@@ -92,6 +94,33 @@ def sees_session(session: str, host: str) -> bool:
     except (OSError, ValueError):
         return False
     return owner.get("host") == host == socket.gethostname()
+
+
+def die_with_owner(session: str, host: str) -> None:
+    """End this rank, and the children in its process group, when the session's kernel dies.
+
+    Ranks are not the kernel's children (the launcher and its proxies sit between them,
+    each rank in a session of its own), so no parent-death signal reaches them, and a
+    rank inside a task that never ends never reads its closed control socket. A rank on
+    the kernel's machine waits on the kernel's pid (a pidfd: woken by its exit, no
+    polling). Ranks on other machines are not watched.
+    """
+    if not sees_session(session, host) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        owner = json.loads((Path(session) / "owner.json").read_text())
+        pidfd = os.pidfd_open(int(owner["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+
+    def watch() -> None:
+        if owner_alive(owner):  # the pidfd may name a later process that reused the pid
+            select.select([pidfd], [], [])
+        if os.getpgid(0) == os.getpid():  # the rank leads its group: its operator's children go too
+            os.killpg(0, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="oremda-owner-watch", daemon=True).start()
 
 
 def _take(array: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
@@ -543,6 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.remote = {int(r) for r in args.remote.split(",") if r}
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <rank pid>`: stacks to the job log
+    die_with_owner(args.session, args.host)
     from mpi4py import MPI  # only here, inside the job: MPI_Init must not run in the kernel
 
     host = RankHost(MPI, args)

@@ -115,6 +115,8 @@ class MPIJob(WorkerHandle):
                 _signal_group(self.process.pid, signal.SIGKILL)
         _signal_group(self.process.pid, signal.SIGKILL)  # stragglers that outlived the launcher
         for pid in self.rank_pids.values():
+            # MPICH makes each rank lead a process group of its own: an operator's children are in it.
+            _signal_group(pid, signal.SIGKILL)
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -1,5 +1,6 @@
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def fault(inputs, params):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{params['gate']} did not appear within {params['seconds']} s")
             time.sleep(0.005)
+    if mode == "oom":
+        blow_up_memory()
     if mode == "alloc-raise":
         output_array(params["size"])[:] = 1  # shared memory taken, then lost to the failure
         raise ValueError("asked to raise after allocating")
@@ -41,12 +44,32 @@ def fault(inputs, params):
         value.data.flags.writeable = True  # must raise: inputs are read-only mappings
         value.data[...] = -1
     data = value.data + 1 if value is not None and value.data is not None else np.ones(params["size"])
+    if mode == "read":  # the data file's bytes (a special file must be refused, never read)
+        data = np.frombuffer(data_path(params["file"]).read_bytes(), np.uint8)
     meta = {"pid": os.getpid(), "tag": params["tag"], "entered": entered, "left": time.monotonic()}
     if mode == "spawn":  # an operator's helper process, which must not outlive its worker
         meta["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]).pid
     if mode == "bad-meta":
         meta["handle"] = object()
+    if mode == "bad-output":
+        return [data]  # a list where a dict of outputs belongs
     return {"out": PortValue(data, meta)}
+
+
+def blow_up_memory():
+    """Allocate and touch far more than the address space this process may grow by.
+
+    The limit is set on this process only (soft RLIMIT_AS: 256 MiB above what it maps
+    now) and put back after, so the worker stays usable; the machine is never at risk.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + (256 << 20), hard))
+    try:
+        np.ones(64 << 30, np.uint8)  # 64 GiB, written (np.ones touches every page)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def gate_open(name):

@@ -1,0 +1,371 @@
+"""The fault matrix: every fault the ``fault`` operator makes, on every runtime.
+
+One parametrized test, fault x runtime. Each row runs the chain ``src -> bad -> after``
+plus an independent node ``fine``, with the fault in ``bad``, and checks that
+
+- ``bad`` fails with an error naming the fault, ``after`` is skipped, ``src`` and
+  ``fine`` finish (other branches complete);
+- no object is left in the session that the cache does not hold, and the next run
+  (``bad`` back to ``ok``) works;
+- once the engine is closed (or killed, and a new engine started), nothing of its
+  session is left: no process (worker, MPI launcher or rank, fork server, operator's
+  child, a container's processes), no container, no shared-memory file
+  (:func:`leftovers`, one check for every runtime).
+
+Local and inline rows run in a plain ``pytest``; Docker, Podman and MPI rows carry
+their markers (CI's containers and MPI steps). ``OREMDA_FAULT_TABLE=observed.json``
+records each row's error message (merged over runs);
+``python tests/runtime/test_fault_matrix.py observed.json`` prints the Markdown table
+of docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oremda_lab.registry import Registry
+from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline, small_tmpfs, stray_objects
+from oremda_lab.worker.protocol import AUTHKEY_ENV
+
+TABLE_ENV = "OREMDA_FAULT_TABLE"
+RUNTIMES = ("local", "inline", "docker", "podman", "mpi")
+CONTAINERS = ("docker", "podman")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A row: the faulty node's parameters and the text its error must hold."""
+
+    name: str
+    params: dict[str, Any]
+    expect: str | None  # None: the node succeeds (the fault is what it leaves behind)
+    isolated: bool = True  # needs workers outside the test process (kill, hang, rlimit, children)
+    shm: bool = False  # runs with a 64 MiB tmpfs as the shared memory
+    status: int | None = None  # the worker's exit status, when it dies
+    fed: bool = True  # the faulty node gets an input (else it makes its own array of `size`)
+
+
+FAULTS = [
+    Fault("operator raises", {"mode": "raise"}, "ValueError: asked to raise", isolated=False),
+    Fault("sys.exit(3)", {"mode": "exit"}, "operator called sys.exit(3)", isolated=False),
+    Fault("SIGKILL of the worker", {"mode": "kill"}, "died", status=-9),
+    Fault("segfault", {"mode": "segfault"}, "died", status=-11),
+    Fault("hang past the timeout", {"mode": "hang"}, "timeout"),
+    Fault("memory blow-up (64 GiB, RLIMIT_AS)", {"mode": "oom"}, "MemoryError"),
+    Fault(
+        "failure after allocating",
+        {"mode": "alloc-raise", "size": 1 << 16},
+        "asked to raise after allocating",
+        isolated=False,
+    ),  # fmt: skip
+    Fault("output not a dict", {"mode": "bad-output"}, "not a dict of outputs", isolated=False),
+    Fault("meta JSON cannot carry", {"mode": "bad-meta"}, "not JSON serializable", isolated=False),
+    Fault("writes to its input", {"mode": "write-input"}, "WRITEABLE", isolated=False),
+    Fault(
+        "file parameter /dev/zero", {"mode": "read", "file": "/dev/zero"}, "outside the data folder", isolated=False
+    ),  # fmt: skip
+    Fault(
+        "file parameter a symlink to /dev/zero",
+        {"mode": "read", "file": "zero-link"},
+        "outside the data folder",
+        isolated=False,
+    ),  # fmt: skip
+    Fault("file parameter a FIFO", {"mode": "read", "file": "fifo"}, "is not a regular file", isolated=False),
+    Fault(
+        "full shared memory (80 MB into 64 MiB)",
+        {"size": 10_000_000},
+        "shared memory full (needed 76.3 MiB",
+        isolated=False,
+        shm=True,
+        fed=False,
+    ),  # fmt: skip
+    Fault("operator forks a child", {"mode": "spawn"}, None),
+]
+KILLED = "engine SIGKILLed mid-run, then a new engine"
+
+
+def target(runtime: str) -> RuntimeContract:
+    """The runtime's contract settings (runtime, options, isolation) as its own test module has them."""
+    options = {"mpi": {"ranks": 2, "start_timeout": 60}}.get(runtime, {})
+    if runtime in CONTAINERS:
+        options = {"start_timeout": 60}
+    contract = type(f"{runtime}Contract", (RuntimeContract,), {"runtime": runtime, "options": options})()
+    contract.isolated = runtime != "inline"
+    return contract
+
+
+def marks(runtime: str) -> list[pytest.MarkDecorator]:
+    """The runtime's tier marker (none for local and inline: the core step runs those)."""
+    return [getattr(pytest.mark, runtime)] if runtime in (*CONTAINERS, "mpi") else []
+
+
+def rows(faults: list[Fault]) -> list:
+    return [
+        pytest.param(f, r, marks=marks(r), id=f"{re.sub(r'[^a-z0-9]+', '-', f.name.lower()).strip('-')}-{r}")
+        for f in faults
+        for r in RUNTIMES
+    ]
+
+
+# -- what a session leaves behind -------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What names one engine's session: its shared-memory folder and its workers' key."""
+
+    path: Path
+    authkey: str
+    runtime: str
+    seen: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, engine) -> Session:
+        return cls(engine.arena.path, engine.runtime.authkey.hex(), engine.runtime.name)
+
+
+def session_processes(session: Session) -> dict[int, str]:
+    """Pid -> command line of every process of ``session``.
+
+    A process belongs to it when its environment holds the session's worker key (workers,
+    MPI launchers and ranks, a container's processes, and any child an operator starts:
+    children inherit the environment), or its command line or an open file names the
+    session folder (fork servers log there).
+    """
+    key = f"{AUTHKEY_ENV}={session.authkey}".encode()
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        proc = Path(entry.path)
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+            fds = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # exited, waiting to be reaped
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if (
+            key in environ.split(b"\0")
+            or str(session.path).encode() in cmdline
+            or any(fd.startswith(str(session.path)) for fd in fds)
+        ):
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+def leftovers(session: Session, within: float = 30.0) -> list[str]:
+    """Whatever of ``session`` still exists after up to ``within`` s (processes exit asynchronously)."""
+    deadline = time.monotonic() + within
+    while True:
+        left = [f"process {pid}: {cmd}" for pid, cmd in session_processes(session).items()]
+        if session.runtime in CONTAINERS:
+            from test_docker import engine_client
+
+            from oremda_lab.runtime.docker import SESSION_LABEL
+
+            client = engine_client(session.runtime)
+            left += [
+                f"container {c.name}"
+                for c in client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={session.path}"})
+            ]
+        if session.path.exists():
+            left.append(f"shared memory {session.path}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)  # other processes' exits: no event of ours to wait on
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def observed():
+    """(fault, runtime) -> the observed outcome; merged into ``$OREMDA_FAULT_TABLE`` at the end."""
+    seen: dict[str, dict[str, str]] = {}
+    yield seen
+    path = os.environ.get(TABLE_ENV)
+    if path and seen:
+        table = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+        for fault, by_runtime in seen.items():
+            table.setdefault(fault, {}).update(by_runtime)
+        Path(path).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def images():
+    """Build the fault operator's image for each container engine once (as test_docker does)."""
+    from test_docker import engine_client
+
+    from oremda_lab.images.build import ImageBuilder
+
+    built = set()
+
+    def ensure(engine: str) -> None:
+        if engine not in built:
+            builder = ImageBuilder(
+                engine_client(engine), engine=engine, registry=Registry([FAULT_OPERATORS]), log=lambda m: None
+            )
+            builder.build(["fault"])
+            built.add(engine)
+
+    return ensure
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A data folder holding a FIFO and a symlink to /dev/zero."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo")
+    (folder / "zero-link").symlink_to("/dev/zero")
+    return folder
+
+
+def prepare(runtime: str, contract: RuntimeContract, isolated: bool, images) -> None:
+    if isolated and not contract.isolated:
+        pytest.skip("n/a: the inline runtime's workers are threads of this process")
+    if runtime in CONTAINERS:
+        images(runtime)
+
+
+# -- the matrix -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault, runtime", rows(FAULTS))
+def test_fault(fault: Fault, runtime: str, data: Path, observed, images, monkeypatch) -> None:
+    contract = target(runtime)
+    prepare(runtime, contract, fault.isolated, images)
+    chain = ({}, fault.params, {}) if fault.fed else (fault.params, {})
+    pipeline = fault_pipeline(*chain)
+    # Its own tag: a node with src's cache key would share (and, finishing later, free) src's output.
+    pipeline.add_node("oremda/fault", id="fine", params={"tag": "fine"})
+    *src, bad, after = [f"n{i}" for i in range(len(chain))]
+    expected = {**dict.fromkeys(src, "done"), bad: "error", after: "skipped", "fine": "done"}
+    with _shared_memory(fault.shm, monkeypatch):
+        with contract.make_engine(data) as engine:
+            session = Session.of(engine)
+            run = engine.run(pipeline)
+            statuses = {n: r.status for n, r in run.nodes.items()}
+            if fault.expect is None:
+                assert run.ok, run.errors
+                children = [c for c in session_processes(session).values() if "sleep(3600)" in c]
+                assert children, "the operator's child is not seen as the session's"
+                outcome = f"node done; its child process ({len(children)}) seen, then gone after close"
+            else:
+                error = run.nodes[bad].error
+                assert statuses == expected, run.errors
+                assert fault.expect in error["message"], error
+                if fault.status is not None:
+                    assert error["exit_status"] == fault.status, error
+                outcome = error["message"].splitlines()[0]
+            assert not stray_objects(engine)
+            pipeline.set_params(bad, {"mode": "ok", "size": 16})
+            rerun = engine.run(pipeline)
+            assert rerun.ok, rerun.errors
+            assert {n: rerun.nodes[n].status for n in (*src, "fine")} == dict.fromkeys((*src, "fine"), "cached")
+        assert leftovers(session) == []
+    observed.setdefault(fault.name, {})[runtime] = outcome
+
+
+HUNG_ENGINE = """
+import sys, threading
+from oremda_lab import Engine
+from oremda_lab.registry import Registry
+from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
+runtime, data, options, first = sys.argv[1], sys.argv[2], __import__("json").loads(sys.argv[3]), sys.argv[4]
+engine = Engine(runtime, data, registry=Registry([FAULT_OPERATORS]), **options)
+assert engine.run(fault_pipeline({"mode": first})).ok
+running = threading.Event()
+engine.subscribe(lambda e: running.set() if (e.node, e.state) == ("n0", "running") else None)
+engine.submit(fault_pipeline({"mode": "hang"}))  # the worker with a child, now in a task that never ends
+assert running.wait(120)
+print("SESSION", engine.arena.path, engine.runtime.authkey.hex(), flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("runtime", [pytest.param(r, marks=marks(r), id=r) for r in RUNTIMES])
+def test_killed_engine(runtime: str, data: Path, observed, images) -> None:
+    """SIGKILL an engine whose worker hangs (and has a child); a new engine finds nothing stale."""
+    contract = target(runtime)
+    prepare(runtime, contract, False, images)
+    options = {**contract.options, "timeout": 600}
+    spawn = "spawn" if contract.isolated else "ok"
+    engine_process = subprocess.Popen(
+        # Inline workers are threads: a child of theirs would be the killed engine's, beyond any runtime.
+        [sys.executable, "-c", HUNG_ENGINE, runtime, str(data), json.dumps(options), spawn],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # inline workers print to this output too: the line that names the session
+        line = next((line.split() for line in engine_process.stdout if line.startswith("SESSION ")), [])
+        assert len(line) == 3, "the engine did not start its hanging run"
+        session = Session(Path(line[1]), line[2], runtime)
+        if contract.isolated:
+            assert session_processes(session), "the hanging worker is not seen as the session's"
+    finally:
+        engine_process.stdout.close()
+        engine_process.send_signal(signal.SIGKILL)
+        engine_process.wait()
+    with contract.make_engine(data) as engine:  # starting sweeps what the dead engine left
+        assert engine.run(fault_pipeline({}, {})).ok
+        left = leftovers(session)
+    assert left == []
+    observed.setdefault(KILLED, {})[runtime] = "workers, children and containers gone; the new engine runs"
+
+
+class _shared_memory:
+    """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` while ``wanted`` (skips where mounting is not allowed)."""
+
+    def __init__(self, wanted: bool, monkeypatch: pytest.MonkeyPatch):
+        self.wanted, self.monkeypatch, self.mount = wanted, monkeypatch, None
+
+    def __enter__(self) -> None:
+        if not self.wanted:
+            return
+        self.mount = small_tmpfs()
+        try:
+            folder = self.mount.__enter__()
+        except PermissionError as e:
+            pytest.skip(str(e))
+        self.monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mount is not None:
+            self.monkeypatch.delenv("OREMDA_SHM_DIR")
+            self.mount.__exit__(*exc)
+
+
+# -- the table for docs/reliability.md ----------------------------------------------------------
+
+
+def table(observed: dict[str, dict[str, str]]) -> str:
+    """The observed outcomes as a Markdown table, rows in matrix order."""
+    names = [f.name for f in FAULTS] + [KILLED]
+    lines = ["| fault | " + " | ".join(RUNTIMES) + " |", "|---" * (len(RUNTIMES) + 1) + "|"]
+    for name in names:
+        cells = [observed.get(name, {}).get(r, "n/a" if _not_applicable(name, r) else "") for r in RUNTIMES]
+        lines.append(f"| {name} | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _not_applicable(name: str, runtime: str) -> bool:
+    return runtime == "inline" and any(f.name == name and f.isolated for f in FAULTS)
+
+
+if __name__ == "__main__":
+    print(table(json.loads(Path(sys.argv[1]).read_text())))
