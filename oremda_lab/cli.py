@@ -147,8 +147,8 @@ def _run(args: argparse.Namespace) -> int:
             to_png(pipeline.nodes[node_id], layers, _display_path(args.out, node_id))
             for node_id, layers in run.displays.items()
         ]
-    if args.record:
-        args.record.write_text(json.dumps(run.record(), indent=2, default=str) + "\n")
+        if args.record:  # while the engine is open: the record identifies the outputs' bytes
+            args.record.write_text(json.dumps(run.record(), indent=2, default=str) + "\n")
     for path in written:
         print(f"wrote {path}")
     for node_id, error in run.errors.items():

@@ -15,6 +15,7 @@ State and policy
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import math
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
+
 from oremda_lab._version import __version__
 from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
@@ -36,7 +39,7 @@ from oremda_lab.engine.cache import DEFAULT_SPARE_BYTES, Cache
 from oremda_lab.engine.events import NodeEvent
 from oremda_lab.registry import Registry, default_registry, names_image
 from oremda_lab.runtime import make_runtime
-from oremda_lab.spec.operator import OperatorSpec, file_digest
+from oremda_lab.spec.operator import OperatorSpec, data_file, file_digest
 from oremda_lab.spec.pipeline import Pipeline, PipelineError, Problem
 from oremda_lab.worker.sdk import PortValue
 
@@ -112,7 +115,12 @@ class Run:
         return PortValue(data, dict(wire.get("meta", {})))
 
     def record(self) -> dict[str, Any]:
-        """The run record: per-node status and timings, errors, provenance (JSON-ready)."""
+        """The run record: per-node status and timings, errors, provenance (JSON-ready).
+
+        ``outputs[node][port]`` identifies each output's bytes (``dtype``, ``shape`` and
+        the ``sha256`` of the C-ordered data), so two runs can be compared without their
+        data; it needs the outputs, so take the record before the engine closes.
+        """
         return {
             "run": self.id,
             "ok": self.ok,
@@ -121,6 +129,10 @@ class Run:
             "nodes": {
                 n: {"status": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error, "key": r.key}
                 for n, r in self.nodes.items()
+            },
+            "outputs": {
+                node: {port: _fingerprint(value.data) for port, value in self.outputs[node].items()}
+                for node in self.outputs
             },
             "provenance": self.provenance,
             "pipeline": self.export_pipeline(),
@@ -153,6 +165,16 @@ class Run:
         """Raise RuntimeError naming every failed node."""
         if self.errors:
             raise RuntimeError("; ".join(f"{n}: {e['message']}" for n, e in self.errors.items()))
+
+
+def _fingerprint(data: Any) -> dict[str, Any] | None:
+    """What identifies an output's value exactly: dtype, shape and the digest of its bytes."""
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        return {"dtype": "bytes", "shape": [len(data)], "sha256": hashlib.sha256(data).hexdigest()}
+    array = numpy.ascontiguousarray(data)
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "sha256": hashlib.sha256(array.data).hexdigest()}
 
 
 class _Outputs(Mapping):
@@ -254,7 +276,8 @@ class Engine:
 
         A newer submission supersedes this one if it has not finished (newest wins).
         Raises :class:`~oremda_lab.spec.PipelineError` at once if the pipeline is invalid
-        or a pinned node's operator is not the one it was pinned to. A pipeline naming
+        or a pinned node's operator is not the one it was pinned to, or an exported
+        pipeline's input file changed (:meth:`_check`). A pipeline naming
         images the runtime must pull first is checked after the pull, and its future
         raises that error instead.
         """
@@ -442,7 +465,7 @@ class Engine:
             raise PipelineError(problems)
 
     def _check(self, pipeline: Pipeline) -> None:
-        """Validate, then refuse to run any pinned node whose operator is not the pinned one.
+        """Validate, then refuse to run any pinned node whose operator or input file is not the pinned one.
 
         A node is pinned by its ``image_id`` field, or by the digest its exported
         ``provenance["nodes"]`` block records (the image id in containers; the source
@@ -482,10 +505,41 @@ class Engine:
                         "or remove the pin (the node's image_id and provenance) to run the current one",
                     )
                 )
+        problems += self._changed_inputs(pipeline, provenance)
         if problems:
             raise PipelineError(problems)
         if not pinned:
             self._warn_on_provenance(pipeline)
+
+    def _changed_inputs(self, pipeline: Pipeline, provenance: dict[str, Any]) -> list[Problem]:
+        """Data files of an export whose bytes differ from those it recorded.
+
+        A file parameter is pinned by its hash in ``provenance["inputs"]`` while it names
+        the same file as then (``provenance["params"]``); naming another file is an edit.
+        """
+        problems = []
+        for where, then in (provenance.get("inputs") or {}).items():
+            node_id, _, param = where.rpartition(".")
+            spec = pipeline.spec(node_id) if node_id in pipeline.nodes else None
+            if spec is None or not then or not isinstance(then, str):
+                continue
+            name = spec.resolved_params(pipeline.nodes[node_id].params).get(param)
+            if name != ((provenance.get("params") or {}).get(node_id) or {}).get(param):
+                continue
+            try:
+                now = self._file_hash(data_file(self.data_dir, name)) or "unreadable"
+            except (OSError, ValueError) as e:
+                now = f"unusable ({e})"
+            if now != then:
+                problems.append(
+                    Problem(
+                        node_id,
+                        f"input {param}={name!r} changed since this pipeline was exported: it was {then}, "
+                        f"it is {now} in {self.data_dir}; restore that file, or remove the pin "
+                        "(provenance.inputs) to run on the current one",
+                    )
+                )
+        return problems
 
     def _check_environments(self, pipeline: Pipeline) -> None:
         """Refuse pinned nodes whose environment differs from the one recorded on this runtime.
