@@ -128,7 +128,7 @@ class ImageCatalog:
         found = self.get(ref)
         if found is None or "oremda.name" not in (found.labels or {}):
             return None
-        return self._spec(found, ref)
+        return self._spec(found.id, found.labels, found.attrs.get("RepoDigests"), ref)
 
     def get(self, ref: str) -> Any:
         """The engine's image for ``ref`` (docker SDK ``Image``), or None."""
@@ -158,19 +158,23 @@ class ImageCatalog:
     def all(self) -> list[OperatorSpec]:
         """Every operator image present (newest per name), sorted by name."""
         specs: dict[str, OperatorSpec] = {}
-        images = self.client.images.list(filters={"label": "oremda.name"})
-        for image in sorted(images, key=lambda i: i.attrs.get("Created", ""), reverse=True):
-            if not image.tags:
+        # The listing itself, not an inspect per image: another process may remove one meanwhile.
+        images = self.client.api.images(filters={"label": "oremda.name"})
+        for image in sorted(images, key=lambda i: i.get("Created") or 0, reverse=True):
+            tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+            if not tags:
                 continue
             try:
-                spec = self._spec(image, image.tags[0])
+                spec = self._spec(image["Id"], image.get("Labels"), image.get("RepoDigests"), tags[0])
             except ValueError:
                 continue  # labels that do not describe an operator
             specs.setdefault(spec.name, spec)
         return [specs[k] for k in sorted(specs)]
 
-    def exact(self, image: Any, ref: str) -> str:
-        """``ref`` pinned to its registry digest when ``image`` has exactly one for that repository.
+    def exact(self, repo_digests: list[str] | None, ref: str) -> str:
+        """``ref`` pinned to its registry digest when the image has exactly one for that repository.
+
+        ``repo_digests`` is the image's ``RepoDigests``.
 
         Docker keeps one digest per repository; Podman lists every digest under every
         name of the image, so an ambiguous list pins nothing (the image id still does).
@@ -178,13 +182,17 @@ class ImageCatalog:
         name = split_reference(ref)
         if name.digest:
             return ref
-        digests = {d.partition("@")[2] for d in registry_digests(image) if d.partition("@")[0] == name.repository}
+        digests = {
+            d.partition("@")[2] for d in registry_digests(repo_digests) if d.partition("@")[0] == name.repository
+        }
         return f"{name.repository}@{digests.pop()}" if len(digests) == 1 else ref
 
-    def _spec(self, image: Any, ref: str) -> OperatorSpec:
-        if image.id not in self._specs:
-            self._specs[image.id] = labels_to_spec(image.labels or {})
-        return dataclasses.replace(self._specs[image.id], image=self.exact(image, ref))
+    def _spec(
+        self, image_id: str, labels: dict[str, str] | None, repo_digests: list[str] | None, ref: str
+    ) -> OperatorSpec:
+        if image_id not in self._specs:
+            self._specs[image_id] = labels_to_spec(labels or {})
+        return dataclasses.replace(self._specs[image_id], image=self.exact(repo_digests, ref))
 
     # -- registries ----------------------------------------------------------------
 
@@ -274,13 +282,18 @@ class ImageCatalog:
         return f"{target}@{digest}"
 
 
-def registry_digests(image: Any) -> list[str]:
-    """The ``REPOSITORY@sha256:...`` names a registry gave ``image`` (docker SDK ``Image``).
+def registry_digests(repo_digests: list[str] | None) -> list[str]:
+    """The ``REPOSITORY@sha256:...`` names in an image's ``RepoDigests`` that a registry gave it.
 
     Podman also lists a digest it made up for its local ``localhost/NAME`` store, which
     no registry serves: left out.
+
+    Examples
+    --------
+    >>> registry_digests(["localhost/oremda/crop2d@sha256:aa", "ghcr.io/lab/crop2d@sha256:bb"])
+    ['ghcr.io/lab/crop2d@sha256:bb']
     """
-    return [d for d in image.attrs.get("RepoDigests") or [] if not d.startswith("localhost/")]
+    return [d for d in repo_digests or [] if not d.startswith("localhost/")]
 
 
 def _loopback(ref: str) -> bool:
@@ -508,9 +521,9 @@ class DockerRuntime(Runtime):
         """
         ref = self.image(spec)
         image = self._get_image(ref)
-        exact = self.catalog.exact(image, ref)
+        exact = self.catalog.exact(image.attrs.get("RepoDigests"), ref)
         if "@" not in exact:
-            digests = set(registry_digests(image))
+            digests = set(registry_digests(image.attrs.get("RepoDigests")))
             exact = digests.pop() if len(digests) == 1 else ref
         return {"image": exact, "image_id": image.id}
 
