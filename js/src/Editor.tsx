@@ -133,7 +133,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
         void channel.request({ type: "sync" }).then((r) => {
           if (!r.ok) return;
           setLost(false);
-          setControls((cs) => Object.fromEntries(Object.entries(cs).map(([k, c]) => [k, { ...c, resync: c.resync + 1 }])));
+          // Controls still showing a failure take the kernel's value (a moving one keeps its own).
+          setControls((cs) => Object.fromEntries(Object.entries(cs).map(([k, c]) => [k, c.error ? { ...c, resync: c.resync + 1 } : c])));
           show("The kernel answers again; the editor shows its pipeline.", "info");
         });
       }),
@@ -145,7 +146,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     async (cmd: Command, label: string, record = true): Promise<Reply> => {
       const inv = record ? inverse(graphRef.current, cmd, catalog) : null;
       const reply = await channel.command(cmd);
-      if (!reply.ok) show(reply.problems.join("; ") || "refused");
+      // An unanswered request is reported by the channel listener above, with advice.
+      if (!reply.ok && !reply.failure) show(reply.problems.join("; ") || "refused");
       else if (record) setMessage(null);
       if (reply.ok && record && inv) {
         history.push({ command: cmd, inverse: inv, label });
