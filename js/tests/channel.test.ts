@@ -33,6 +33,9 @@ class Clock implements Timers {
 class FakeKernel {
   sent: any[] = [];
   drop = false;
+  /** Held messages wait for `release` (a slow kernel). */
+  hold = false;
+  held: any[] = [];
   graph: PipelineJSON = { nodes: [{ id: "blur", image: "oremda/gaussian_blur", params: { sigma: 2 } }], edges: [] };
   private handlers = new Set<(msg: unknown) => void>();
   on(_event: string, cb: (msg: unknown) => void) {
@@ -44,6 +47,10 @@ class FakeKernel {
   send(content: any) {
     this.sent.push(content);
     if (this.drop) return;
+    if (this.hold) {
+      this.held.push(content);
+      return;
+    }
     // Replies come back later, as over a websocket.
     queueMicrotask(() => this.answer(content));
   }
@@ -56,6 +63,10 @@ class FakeKernel {
       } else this.graph.nodes[0].params = { sigma: cmd.value };
     }
     for (const h of this.handlers) h(reply);
+  }
+  release() {
+    this.hold = false;
+    for (const m of this.held.splice(0)) this.answer(m);
   }
   get sigma() {
     return this.graph.nodes[0].params!.sigma;
@@ -208,4 +219,19 @@ test("an unanswered control is usable again after the timeout and records nothin
   await stream.idle();
   assert.equal(kernel.sigma, 8);
   assert.deepEqual(history.size, [1, 0]);
+});
+
+test("a gesture that starts while the last one is still on its way undoes to where that one ended", async () => {
+  const { kernel, clock, history, stream } = setup();
+  kernel.hold = true;
+  stream.change(3);
+  clock.t += GESTURE_MS * 2;
+  stream.change(4); // the kernel's graph still says 2: the first value has no answer yet
+  kernel.release(); // answers 3; 4 then goes out and is answered at once
+  await stream.idle();
+  assert.equal(kernel.sigma, 4);
+  assert.deepEqual(history.size, [2, 0]);
+  assert.deepEqual(history.peekUndo()!.inverse, { op: "set_param", id: "blur", name: "sigma", value: 3 });
+  history.confirmUndo();
+  assert.deepEqual(history.peekUndo()!.inverse, { op: "set_param", id: "blur", name: "sigma", value: 2 });
 });
