@@ -34,6 +34,12 @@ def test_keyboard_in_notebook7(page, notebook_url):
     page.keyboard.press("Control+z")
     value_is(page, "1.5")
 
+    # A dropdown takes the arrow keys too (the kernel gets the next choice).
+    page.locator("select[data-param='mode']").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => document.querySelector(\"select[data-param='mode']\").value === '\"nearest\"'")
+    assert page.evaluate("() => document.activeElement.dataset.param") == "mode"
+
     # Delete removes the selected node; Ctrl+Z brings it back; the notebook's cells are untouched.
     page.locator(".react-flow__node[data-id='pic'] .oremda-node-title b").click()
     page.keyboard.press("Delete")
@@ -42,5 +48,6 @@ def test_keyboard_in_notebook7(page, notebook_url):
     page.wait_for_selector(".react-flow__node[data-id='pic']")
     assert page.locator(".jp-Notebook .jp-Cell").count() == cells
     shot(page, "nb7-02-delete-undo")
-    kernel = run_code_in_new_cell(page, 'print(pipeline.nodes["blur"].params["sigma"], "pic" in pipeline.nodes)')
-    assert kernel.strip() == "1.5 True"
+    code = 'p = pipeline.nodes["blur"].params; print(p["sigma"], p["mode"], "pic" in pipeline.nodes)'
+    kernel = run_code_in_new_cell(page, code)
+    assert kernel.strip() == "1.5 nearest True"
