@@ -96,6 +96,25 @@ def sees_session(session: str, host: str) -> bool:
     return owner.get("host") == host == socket.gethostname()
 
 
+def mpi_shared_files(pid: int | str = "self") -> set[str]:
+    """The shared-memory files process ``pid`` maps that are not the session's (the MPI library's).
+
+    MPI libraries unlink them at ``MPI_Finalize``; a rank killed before that leaves them
+    in /dev/shm.
+    """
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return set()
+    found = set()
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        path = fields[5] if len(fields) == 6 else ""
+        if path.startswith("/dev/shm/") and not path.startswith("/dev/shm/oremda-"):
+            found.add(path.removesuffix(" (deleted)"))
+    return found
+
+
 def die_with_owner(session: str, host: str) -> None:
     """End this rank, and the children in its process group, when the session's kernel dies.
 
@@ -116,6 +135,8 @@ def die_with_owner(session: str, host: str) -> None:
     def watch() -> None:
         if owner_alive(owner):  # the pidfd may name a later process that reused the pid
             select.select([pidfd], [], [])
+        for path in mpi_shared_files():  # no MPI_Finalize will unlink them
+            Path(path).unlink(missing_ok=True)
         if os.getpgid(0) == os.getpid():  # the rank leads its group: its operator's children go too
             os.killpg(0, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -88,15 +88,7 @@ class MPIJob(WorkerHandle):
         in /dev/shm, so :meth:`kill` removes them.
         """
         for pid in self.rank_pids.values():
-            try:
-                maps = Path(f"/proc/{pid}/maps").read_text()
-            except OSError:
-                continue
-            for line in maps.splitlines():
-                fields = line.split(maxsplit=5)
-                path = fields[5] if len(fields) == 6 else ""
-                if path.startswith("/dev/shm/") and not path.startswith("/dev/shm/oremda-"):
-                    self.shared_files.add(path.removesuffix(" (deleted)"))
+            self.shared_files |= _mpi_host.mpi_shared_files(pid)
 
     def alive(self) -> bool:
         return self.process.poll() is None
