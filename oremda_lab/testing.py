@@ -109,6 +109,23 @@ def small_tmpfs(size: str = "64m") -> Iterator[Path]:
         folder.rmdir()
 
 
+def shm_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` (skips where mounting is not allowed).
+
+    The body of the ``small_shm`` fixture, for test modules (import :data:`small_shm` into a
+    ``conftest.py``) and for :class:`RuntimeContract`.
+    """
+    try:
+        with small_tmpfs() as folder:
+            monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
+            yield folder
+    except PermissionError as e:
+        pytest.skip(str(e))
+
+
+small_shm = pytest.fixture(shm_folder, name="small_shm")
+
+
 def stray_objects(engine: Engine) -> set[str]:
     """Objects in the engine's session that no cache entry holds (a leak)."""
     return set(engine.arena.live()) - set(engine.cache.holders)
@@ -136,9 +153,8 @@ class RuntimeContract:
     @contextlib.contextmanager
     def make_engine(self, data_dir: Path, **options: Any) -> Iterator[Engine]:
         """An engine as the ``engine`` fixture makes it (``options`` add to the class's)."""
-        registry = Registry([FAULT_OPERATORS])
         options = {**self.options, **options}
-        engine = Engine(self.runtime, data_dir, registry=registry, timeout=self.task_timeout, **options)
+        engine = Engine(self.runtime, data_dir, registry=self.operators(data_dir), timeout=self.task_timeout, **options)
         session = engine.arena.path
         try:
             yield engine
@@ -146,15 +162,14 @@ class RuntimeContract:
             engine.close()
         assert not session.exists(), "the session's shared memory outlived the engine"
 
+    def operators(self, data_dir: Path) -> Registry:
+        """The operators the engine sees: the fault operator (a subclass may give it another stack)."""
+        return Registry([FAULT_OPERATORS])
+
     @pytest.fixture
     def small_shm(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-        """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` (skips where mounting is not allowed)."""
-        try:
-            with small_tmpfs() as folder:
-                monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
-                yield folder
-        except PermissionError as e:
-            pytest.skip(str(e))
+        """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` (see :func:`shm_folder`)."""
+        yield from shm_folder(monkeypatch)
 
     def test_runs_a_chain(self, engine: Engine) -> None:
         run = engine.run(fault_pipeline({}, {}, {}))

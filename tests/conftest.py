@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from oremda_lab.testing import small_tmpfs
+from oremda_lab.testing import small_shm  # noqa: F401  (a fixture for every test module)
 
 UPSTREAM = Path(__file__).resolve().parent / "upstream_pipelines"
 
@@ -13,14 +13,3 @@ UPSTREAM = Path(__file__).resolve().parent / "upstream_pipelines"
 def upstream_pipeline(request) -> Path:
     """An upstream OREMDA pipeline file (a copy ships with the tests)."""
     return UPSTREAM / request.param
-
-
-@pytest.fixture
-def small_shm(monkeypatch):
-    """A 64 MiB tmpfs as the shared-memory root (``OREMDA_SHM_DIR``); skipped unless root."""
-    try:
-        with small_tmpfs() as folder:
-            monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
-            yield folder
-    except PermissionError as e:
-        pytest.skip(str(e))

@@ -14,22 +14,9 @@ import pytest
 import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import PIPELINE  # the tiff -> blur -> picture -> view pipeline the CLI tests run
 
 from oremda_lab.cli import main
-
-PIPELINE = {
-    "nodes": [
-        {"id": "src", "image": "oremda/tiff_reader", "params": {"filename": "a.tif"}},
-        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1}},
-        {"id": "pic", "image": "oremda/picture", "params": {}},
-        {"id": "view", "type": "display", "display": "2D", "params": {}},
-    ],
-    "edges": [
-        {"type": "data", "from": {"id": "src", "port": "out"}, "to": {"id": "blur", "port": "image"}},
-        {"type": "data", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}},
-        {"type": "display", "from": {"id": "pic", "port": "out"}, "to": {"id": "view", "port": "in"}},
-    ],
-}
 
 # Strings an attacker or a typo would try: paths, NUL, control characters, long runs.
 nasty_text = st.one_of(

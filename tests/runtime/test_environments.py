@@ -306,25 +306,18 @@ def test_oldest_pyarrow_round_trips_every_dtype(tmp_path):
     assert run.provenance["nodes"]["old"]["environment"]["packages"]["pyarrow"] == "14.0.2"
 
 
-
 class TestOldStack(RuntimeContract):
     """The whole runtime contract with the fault operator in a numpy 1.26 / pyarrow 15 venv."""
 
     runtime = "local"
 
-    @pytest.fixture
-    def engine(self, tmp_path):
-        folder = tmp_path / "ops" / "fault"
-        shutil.copytree(FAULT_OPERATORS / "fault", folder)
-        description = json.loads((folder / "operator.json").read_text())
-        (folder / "operator.json").write_text(json.dumps({**description, "requirements": OLD_STACK}))
-        engine = Engine(self.runtime, tmp_path, registry=Registry([folder.parent], builtin=False), timeout=3.0)
-        session = engine.arena.path
-        try:
-            yield engine
-        finally:
-            engine.close()
-        assert not session.exists(), "the session's shared memory outlived the engine"
+    def operators(self, data_dir):
+        folder = data_dir / "ops" / "fault"
+        if not folder.exists():
+            shutil.copytree(FAULT_OPERATORS / "fault", folder)
+            description = json.loads((folder / "operator.json").read_text())
+            (folder / "operator.json").write_text(json.dumps({**description, "requirements": OLD_STACK}))
+        return Registry([folder.parent], builtin=False)
 
     def test_worker_reports_the_old_stack(self, engine):
         from oremda_lab.testing import fault_pipeline
