@@ -64,10 +64,16 @@ class ShareChecks:
         )
         prefix = PodmanRuntime.default_prefix if self.engine_name == "podman" else ""
         yield ImageCatalog(client, prefix, self.engine_name)
+        untagged = set()
         for image in client.images.list():
             for tag in image.tags:
                 if tag.startswith(f"{oci_registry}/"):
-                    client.images.remove(tag)  # an untag; the last name of a pulled-only image removes it
+                    client.images.remove(tag)
+                    untagged.add(image.id)
+        for image_id in untagged:  # Podman keeps an image whose last name went: remove it too
+            image = ImageCatalog(client).get(image_id)
+            if image is not None and not image.tags:
+                client.images.remove(image_id)
 
     @pytest.fixture(scope="class")
     def relay(self, catalog, oci_registry):
