@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_docker import engine_client
 
+from oremda_lab.images.build import ImageBuilder
 from oremda_lab.registry import Registry
 from oremda_lab.runtime._mpi_host import mpi_shared_files
+from oremda_lab.runtime.docker import SESSION_LABEL
 from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline, small_tmpfs, stray_objects
 from oremda_lab.worker.protocol import AUTHKEY_ENV
 
@@ -98,12 +101,9 @@ KILLED = "engine SIGKILLed mid-run, then a new engine"
 
 def target(runtime: str) -> RuntimeContract:
     """The runtime's contract settings (runtime, options, isolation) as its own test module has them."""
-    options = {"mpi": {"ranks": 2, "start_timeout": 60}}.get(runtime, {})
-    if runtime in CONTAINERS:
-        options = {"start_timeout": 60}
-    contract = type(f"{runtime}Contract", (RuntimeContract,), {"runtime": runtime, "options": options})()
-    contract.isolated = runtime != "inline"
-    return contract
+    options = {"mpi": {"ranks": 2, "start_timeout": 60}, **dict.fromkeys(CONTAINERS, {"start_timeout": 60})}
+    settings = {"runtime": runtime, "options": options.get(runtime, {}), "isolated": runtime != "inline"}
+    return type(f"{runtime}Contract", (RuntimeContract,), settings)()
 
 
 def marks(runtime: str) -> list[pytest.MarkDecorator]:
@@ -178,10 +178,6 @@ def leftovers(session: Session, within: float = 30.0) -> list[str]:
     while True:
         left = [f"process {pid}: {cmd}" for pid, cmd in session_processes(session).items()]
         if session.runtime in CONTAINERS:
-            from test_docker import engine_client
-
-            from oremda_lab.runtime.docker import SESSION_LABEL
-
             client = engine_client(session.runtime)
             left += [
                 f"container {c.name}"
@@ -212,10 +208,6 @@ def observed():
 @pytest.fixture(scope="session")
 def images():
     """Build the fault operator's image for each container engine once (as test_docker does)."""
-    from test_docker import engine_client
-
-    from oremda_lab.images.build import ImageBuilder
-
     built = set()
 
     def ensure(engine: str) -> None:
