@@ -39,7 +39,7 @@ from oremda_lab.images.build import ImageBuilder
 from oremda_lab.registry import Registry
 from oremda_lab.runtime._mpi_host import mpi_shared_files
 from oremda_lab.runtime.docker import SESSION_LABEL
-from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline, small_tmpfs, stray_objects
+from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline, stray_objects
 from oremda_lab.worker.protocol import AUTHKEY_ENV
 
 TABLE_ENV = "OREMDA_FAULT_TABLE"
@@ -242,7 +242,7 @@ def prepare(runtime: str, contract: RuntimeContract, isolated: bool, images) -> 
 
 
 @pytest.mark.parametrize("fault, runtime", rows(FAULTS))
-def test_fault(fault: Fault, runtime: str, data: Path, observed, images, monkeypatch) -> None:
+def test_fault(fault: Fault, runtime: str, data: Path, observed, images, request) -> None:
     contract = target(runtime)
     prepare(runtime, contract, fault.isolated, images)
     chain = ({}, fault.params, {}) if fault.fed else (fault.params, {})
@@ -251,30 +251,31 @@ def test_fault(fault: Fault, runtime: str, data: Path, observed, images, monkeyp
     pipeline.add_node("oremda/fault", id="fine", params={"tag": "fine"})
     *src, bad, after = [f"n{i}" for i in range(len(chain))]
     expected = {**dict.fromkeys(src, "done"), bad: "error", after: "skipped", "fine": "done"}
-    with _shared_memory(fault.shm, monkeypatch):
-        with contract.make_engine(data) as engine:
-            session = Session.of(engine)
-            run = engine.run(pipeline)
-            statuses = {n: r.status for n, r in run.nodes.items()}
-            if fault.expect is None:
-                assert run.ok, run.errors
-                children = [c for c in session_processes(session).values() if "sleep(3600)" in c]
-                assert children, "the operator's child is not seen as the session's"
-                outcome = "node done; the child is seen, and gone after close"
-            else:
-                error = run.nodes[bad].error
-                assert statuses == expected, run.errors
-                assert fault.expect in error["message"], error
-                if fault.status is not None:
-                    assert error["exit_status"] == fault.status, error
-                outcome = error["message"].splitlines()[0]
-            assert not stray_objects(engine)
-            session_processes(session)  # notes the shared memory its processes map
-            pipeline.set_params(bad, {"mode": "ok", "size": 16})
-            rerun = engine.run(pipeline)
-            assert rerun.ok, rerun.errors
-            assert {n: rerun.nodes[n].status for n in (*src, "fine")} == dict.fromkeys((*src, "fine"), "cached")
-        assert leftovers(session) == []
+    if fault.shm:
+        request.getfixturevalue("small_shm")  # a 64 MiB tmpfs as OREMDA_SHM_DIR
+    with contract.make_engine(data) as engine:
+        session = Session.of(engine)
+        run = engine.run(pipeline)
+        statuses = {n: r.status for n, r in run.nodes.items()}
+        if fault.expect is None:
+            assert run.ok, run.errors
+            children = [c for c in session_processes(session).values() if "sleep(3600)" in c]
+            assert children, "the operator's child is not seen as the session's"
+            outcome = "node done; the child is seen, and gone after close"
+        else:
+            error = run.nodes[bad].error
+            assert statuses == expected, run.errors
+            assert fault.expect in error["message"], error
+            if fault.status is not None:
+                assert error["exit_status"] == fault.status, error
+            outcome = error["message"].splitlines()[0]
+        assert not stray_objects(engine)
+        session_processes(session)  # notes the shared memory its processes map
+        pipeline.set_params(bad, {"mode": "ok", "size": 16})
+        rerun = engine.run(pipeline)
+        assert rerun.ok, rerun.errors
+        assert {n: rerun.nodes[n].status for n in (*src, "fine")} == dict.fromkeys((*src, "fine"), "cached")
+    assert leftovers(session) == []
     observed.setdefault(fault.name, {})[runtime] = outcome
 
 
@@ -327,28 +328,6 @@ def test_killed_engine(runtime: str, data: Path, observed, images) -> None:
     observed.setdefault(KILLED, {})[runtime] = (
         "nothing of the killed session left once the next engine started; it runs"
     )
-
-
-class _shared_memory:
-    """A 64 MiB tmpfs as ``OREMDA_SHM_DIR`` while ``wanted`` (skips where mounting is not allowed)."""
-
-    def __init__(self, wanted: bool, monkeypatch: pytest.MonkeyPatch):
-        self.wanted, self.monkeypatch, self.mount = wanted, monkeypatch, None
-
-    def __enter__(self) -> None:
-        if not self.wanted:
-            return
-        self.mount = small_tmpfs()
-        try:
-            folder = self.mount.__enter__()
-        except PermissionError as e:
-            pytest.skip(str(e))
-        self.monkeypatch.setenv("OREMDA_SHM_DIR", str(folder))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.mount is not None:
-            self.monkeypatch.delenv("OREMDA_SHM_DIR")
-            self.mount.__exit__(*exc)
 
 
 # -- the table for docs/reliability.md ----------------------------------------------------------
