@@ -256,9 +256,8 @@ class Engine:
         except BaseException:
             self.arena.close()
             raise
-        catalog = getattr(self.runtime, "catalog", None)
-        if catalog is not None:  # every operator image this runtime's engine holds is an operator too
-            self.registry = self.registry.with_catalogs(catalog)
+        if self.runtime.catalog is not None:  # every operator image this runtime's engine holds is one too
+            self.registry = self.registry.with_catalogs(self.runtime.catalog)
         self.cache = Cache(self.arena, cache_bytes)
         self._subscribers: list[Subscriber] = []
         self._run_ids = itertools.count(1)
@@ -416,13 +415,12 @@ class Engine:
         digest when it has one; ``image_id``), which :meth:`Run.export_pipeline` pins.
         """
         env = self.runtime.environment(node_id)
-        pin = getattr(self.runtime, "image_pin", None)
         return {
             "operator": spec.name,
             "version": spec.version,
             "digest": self.runtime.image_digest(spec),
             "image": spec.image,
-            **(pin(spec) if pin else {}),
+            **self.runtime.image_pin(spec),
             "environment": {key: env.get(key) for key in ("id", "python", "packages")} if env else None,
         }
 
@@ -495,7 +493,7 @@ class Engine:
                 problems.append(Problem(node_id, f"pinned to {then}, which is not available: {e}"))
                 continue
             if now != then:
-                where = pin(spec)["image"] if (pin := getattr(self.runtime, "image_pin", None)) else spec.path
+                where = self.runtime.image_pin(spec).get("image", spec.path)
                 ran = provenance.get("runtime", "another")
                 problems.append(
                     Problem(

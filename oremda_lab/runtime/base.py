@@ -173,6 +173,8 @@ class Runtime(ABC):
     """
 
     name: ClassVar[str] = "base"
+    # Operator images this runtime can start, read from their labels (None: no images).
+    catalog: Any = None
 
     def __init__(
         self,
@@ -225,6 +227,10 @@ class Runtime(ABC):
     def image_digest(self, spec: OperatorSpec) -> str:
         """What identifies the operator's code exactly (container runtimes: the image digest)."""
         return spec.digest
+
+    def image_pin(self, spec: OperatorSpec) -> dict[str, str]:
+        """What names ``spec``'s image exactly (``image``, ``image_id``); empty without images."""
+        return {}
 
     def environment_id(self, spec: OperatorSpec) -> str:
         """What names the environment ``spec``'s worker runs in: ``"kernel"``, ``"venv:<key>"``, ``"image:<id>"``.
