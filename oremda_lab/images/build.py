@@ -168,7 +168,7 @@ class ImageBuilder:
         # Keyed by the digests of the layers below, not the parent's name: a layer built in
         # one engine sits on exactly those, so it is loaded only where they are the same.
         below = self.client.images.get(parent).attrs["RootFS"]["Layers"]
-        name = f"{repository}:{_hash([*below, *lines])}"
+        name = f"{repository}:{_hash([rootfs.SITE_LAYOUT, *below, *lines])}"
         tag = self.prefix + name
         if self._exists(tag):
             return tag

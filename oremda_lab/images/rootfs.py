@@ -42,10 +42,13 @@ APT_PACKAGES = ("python3", "ca-certificates", "tini")
 USER_ID = 1001
 # Left out of the image: documentation, locales and package caches (about 40 MB).
 _PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists")
-# Left out of the Python packages: test suites, C headers and sources, and pyarrow's
-# Flight and Gandiva libraries, which workers never load (lib.so links Substrait: kept).
-_PRUNE_DIRS = ("tests", "include")
-# (*.pyi stubs stay: scikit-image loads its submodules lazily from them.)
+# Left out of the Python packages: C headers and sources, and pyarrow's Flight and
+# Gandiva libraries, which workers never load (lib.so links Substrait: kept). Test
+# packages stay: numpy 2.0-2.2's numpy.testing imports numpy._core.tests._natype.
+# (*.pyi stubs stay too: scikit-image loads its submodules lazily from them.)
+_PRUNE_DIRS = ("include",)
+# What install_site keeps and drops; part of every saved layer's name, so a change rebuilds them.
+SITE_LAYOUT = "2"
 _PRUNE_GLOBS = ("*.pxd", "*.pyx", "pyarrow/src", "pyarrow/*flight*", "pyarrow/*gandiva*")
 
 
@@ -113,8 +116,8 @@ def install_site(lines: Iterable[str], target: Path) -> Path:
     """Install pinned requirement ``lines`` into the folder ``target`` for the base's Python.
 
     ``lines`` is a complete resolution (a lock), so nothing else is resolved
-    (``--no-deps``). Console scripts (they name this host's interpreter), test suites and
-    headers are dropped. With a Python 3.11 on the host, modules are precompiled as
+    (``--no-deps``). Console scripts (they name this host's interpreter) and headers are
+    dropped. With a Python 3.11 on the host, modules are precompiled as
     *unchecked-hash* ``.pyc`` files, valid whatever the files' times in the image, so
     workers need not compile numpy on every start of a read-only container.
     """
@@ -141,7 +144,7 @@ def install_site(lines: Iterable[str], target: Path) -> Path:
 
 def _prune_site(site: Path) -> None:
     for folder in [p for p in site.rglob("*") if p.is_dir() and p.name in _PRUNE_DIRS]:
-        # numpy's C headers are only for building extensions; "tests" packages are never imported by workers.
+        # C headers are only for building extensions.
         shutil.rmtree(folder, ignore_errors=True)
     for pattern in _PRUNE_GLOBS:
         for path in site.glob(pattern if "/" in pattern else f"**/{pattern}"):
