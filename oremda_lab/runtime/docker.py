@@ -206,20 +206,22 @@ class ImageCatalog:
         say = progress or (lambda message: None)
         name = split_reference(ref)
         say(f"pulling {ref}")
-        layers = done = 0
+        layers: set[str] = set()  # Docker announces every layer first, by id
+        done: set[str] = set()
         try:
             for line in self._pull_stream(ref):
                 if line.get("error"):
                     raise LookupError(f"cannot pull {ref}: {line['error'].strip()}")
                 status = str(line.get("status") or line.get("stream") or "").strip()
-                if status == "Pulling fs layer":  # Docker announces every layer first
-                    layers += 1
-                elif status in ("Pull complete", "Already exists"):
-                    done += 1
-                    say(f"pulling {ref}: {done}/{layers} layers")
+                layer = str(line.get("id", ""))
+                if status in ("Pulling fs layer", "Waiting", "Already exists", "Pull complete"):
+                    layers.add(layer)
+                if status in ("Pull complete", "Already exists"):
+                    done.add(layer)
+                    say(f"pulling {ref}: {len(done)}/{len(layers)} layers")
                 elif status.startswith("Copying blob"):  # Podman: one line per layer, no total
-                    done += 1
-                    say(f"pulling {ref}: layer {done}")
+                    done.add(status)
+                    say(f"pulling {ref}: layer {len(done)}")
         except docker.errors.APIError as e:
             raise LookupError(f"cannot pull {ref}: {e.explanation or e}") from None
         image = self.get(str(name._replace(tag="")) if name.digest else ref)

@@ -117,6 +117,8 @@ class ShareChecks:
             record = json.loads(json.dumps(run.record()))
         pulls = [e.message for e in events if e.node == "a" and e.state == "preparing"]
         assert pulls[0] == f"pulling {ref}" and pulls[-1].startswith(f"pulled {ref}")
+        counts = [re.search(r": (\d+)/(\d+) layers$", m) for m in pulls]
+        assert all(int(c[1]) <= int(c[2]) for c in counts if c), pulls  # never "6/1 layers"
         repository = split_reference(ref).repository
         assert record["provenance"]["nodes"]["a"]["image"] == f"{repository}@{digest}"
         assert record["provenance"]["nodes"]["a"]["operator"] == "relay"
