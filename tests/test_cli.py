@@ -212,3 +212,16 @@ def test_special_files_are_node_errors_and_never_hashed(workspace, capsys):
         code, _, err = run_cli(capsys, *args, "--set", f"src.filename={filename}", "--record", record)
         assert code == 1 and err[0].startswith("oremda-lab: node src failed") and message in err[0], (filename, err)
         assert json.loads(record.read_text())["provenance"]["inputs"] == {}, filename
+
+
+def test_a_reader_that_leaves_early_is_not_an_error():
+    """`oremda-lab operators | head` must not end in 'Broken pipe'."""
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "oremda_lab.cli", "operators"], stdout=write, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
