@@ -140,6 +140,16 @@ class Session:
         return cls(engine.arena.path, engine.runtime.authkey.hex(), engine.runtime.name)
 
 
+def process_state(pid: int) -> str:
+    """What this host's /proc says of ``pid`` (for a failure message): state and command line, or gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError as e:
+        return f"no such process ({e.strerror})"
+    return f"state {state}, not in the session's environment: {cmdline}"
+
+
 def session_processes(session: Session) -> dict[int, str]:
     """Pid -> command line of every process of ``session``.
 
@@ -260,7 +270,8 @@ def test_fault(fault: Fault, runtime: str, data: Path, observed, images, request
         if fault.expect is None:
             assert run.ok, run.errors
             children = [c for c in session_processes(session).values() if "sleep(3600)" in c]
-            assert children, "the operator's child is not seen as the session's"
+            child = run.outputs[bad]["out"].meta["child"]  # its pid where it runs (a container has its own)
+            assert children, f"the operator's child is not seen as the session's; pid {child}: {process_state(child)}"
             outcome = "node done; the child is seen, and gone after close"
         else:
             error = run.nodes[bad].error
