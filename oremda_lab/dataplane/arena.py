@@ -485,9 +485,29 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
-def owner_record() -> dict[str, Any]:
-    """The calling process as an owner: pid and start time (session folders, container labels)."""
-    return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+def signal_group(leader: dict[str, Any], sig: int) -> None:
+    """Send ``sig`` to the process group that ``leader`` (an :func:`owner_record`) leads.
+
+    A group's id is its leader's pid. The group is the leader's while the leader runs
+    with the recorded start time, or while it is gone but members are left (the kernel
+    never hands out a pid still in use as a group id). A pid now taken by another
+    process is left alone: pids wrap (at 32768 on many machines), and a stale kill would
+    hit a stranger's group.
+    """
+    pid = int(leader["pid"])
+    started = process_start_time(pid)
+    if started is not None and started != leader.get("started"):
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def owner_record(pid: int | None = None) -> dict[str, Any]:
+    """A process (default: the caller) as an owner: pid and start time (session folders, labels, groups)."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "started": process_start_time(pid)}
 
 
 def owner_alive(owner: dict[str, Any]) -> bool:

@@ -35,6 +35,7 @@ No array is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import os
@@ -54,7 +55,7 @@ from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
 
-from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, signal_group
 from oremda_lab.runtime import _mpi_host
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker, wait_for_message
 from oremda_lab.spec.operator import OperatorSpec
@@ -77,8 +78,9 @@ class MPIJob(WorkerHandle):
 
     def __init__(self, process: subprocess.Popen, log: Path):
         self.process = process
+        self.leader = owner_record(process.pid)  # the launcher leads the job's process group
         self.log = log
-        self.rank_pids: dict[int, int] = {}  # ranks on this machine only
+        self.ranks: dict[int, dict[str, Any]] = {}  # owner records of the ranks on this machine
         self.shared_files: set[str] = set()  # the MPI library's own /dev/shm segments
 
     def note_shared_files(self) -> None:
@@ -87,8 +89,9 @@ class MPIJob(WorkerHandle):
         MPI libraries unlink these at ``MPI_Finalize``; a killed job leaves them behind
         in /dev/shm, so :meth:`kill` removes them.
         """
-        for pid in self.rank_pids.values():
-            self.shared_files |= _mpi_host.mpi_shared_files(pid)
+        for rank in self.ranks.values():
+            if owner_alive(rank):
+                self.shared_files |= _mpi_host.mpi_shared_files(rank["pid"])
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -100,19 +103,18 @@ class MPIJob(WorkerHandle):
         """Terminate the launcher's process group, then kill it and any rank left over."""
         self.note_shared_files()
         if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
+            signal_group(self.leader, signal.SIGTERM)
             try:
                 self.process.wait(_TERM_GRACE)
             except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers that outlived the launcher
-        for pid in self.rank_pids.values():
+                signal_group(self.leader, signal.SIGKILL)
+        signal_group(self.leader, signal.SIGKILL)  # stragglers that outlived the launcher
+        for rank in self.ranks.values():
             # MPICH makes each rank lead a process group of its own: an operator's children are in it.
-            _signal_group(pid, signal.SIGKILL)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            signal_group(rank, signal.SIGKILL)
+            if owner_alive(rank):  # a rank that leads no group of its own (another launcher)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(rank["pid"], signal.SIGKILL)
         self.process.wait()
         for path in self.shared_files:
             Path(path).unlink(missing_ok=True)
@@ -128,8 +130,8 @@ class RankHandle(WorkerHandle):
     def alive(self) -> bool:
         if not self.job.alive():
             return False
-        pid = self.job.rank_pids.get(self.rank)
-        return pid is None or _pid_alive(pid)
+        rank = self.job.ranks.get(self.rank)
+        return rank is None or (owner_alive(rank) and _pid_alive(rank["pid"]))
 
     def exit_status(self) -> int | None:
         return self.job.exit_status()
@@ -460,7 +462,7 @@ class MPIRuntime(Runtime):
         for rank, reply in replies.items():
             self._local[rank] = bool(reply.get("local"))
             if reply.get("local") and reply.get("pid"):
-                job.rank_pids[rank] = int(reply["pid"])
+                job.ranks[rank] = owner_record(int(reply["pid"]))
         job.note_shared_files()
         return None
 
@@ -631,13 +633,6 @@ def _rank_status(log: str) -> int | None:
 def _search_path(python: str) -> str:
     # pip's mpich puts mpiexec beside the interpreter, which may not be on PATH in a kernel
     return os.pathsep.join([os.environ.get("PATH", ""), str(Path(python).parent)])
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _pid_alive(pid: int) -> bool:

@@ -34,6 +34,7 @@ import sys
 import traceback
 from importlib import import_module
 
+from oremda_lab.dataplane.arena import owner_record, signal_group
 from oremda_lab.worker.main import environment_report
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -48,20 +49,13 @@ def _reap(logs: dict[int, str]) -> None:
             return
         if pid == 0:
             return
-        log = logs.pop(pid, None)
-        if log is not None:  # written whole, then renamed: readers never see it half done
-            _kill_group(pid)  # what the operator started dies with its worker
+        worker = logs.pop(pid, None)
+        if worker is not None:  # written whole, then renamed: readers never see it half done
+            log, leader = worker
+            signal_group(leader, signal.SIGKILL)  # what the operator started dies with its worker
             with open(log + ".status.part", "w") as out:
                 out.write(str(os.waitstatus_to_exitcode(status)))
             os.rename(log + ".status.part", log + ".status")
-
-
-def _kill_group(pgid: int) -> None:
-    # A group id stays taken while any member lives, so this reaches only the worker's group.
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _die_with_parent(parent: int) -> None:
@@ -101,7 +95,7 @@ def serve() -> None:
         except Exception:  # missing, or broken against this numpy: workers that need it will say so
             pass
     environment_report()  # computed once here, inherited by every worker's HELLO
-    logs: dict[int, str] = {}
+    logs: dict[int, tuple[str, dict]] = {}  # worker pid -> its log, and its owner record (a group leader)
     signal.signal(signal.SIGCHLD, lambda *_: _reap(logs))
     replies = sys.stdout.buffer
     parent = os.getpid()
@@ -124,13 +118,13 @@ def serve() -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        logs[pid] = request["log"]
+        logs[pid] = (request["log"], owner_record(pid))  # read while the pid is surely the worker's
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         replies.write(json.dumps({"pid": pid}).encode() + b"\n")
         replies.flush()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    for pid in list(logs):  # the engine is gone: so are its workers and their children
-        _kill_group(pid)
+    for _, leader in list(logs.values()):  # the engine is gone: so are its workers and their children
+        signal_group(leader, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from oremda_lab.dataplane.arena import Arena, SharedMemoryFull, default_budget, sweep_stale
+from oremda_lab.dataplane.arena import Arena, SharedMemoryFull, default_budget, owner_record, signal_group, sweep_stale
 
 
 @pytest.fixture
@@ -184,3 +184,17 @@ def test_the_default_budget_is_a_share_of_the_free_space(small_shm, monkeypatch)
     monkeypatch.setenv("OREMDA_SHM_BUDGET", "nan")
     with pytest.raises(ValueError, match="OREMDA_SHM_BUDGET"):
         default_budget()
+
+
+def test_signal_group_spares_a_pid_that_another_process_took():
+    """pids wrap (32768 here): a group kill recorded for one process must not reach its successor."""
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        record = owner_record(leader.pid)
+        signal_group({**record, "started": record["started"] - 1}, signal.SIGKILL)  # as if the pid was reused
+        assert leader.poll() is None
+        signal_group(record, signal.SIGKILL)
+        assert leader.wait(10) == -signal.SIGKILL
+    finally:
+        leader.kill()
+        leader.wait()

@@ -297,13 +297,14 @@ from oremda_lab.registry import Registry
 from oremda_lab.runtime._mpi_host import mpi_shared_files
 from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
 runtime, data, options, first = sys.argv[1], sys.argv[2], __import__("json").loads(sys.argv[3]), sys.argv[4]
+report = open(int(sys.argv[5]), "w")  # a pipe of its own: inline workers print to stdout too
 engine = Engine(runtime, data, registry=Registry([FAULT_OPERATORS]), **options)
 assert engine.run(fault_pipeline({"mode": first})).ok
 running = threading.Event()
 engine.subscribe(lambda e: running.set() if (e.node, e.state) == ("n0", "running") else None)
 engine.submit(fault_pipeline({"mode": "hang"}))  # the worker with a child, now in a task that never ends
 assert running.wait(120)
-print("SESSION", engine.arena.path, engine.runtime.authkey.hex(), flush=True)
+print("SESSION", engine.arena.path, engine.runtime.authkey.hex(), file=report, flush=True)
 threading.Event().wait()
 """
 
@@ -315,21 +316,23 @@ def test_killed_engine(runtime: str, data: Path, observed, images) -> None:
     prepare(runtime, contract, False, images)
     options = {**contract.options, "timeout": 600}
     spawn = "spawn" if contract.isolated else "ok"
+    read, write = os.pipe()
     engine_process = subprocess.Popen(
         # Inline workers are threads: a child of theirs would be the killed engine's, beyond any runtime.
-        [sys.executable, "-c", HUNG_ENGINE, runtime, str(data), json.dumps(options), spawn],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", HUNG_ENGINE, runtime, str(data), json.dumps(options), spawn, str(write)],
+        stdout=subprocess.DEVNULL,
+        pass_fds=(write,),
     )
+    os.close(write)
+    report = os.fdopen(read)
     try:
-        # inline workers print to this output too: the line that names the session
-        line = next((line.split() for line in engine_process.stdout if line.startswith("SESSION ")), [])
+        line = next((line.split() for line in report if line.startswith("SESSION ")), [])
         assert len(line) == 3, "the engine did not start its hanging run"
         session = Session(Path(line[1]), line[2], runtime)
         if contract.isolated:
             assert session_processes(session), "the hanging worker is not seen as the session's"
     finally:
-        engine_process.stdout.close()
+        report.close()
         engine_process.send_signal(signal.SIGKILL)
         engine_process.wait()
     with contract.make_engine(data) as engine:  # starting sweeps what the dead engine left

@@ -228,12 +228,12 @@ def test_rank_killed_from_outside_is_a_node_failure(tmp_path):
         future = engine.submit(pipeline)
         runtime = engine.runtime
         deadline = time.monotonic() + 30
-        while not runtime._job or len(runtime._job.rank_pids) < 2:
+        while not runtime._job or len(runtime._job.ranks) < 2:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(1.0)
         rank = runtime._assigned.get("n0", 0)
-        os.kill(runtime._job.rank_pids[rank], signal.SIGKILL)
+        os.kill(runtime._job.ranks[rank]["pid"], signal.SIGKILL)
         started = time.monotonic()
         run = future.result(timeout=30)
         assert time.monotonic() - started < 15

@@ -48,7 +48,12 @@ def fault(inputs, params):
         data = np.frombuffer(data_path(params["file"]).read_bytes(), np.uint8)
     meta = {"pid": os.getpid(), "tag": params["tag"], "entered": entered, "left": time.monotonic()}
     if mode == "spawn":  # an operator's helper process, which must not outlive its worker
-        meta["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]).pid
+        # It says when it runs: Popen returns before the kernel shows the child's environment.
+        code = "import time; print('up', flush=True); time.sleep(3600)"
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        child.stdout.readline()
+        child.stdout.close()
+        meta["child"] = child.pid
     if mode == "bad-meta":
         meta["handle"] = object()
     if mode == "bad-output":
