@@ -71,3 +71,35 @@ def test_border_modes_fold_the_impulse_response():
             iy, ix = (dy if dy >= 0 else -1 - dy), (dx if dx >= 0 else -1 - dx)
             expected[iy, ix] += wy * wx
     np.testing.assert_allclose(reflected, expected, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("sigma", "mode", "truncate"),
+    [
+        (1.5, "reflect", 4.0),
+        (7.0, "reflect", 4.0),
+        ([0.0, 3.2], "nearest", 4.0),
+        (2.5, "mirror", 2.5),
+        (4.0, "constant", 4.0),
+        (1.0, "wrap", 4.0),
+    ],  # fmt: skip
+)
+def test_float32_full_mos2_equals_scipy(mos2_image, sigma, mode, truncate):
+    # The slider's path: the whole 1024 x 1024 real image in float32, the OpenCV kernel
+    # (every mode but 'wrap', which scipy does) against scipy's gaussian_filter in float64.
+    import cv2  # noqa: F401  (a dependency: the fast path is what this test checks)
+
+    image = mos2_image.astype(np.float32)
+    params = {"sigma": sigma, "mode": mode, "truncate": truncate}
+    out = run_operator("gaussian_blur", {"image": image}, params)["image"].data
+    assert out.dtype == np.float32
+    expected = ndimage.gaussian_filter(image.astype(np.float64), sigma, mode=mode, truncate=truncate)
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_opencv_path_matches_scipy_beyond_the_image_size():
+    # A kernel wider than the image: OpenCV's borders must keep folding like scipy's modes.
+    image = np.random.default_rng(1).random((24, 30))
+    for mode in ("reflect", "mirror", "nearest", "constant"):
+        out = run_operator("gaussian_blur", {"image": image}, {"sigma": [9.0, 12.0], "mode": mode})["image"].data
+        np.testing.assert_allclose(out, ndimage.gaussian_filter(image, [9.0, 12.0], mode=mode), rtol=1e-12, atol=1e-15)
