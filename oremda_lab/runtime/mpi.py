@@ -2,7 +2,7 @@
 
 The kernel (or CLI) is the controller and never an MPI rank, so this works from an
 ordinary Jupyter kernel on a login or compute node: ``mpi4py`` is imported only inside
-the job (:mod:`oremda_lab.runtime._mpi_host`).
+the job (:mod:`oremda_lab.worker.rank`).
 
 State and policy
 ----------------
@@ -56,10 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, signal_group
-from oremda_lab.runtime import _mpi_host
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker, wait_for_message
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
+from oremda_lab.worker import rank as rank_program
 
 DEFAULT_LAUNCHER = ("mpiexec", "-n", "{ranks}")
 LAUNCHER_ENV = "OREMDA_MPI_LAUNCHER"  # a site's launcher, e.g. "srun -n {ranks} --mpi=pmix"
@@ -91,7 +91,7 @@ class MPIJob(WorkerHandle):
         """
         for rank in self.ranks.values():
             if owner_alive(rank):
-                self.shared_files |= _mpi_host.mpi_shared_files(rank["pid"])
+                self.shared_files |= rank_program.mpi_shared_files(rank["pid"])
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -259,9 +259,9 @@ class MPIRuntime(Runtime):
         if options.get("parallel_output_to_join"):
             join[options["parallel_output_to_join"]] = {"method": options.get("parallel_output_join_method", "stack")}
         for port, how in join.items():
-            if how.get("method") not in _mpi_host.JOIN_METHODS:
+            if how.get("method") not in rank_program.JOIN_METHODS:
                 raise NodeFailure(f"{task.node}: output {port!r}: join method {how.get('method')!r} is not one of "
-                                  f"{', '.join(_mpi_host.JOIN_METHODS)}")  # fmt: skip
+                                  f"{', '.join(rank_program.JOIN_METHODS)}")  # fmt: skip
         if split:
             port, axis = split.get("port"), split.get("axis", 0)
             if port not in task.spec.inputs:
@@ -335,7 +335,7 @@ class MPIRuntime(Runtime):
             if missing:
                 try:
                     operators = {n: s.path for n, s in missing.items()}
-                    replies = self._broadcast(_mpi_host.LOAD, self.start_timeout, operators=operators)
+                    replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators=operators)
                 except NodeFailure as failure:
                     return dict.fromkeys(wanted, failure)
                 for name, spec in missing.items():
@@ -393,7 +393,7 @@ class MPIRuntime(Runtime):
         if not any("{ranks}" in part for part in self.launcher):
             launcher.append(str(self.ranks))
         cmd = [
-            *launcher, self.python, "-m", "oremda_lab.runtime._mpi_host",
+            *launcher, self.python, "-m", "oremda_lab.worker.rank",
             "--connect", self.address, "--session", str(self.arena.path),
             "--host", socket.gethostname(), "--job", job_id, "--keep-bytes", str(self.keep_bytes),
         ]  # fmt: skip
@@ -456,7 +456,7 @@ class MPIRuntime(Runtime):
                 if time.monotonic() > deadline:
                     return self._drop_job(f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
         try:
-            replies = self._broadcast(_mpi_host.LOAD, self.start_timeout, operators={})
+            replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators={})
         except NodeFailure as failure:
             return failure
         for rank, reply in replies.items():

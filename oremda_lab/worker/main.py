@@ -18,17 +18,14 @@ import platform
 import re
 import sys
 import threading
-import time
-import traceback
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena
-from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
-from oremda_lab.worker.sdk import PortValue, as_port_value, current_allocator, current_data_dir
+from oremda_lab.worker.invoke import invoke
 
 _loading = threading.Lock()
 
@@ -65,95 +62,11 @@ class Worker:
         self.data_dir = data_dir
         self.func = func
         self.arena = arena
-        self.state: dict[str, Any] = {}
-        self.stateful = getattr(func, "oremda_operator", {}).get("stateful", False)
+        self.state: dict[str, Any] = {}  # a stateful operator's, kept between runs
 
     def handle(self, msg: dict[str, Any]) -> bytes:
-        """Answer one RUN message."""
-        task = msg["task"]
-        start = time.perf_counter()
-        allocated: list[tuple[Any, ObjectRef]] = []
-
-        def allocate(shape: tuple[int, ...], dtype: Any) -> Any:
-            made = self.arena.allocate_array(f"{task}--alloc{len(allocated)}", shape, dtype)
-            if made is None:
-                return None
-            allocated.append(made)
-            return made[0]
-
-        tokens = current_data_dir.set(self.data_dir), current_allocator.set(allocate)
-        try:
-            inputs = {
-                port: PortValue(
-                    self.arena.get(ObjectRef.from_dict(v["ref"])) if v.get("ref") else None, v.get("meta", {})
-                )
-                for port, v in msg["inputs"].items()
-            }
-            # An input returned as it is goes on by reference: no copy (ids are stable
-            # while the inputs live, and the call's results exist before they go).
-            forward = {
-                id(v.data): ObjectRef.from_dict(msg["inputs"][p]["ref"])
-                for p, v in inputs.items()
-                if v.data is not None
-            }
-            args = (inputs, msg["params"], self.state) if self.stateful else (inputs, msg["params"])
-            returned = self.func(*args)
-            del inputs, args  # drop input views before the engine may reuse their buffers
-            outputs = self._store(task, returned, allocated, forward)
-            try:
-                return protocol.encode(
-                    protocol.RESULT, task=task, outputs=outputs, duration_s=time.perf_counter() - start
-                )
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"output meta is not JSON-serialisable: {e}") from e
-        except SystemExit as e:
-            self._discard(task)
-            return protocol.encode(protocol.ERROR, task=task, error=f"operator called sys.exit({e.code})", traceback="")
-        except Exception as e:
-            self._discard(task)
-            return protocol.encode(
-                protocol.ERROR, task=task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
-            )
-        finally:
-            current_data_dir.reset(tokens[0])
-            current_allocator.reset(tokens[1])
-
-    def _store(
-        self, task: str, returned: Any, allocated: list[tuple[Any, ObjectRef]], forward: dict[int, ObjectRef]
-    ) -> dict[str, Any]:
-        if not isinstance(returned, dict):
-            raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
-        unknown = set(returned) - set(self.spec.outputs)
-        if unknown:
-            raise KeyError(f"operator returned unknown outputs {sorted(unknown)}")
-        missing = [p for p, port in self.spec.outputs.items() if port.required and p not in returned]
-        if missing:
-            raise KeyError(f"operator did not return outputs {missing}")
-        wire = {}
-        unused = dict((id(array), ref) for array, ref in allocated)
-        for port, value in returned.items():
-            value = as_port_value(value)
-            if value.data is None:
-                ref = None
-            elif id(value.data) in unused:  # computed in place by output_array(): nothing to copy
-                ref = unused.pop(id(value.data))
-            elif id(value.data) in forward:  # an input passed on unchanged
-                ref = forward[id(value.data)]
-            else:
-                ref = self.arena.put(value.data, f"{task}--{port}")
-            wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
-        self._unlink(unused.values())
-        return wire
-
-    def _unlink(self, refs: Any) -> None:
-        for ref in refs:
-            (self.arena.objects / ref.name).unlink(missing_ok=True)
-
-    def _discard(self, task: str) -> None:
-        """Unlink every object a failed task made (stored outputs and output_array buffers)."""
-        for entry in os.scandir(self.arena.objects):
-            if entry.name.startswith(f"{task}--"):
-                Path(entry.path).unlink(missing_ok=True)
+        """Answer one RUN message (see :func:`~oremda_lab.worker.invoke.invoke`)."""
+        return invoke(self.spec, self.func, self.arena, msg, state=self.state, data_dir=self.data_dir)
 
 
 @functools.cache

@@ -37,10 +37,10 @@ from test_docker import engine_client
 
 from oremda_lab.images.build import ImageBuilder
 from oremda_lab.registry import Registry
-from oremda_lab.runtime._mpi_host import mpi_shared_files
 from oremda_lab.runtime.docker import SESSION_LABEL
 from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline, stray_objects
 from oremda_lab.worker.protocol import AUTHKEY_ENV
+from oremda_lab.worker.rank import mpi_shared_files
 
 TABLE_ENV = "OREMDA_FAULT_TABLE"
 RUNTIMES = ("local", "inline", "docker", "podman", "mpi")
@@ -294,7 +294,7 @@ HUNG_ENGINE = """
 import sys, threading
 from oremda_lab import Engine
 from oremda_lab.registry import Registry
-from oremda_lab.runtime._mpi_host import mpi_shared_files
+from oremda_lab.worker.rank import mpi_shared_files
 from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
 runtime, data, options, first = sys.argv[1], sys.argv[2], __import__("json").loads(sys.argv[3]), sys.argv[4]
 report = open(int(sys.argv[5]), "w")  # a pipe of its own: inline workers print to stdout too

@@ -93,7 +93,7 @@ def arena():
 
 
 def mpi_host_pids():
-    out = subprocess.run(["pgrep", "-f", "oremda_lab.runtime._mpi_host"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "oremda_lab.worker.rank"], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 
 

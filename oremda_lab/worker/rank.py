@@ -1,8 +1,11 @@
-"""What runs inside each MPI rank: ``python -m oremda_lab.runtime._mpi_host``.
+"""What runs inside each MPI rank: ``python -m oremda_lab.worker.rank``.
 
 The kernel (see :mod:`oremda_lab.runtime.mpi`) launches ``mpiexec -n N`` on this
-module. Each rank imports mpi4py here, and only here, so the kernel never calls
-``MPI_Init``.
+module, in the kernel's Python or inside an operator's image (one container per
+rank). Each rank imports mpi4py here, and only here, so the kernel never calls
+``MPI_Init``. Like every worker it runs operators through
+:mod:`oremda_lab.worker.invoke`; it imports only the worker, data plane and spec
+layers (and mpi4py), so it ships in operator images.
 
 State and policy
 ----------------
@@ -52,9 +55,9 @@ import numpy as np
 
 from oremda_lab.dataplane.arena import Arena, owner_alive
 from oremda_lab.dataplane.refs import ObjectRef
-from oremda_lab.worker import protocol
+from oremda_lab.worker import invoke, protocol
 from oremda_lab.worker.main import environment_report, load_operator
-from oremda_lab.worker.sdk import PortValue, as_port_value
+from oremda_lab.worker.sdk import PortValue
 
 LOAD = "load"
 LOADED = "loaded"
@@ -235,6 +238,15 @@ class RankHost:
         result: dict[str, Any] | None = None  # the joined outputs, on the join root only
         error: dict[str, str] | None = None
         self._kept, self._evicted = [], []
+        if not msg.get("parallel") and compute == [leader] == [self.rank] and self.arena is not None:
+            # one rank on the kernel's machine: exactly what a worker process does
+            spec, func = self.operators[msg["operator"]]
+            try:
+                return invoke.invoke(
+                    spec, func, self.arena, msg, state=self._state(msg), view=lambda _port, ref: self._view(ref)
+                )
+            finally:
+                self._last_views, self._next_views = self._next_views, {}
         try:
             received = self._transfer_inputs(msg)
             if self.rank in compute:
@@ -245,17 +257,13 @@ class RankHost:
                     result, error = self._receive_outputs(msg)
                 if error is None:
                     assert result is not None
-                    outputs = self._store(task, result)
-                    duration = time.perf_counter() - start
-                    return protocol.encode(protocol.RESULT, task=task, outputs=outputs, duration_s=duration)
-                return protocol.encode(protocol.ERROR, task=task, **error)
+                    return invoke.reply(self.arena, task, result, start)
+                return invoke.failed(self.arena, task, error)
             if self.rank == compute[0]:
                 self._send_outputs(msg, result, error)
         except Exception as e:  # data movement itself failed; the kernel fails the task
-            return protocol.encode(
-                protocol.ERROR, task=task, error=f"rank {self.rank}: {type(e).__name__}: {e}",
-                traceback=traceback.format_exc(), kept=self._kept, evicted=self._evicted,
-            )  # fmt: skip
+            error = {"error": f"rank {self.rank}: {type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            return invoke.failed(None, task, error, kept=self._kept, evicted=self._evicted)
         finally:
             self._last_views, self._next_views = self._next_views, {}
             gc.collect(0)
@@ -312,34 +320,29 @@ class RankHost:
         return received
 
     def _inputs(self, msg: dict[str, Any], index: int, parts: int, received: dict[str, Any]) -> dict[str, PortValue]:
+        """The part of the task's inputs this rank computes on (see :func:`~oremda_lab.worker.invoke.read_inputs`)."""
         split = msg.get("split") or {}
         holders = msg.get("holders") or {}
-        inputs = {}
-        for port, wire in sorted(msg["inputs"].items()):
-            meta = wire.get("meta", {})
-            if not wire.get("ref"):
-                inputs[port] = PortValue(None, meta)
-                continue
-            ref = ObjectRef.from_dict(wire["ref"])
-            is_split = port == split.get("port")
-            axis = split.get("axis", 0)
+
+        def view(port: str, ref: ObjectRef) -> Any:
             if port in received:  # sent to this rank: already just its part
                 value = received[port]
                 if ref.kind == "bytes":
-                    value = value.tobytes()
-                else:
-                    value.flags.writeable = False
+                    return value.tobytes()
+                value.flags.writeable = False
+                return value
+            if self.local:
+                value = self._view(ref)
+            elif holders.get(port) == self.rank:
+                value = self.resident[ref.name]
             else:
-                if self.local:
-                    value = self._view(ref)
-                elif holders.get(port) == self.rank:
-                    value = self.resident[ref.name]
-                else:
-                    raise RuntimeError(f"input {port!r} never reached rank {self.rank}")
-                if is_split:
-                    value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
-            inputs[port] = PortValue(value, meta)
-        return inputs
+                raise RuntimeError(f"input {port!r} never reached rank {self.rank}")
+            if port == split.get("port"):
+                axis = split.get("axis", 0)
+                value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
+            return value
+
+        return invoke.read_inputs(dict(sorted(msg["inputs"].items())), view)
 
     def _compute(
         self, msg: dict[str, Any], received: dict[str, Any]
@@ -350,19 +353,13 @@ class RankHost:
         error = None
         outputs: dict[str, PortValue] = {}
         try:
-            inputs = self._inputs(msg, index, len(compute), received)
             spec, func = self.operators[msg["operator"]]
             os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
-            if spec.stateful or getattr(func, "oremda_operator", {}).get("stateful"):
-                returned = func(inputs, msg["params"], self.state.setdefault(msg.get("slot") or msg["node"], {}))
-            else:
-                returned = func(inputs, msg["params"])
-            del inputs
-            outputs = self._check(spec, returned)
-        except SystemExit as e:
-            error = {"error": f"operator called sys.exit({e.code}) on rank {self.rank}", "traceback": ""}
+            outputs = invoke.call(
+                spec, func, self._inputs(msg, index, len(compute), received), msg["params"], state=self._state(msg)
+            )
         except Exception as e:
-            error = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            error = invoke.error_fields(e)
         finally:
             os.environ.pop(INDEX_ENV, None)
             os.environ.pop(SIZE_ENV, None)
@@ -559,30 +556,14 @@ class RankHost:
             group.Free()
         return self.groups[key]
 
-    @staticmethod
-    def _check(spec: Any, returned: Any) -> dict[str, PortValue]:
-        if not isinstance(returned, dict):
-            raise TypeError(f"operator returned {type(returned).__name__}, not a dict of outputs")
-        unknown = set(returned) - set(spec.outputs)
-        if unknown:
-            raise KeyError(f"operator returned unknown outputs {sorted(unknown)}")
-        missing = [p for p, port in spec.outputs.items() if port.required and p not in returned]
-        if missing:
-            raise KeyError(f"operator did not return outputs {missing}")
-        return {port: as_port_value(value) for port, value in returned.items()}
-
-    def _store(self, task: str, result: dict[str, PortValue]) -> dict[str, Any]:
-        assert self.arena is not None
-        wire = {}
-        for port, value in result.items():
-            ref = self.arena.put(value.data, f"{task}--{port}") if value.data is not None else None
-            wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
-        return wire
+    def _state(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """The state a stateful operator keeps for this node (one per slot, as a worker has)."""
+        return self.state.setdefault(msg.get("slot") or msg["node"], {})
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (one process per rank)."""
-    parser = argparse.ArgumentParser(prog="python -m oremda_lab.runtime._mpi_host")
+    parser = argparse.ArgumentParser(prog="python -m oremda_lab.worker.rank")
     parser.add_argument("--connect", required=True, help="the kernel's control socket (Unix)")
     parser.add_argument("--tcp", default="", help="HOST:PORT control address for ranks on other machines")
     parser.add_argument("--session", required=True, help="the kernel's shared-memory session folder")
