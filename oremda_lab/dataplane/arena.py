@@ -6,7 +6,8 @@ A session is one folder under the shared-memory root (``/dev/shm`` unless
 ``OREMDA_SHM_DIR`` says otherwise)::
 
     oremda-<pid>-<token>/
-      owner.json   pid and start time of the owning (engine) process
+      owner.json   pid and start time of the owning (engine) process, limits
+      shm.lock     the shared-memory filesystem's allocation lock (a hard link)
       objects/     live values, one file each, named ``<task>--<port>``
       pool/        freed files kept for reuse, named ``<size>-<uuid>``
 
@@ -15,11 +16,16 @@ A session is one folder under the shared-memory root (``/dev/shm`` unless
   atomic rename, so writers need no lock), else a new one. Reused files have their
   pages already, which makes filling them ~10x faster than fresh ones.
 * A new file's pages are reserved up front (``posix_fallocate``), so a full tmpfs is
-  a :class:`SharedMemoryFull` error at allocation, never a SIGBUS while writing. The
-  session also has a budget (``owner.json``; :func:`default_budget`): a writer that
-  would pass it first drops pooled files, then fails the same way. Writers check the
-  budget without a lock, so concurrent writers may overshoot it by their requests;
-  the tmpfs itself stays the hard limit. A file that failed to fill is unlinked.
+  a :class:`SharedMemoryFull` error at allocation, never a SIGBUS while writing.
+* Limits (``owner.json``; :func:`shm_limits`): all sessions on one shared-memory
+  filesystem together fill it to at most a share of its size (80% unless
+  ``OREMDA_SHM_BUDGET`` gives another fraction), and a session may have a byte budget
+  of its own. A writer that would pass either first drops its session's pooled files,
+  then fails the same way. New files are made under one lock per filesystem
+  (``shm.lock`` in every session, a hard link to ``.oremda-shm.lock`` in the root, so
+  writers in containers that see only their session take the same lock): the check
+  and the reservation are one step, and concurrent writers of any session or engine
+  cannot overshoot. A file that failed to fill is unlinked.
 * Readers map read-only (``PROT_READ``) and get arrays over a read-only buffer, so an
   operator cannot make its input writable and change a cached value.
 * The owner alone frees. A freed file goes back to the pool, unless a numpy view
@@ -36,6 +42,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import fcntl
 import json
 import math
 import mmap
@@ -59,8 +66,12 @@ from oremda_lab.dataplane.refs import ObjectRef
 PREFIX = "oremda-"
 DEFAULT_POOL_BYTES = 2 << 30
 BUDGET_ENV = "OREMDA_SHM_BUDGET"
-# Without OREMDA_SHM_BUDGET, a session may use this share of the free shared memory.
+# Without OREMDA_SHM_BUDGET, sessions together may fill this share of a shared-memory filesystem.
 DEFAULT_BUDGET_FRACTION = 0.8
+ROOT_LOCK = ".oremda-shm.lock"
+SESSION_LOCK = "shm.lock"
+# Filesystems whose space is memory: the shared limit applies there (not on a disk folder).
+MEMORY_FILESYSTEMS = ("tmpfs", "ramfs", "hugetlbfs")
 # A pooled file may be at most this much larger than the request (else it wastes memory).
 _POOL_SLACK = 2.0
 
@@ -81,35 +92,117 @@ class SharedMemoryFull(MemoryError):
         super().__init__(f"shared memory full (needed {_size(needed)}, free {_size(free)} {where})")
 
 
-def default_budget(root: Path | None = None) -> int:
-    """Bytes a new session may hold: ``OREMDA_SHM_BUDGET``, else a share of the free space.
+def shm_limits(root: Path | None = None) -> tuple[int | None, int | None]:
+    """The limits of a new session under ``root``: (its own budget, the shared limit), bytes or None.
 
-    ``OREMDA_SHM_BUDGET`` is a byte count, or a fraction (at most 1) of the free space
-    under the shared-memory root.
+    ``OREMDA_SHM_BUDGET`` is either a byte count (the session's own budget) or a fraction
+    (at most 1) of the filesystem's size that all sessions on it may fill together
+    (default 0.8). The shared limit holds on memory filesystems (tmpfs) only: a disk
+    folder as ``OREMDA_SHM_DIR`` has just the disk's limit.
     """
     root = Path(root) if root else shm_root()
-    st = os.statvfs(root)
-    free = st.f_bavail * st.f_frsize
     raw = os.environ.get(BUDGET_ENV, "").strip()
-    if not raw:
-        return int(free * DEFAULT_BUDGET_FRACTION)
+    fraction, budget = DEFAULT_BUDGET_FRACTION, None
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{BUDGET_ENV}={raw!r} is neither a byte count nor a fraction") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{BUDGET_ENV}={raw!r} must be a positive number")
+        if value <= 1:
+            fraction = value
+        else:
+            budget = int(value)
+    if not _memory_filesystem(root):
+        return budget, None
+    st = os.statvfs(root)
+    return budget, int(st.f_blocks * st.f_frsize * fraction)
+
+
+def _memory_filesystem(path: Path) -> bool:
+    """Whether ``path`` lies on a memory filesystem (tmpfs), by the longest matching mount."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
     try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{BUDGET_ENV}={raw!r} is neither a byte count nor a fraction") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{BUDGET_ENV}={raw!r} must be a positive number")
-    return int(free * value) if value <= 1 else int(value)
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:  # no /proc (macOS): /dev/shm is absent there, the temp dir is a disk
+        return False
+    return kind in MEMORY_FILESYSTEMS
+
+
+def _link_lock(root: Path, session: Path) -> None:
+    """Put the root's allocation lock into ``session`` (a hard link: one lock for every session).
+
+    Linking holds the lock, and the last session to close removes the root's name
+    under it (:func:`_unlink_lock`), so a new session never links a name about to go.
+    Where linking is refused, the session gets a lock of its own (its limits then hold
+    for it alone).
+    """
+    lock = root / ROOT_LOCK
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDONLY)  # no O_CREAT: another user's file in /dev/shm refuses it
+        except FileNotFoundError:
+            try:
+                fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileExistsError:
+                continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:
+                continue  # the last session closed meanwhile and removed it: make a new one
+            try:
+                os.link(lock, session / SESSION_LOCK)
+            except OSError:
+                os.close(os.open(session / SESSION_LOCK, os.O_RDONLY | os.O_CREAT, 0o444))
+            return
+        finally:
+            os.close(fd)
+
+
+def _unlink_lock(session: Path) -> None:
+    """Drop ``session``'s link to the root's lock; the last session removes the root's name too."""
+    try:
+        fd = os.open(session / SESSION_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.unlink(session / SESSION_LOCK)
+        root_lock, held = session.parent / ROOT_LOCK, os.fstat(fd)
+        with contextlib.suppress(FileNotFoundError):
+            named = os.stat(root_lock)
+            if held.st_nlink == 1 and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+                os.unlink(root_lock)
+    finally:
+        os.close(fd)
 
 
 class Arena:
     """A session's shared memory, seen from the owner (engine) or a writer (worker)."""
 
-    def __init__(self, path: Path, owner: bool, pool_bytes: int = DEFAULT_POOL_BYTES, budget_bytes: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        owner: bool,
+        pool_bytes: int = DEFAULT_POOL_BYTES,
+        budget_bytes: int | None = None,
+        limit_bytes: int | None = None,
+    ):
         self.path = Path(path)
         self.owner = owner
         self.pool_bytes = pool_bytes
         self.budget_bytes = budget_bytes
+        self.limit_bytes = limit_bytes
         self.objects = self.path / "objects"
         self.pool = self.path / "pool"
         self._views: dict[str, list[weakref.ref]] = {}
@@ -123,19 +216,22 @@ class Arena:
         """Start a new session owned by this process (stale sessions are swept first).
 
         ``budget_bytes`` caps the shared memory the session's objects and pool may
-        take (default: :func:`default_budget`).
+        take (default: a byte count in ``OREMDA_SHM_BUDGET``, else none); the limit
+        shared by all sessions on the filesystem applies besides (:func:`shm_limits`).
         """
         root = Path(root) if root else shm_root()
         sweep_stale(root)
+        default_budget, limit_bytes = shm_limits(root)
         if budget_bytes is None:
-            budget_bytes = default_budget(root)
+            budget_bytes = default_budget
         path = root / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         for sub in (path, path / "objects", path / "pool", path / "run"):
             sub.mkdir(mode=0o777)
             os.chmod(sub, 0o777)  # containers write here under another uid
-        owner = {**owner_record(), "host": socket.gethostname(), "budget_bytes": budget_bytes}
-        (path / "owner.json").write_text(json.dumps(owner))
-        arena = cls(path, owner=True, pool_bytes=pool_bytes, budget_bytes=budget_bytes)
+        _link_lock(root, path)
+        limits = {"budget_bytes": budget_bytes, "limit_bytes": limit_bytes}
+        (path / "owner.json").write_text(json.dumps({**owner_record(), "host": socket.gethostname(), **limits}))
+        arena = cls(path, owner=True, pool_bytes=pool_bytes, **limits)
         atexit.register(arena.close)
         return arena
 
@@ -146,10 +242,11 @@ class Arena:
         if not (path / "objects").is_dir():
             raise FileNotFoundError(f"no oremda session at {path}")
         try:
-            budget = json.loads((path / "owner.json").read_text()).get("budget_bytes")
+            owner = json.loads((path / "owner.json").read_text())
+            limits = {key: owner.get(key) for key in ("budget_bytes", "limit_bytes")}
         except (OSError, ValueError, AttributeError):
-            budget = None  # an older session: the tmpfs is the only limit
-        return cls(path, owner=False, budget_bytes=budget)
+            limits = {}  # an older session: the tmpfs is the only limit
+        return cls(path, owner=False, **limits)
 
     # -- writing ---------------------------------------------------------------
 
@@ -208,19 +305,42 @@ class Arena:
             fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 os.fchmod(fd, 0o666)
-                self._reserve(fd, max(size, 1))
+                with self._locked():
+                    self._reserve(fd, max(size, 1))
             finally:
                 os.close(fd)
         return self._map(target, writable=True)
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the shared-memory filesystem's allocation lock (shared by every session on it)."""
+        try:
+            fd = os.open(self.path / SESSION_LOCK, os.O_RDONLY)
+        except FileNotFoundError:  # an older session without one: its limits hold for it alone
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _reserve(self, fd: int, size: int) -> None:
-        """Give a new file ``size`` bytes of real pages, within the budget and the tmpfs."""
+        """Give a new file ``size`` bytes of real pages, within the limits and the tmpfs (lock held)."""
         if self.budget_bytes is not None:
             used = self._used()
             if used + size > self.budget_bytes:
                 used -= self._drop_pool(used + size - self.budget_bytes)
             if used + size > self.budget_bytes:
                 raise SharedMemoryFull(size, max(self.budget_bytes - used, 0), "in this session's budget")
+        if self.limit_bytes is not None:
+            used = self._filled()
+            if used + size > self.limit_bytes:
+                self._drop_pool(used + size - self.limit_bytes)
+                used = self._filled()
+            if used + size > self.limit_bytes:
+                where = f"of the {_size(self.limit_bytes)} that all sessions may fill together"
+                raise SharedMemoryFull(size, max(self.limit_bytes - used, 0), where)
         if not hasattr(os, "posix_fallocate"):  # macOS: pages come on first touch
             os.ftruncate(fd, size)
             return
@@ -235,6 +355,11 @@ class Arena:
                 if attempt == 2 or not self._drop_pool(size):
                     st = os.statvfs(self.path)
                     raise SharedMemoryFull(size, st.f_bavail * st.f_frsize, f"on {self.path.parent}") from None
+
+    def _filled(self) -> int:
+        """Bytes in use on the session's filesystem (every session's, and anyone else's)."""
+        st = os.statvfs(self.path)
+        return (st.f_blocks - st.f_bavail) * st.f_frsize
 
     def _used(self) -> int:
         """Bytes the session's objects and pool take."""
@@ -334,6 +459,7 @@ class Arena:
         if self._maps is not None:
             self._maps.clear()
         if self.owner:
+            _unlink_lock(self.path)
             shutil.rmtree(self.path, ignore_errors=True)
             atexit.unregister(self.close)
 
@@ -472,6 +598,7 @@ def sweep_stale(root: Path | None = None) -> list[Path]:
         if owner.get("host") != host:
             continue
         if not owner_alive(owner):
+            _unlink_lock(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -211,8 +211,9 @@ class Engine:
     cache_bytes
         Shared memory kept for outputs the latest run did not use.
     shm_bytes
-        Shared memory the session may take in all (default: ``OREMDA_SHM_BUDGET``, else
-        a share of the free space; see :func:`~oremda_lab.dataplane.arena.default_budget`).
+        Shared memory the session may take in all (default: a byte count in
+        ``OREMDA_SHM_BUDGET``, else none), within the limit all sessions on the shared
+        memory keep together (see :func:`~oremda_lab.dataplane.arena.shm_limits`).
         A node whose output would pass it fails with "shared memory full".
     **runtime_options
         Passed to the runtime (e.g. ``ranks=4`` for MPI).

@@ -7,7 +7,15 @@ import sys
 import numpy as np
 import pytest
 
-from oremda_lab.dataplane.arena import Arena, SharedMemoryFull, default_budget, owner_record, signal_group, sweep_stale
+from oremda_lab.dataplane.arena import (
+    ROOT_LOCK,
+    Arena,
+    SharedMemoryFull,
+    owner_record,
+    shm_limits,
+    signal_group,
+    sweep_stale,
+)
 
 
 @pytest.fixture
@@ -174,16 +182,32 @@ def test_full_shared_memory_is_an_error_not_a_crash(small_shm, budget):
         np.testing.assert_array_equal(a.get(writer.put(np.ones(64), "t2--out")), np.ones(64))
 
 
-def test_the_default_budget_is_a_share_of_the_free_space(small_shm, monkeypatch):
-    free = 64 << 20  # the fresh tmpfs
-    assert default_budget() == pytest.approx(free * 0.8, rel=0.01)
+def test_the_limits_come_from_the_environment(small_shm, tmp_path, monkeypatch):
+    size = 64 << 20  # the fresh tmpfs
+    assert shm_limits() == (None, pytest.approx(size * 0.8, rel=0.01))
     monkeypatch.setenv("OREMDA_SHM_BUDGET", "0.25")
-    assert default_budget() == pytest.approx(free / 4, rel=0.01)
-    monkeypatch.setenv("OREMDA_SHM_BUDGET", "1000000")
-    assert default_budget() == 1_000_000
+    assert shm_limits() == (None, pytest.approx(size / 4, rel=0.01))
+    monkeypatch.setenv("OREMDA_SHM_BUDGET", "1000000")  # bytes: this session's own budget
+    assert shm_limits() == (1_000_000, pytest.approx(size * 0.8, rel=0.01))
+    assert shm_limits(tmp_path)[1] is None  # a disk folder: the disk is the limit
     monkeypatch.setenv("OREMDA_SHM_BUDGET", "nan")
     with pytest.raises(ValueError, match="OREMDA_SHM_BUDGET"):
-        default_budget()
+        shm_limits()
+
+
+def test_sessions_on_one_tmpfs_share_one_limit(small_shm):
+    """Two sessions (two engines) may together fill 80% of the tmpfs, not 80% each."""
+    with Arena.create() as first, Arena.create() as second:
+        assert os.path.samefile(first.path / "shm.lock", small_shm / ROOT_LOCK)
+        assert os.path.samefile(second.path / "shm.lock", small_shm / ROOT_LOCK)
+        first.put(np.zeros(30 << 20, np.uint8), "t1--out")
+        writer = Arena.attach(second.path)  # as a worker (a container's sees only the session folder)
+        with pytest.raises(SharedMemoryFull, match=r"needed 30\.0 MiB, free .* that all sessions may fill together"):
+            writer.put(np.zeros(30 << 20, np.uint8), "t1--out")
+        assert second.live() == []
+        writer.put(np.zeros(15 << 20, np.uint8), "t2--out")
+        st = os.statvfs(small_shm)
+        assert (st.f_blocks - st.f_bavail) * st.f_frsize <= 0.8 * (64 << 20)
 
 
 def test_signal_group_spares_a_pid_that_another_process_took():
