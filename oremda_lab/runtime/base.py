@@ -175,6 +175,8 @@ class Runtime(ABC):
     name: ClassVar[str] = "base"
     # Operator images this runtime can start, read from their labels (None: no images).
     catalog: Any = None
+    # Whether :meth:`pull` can fetch an operator image a pipeline names (runtimes with images).
+    can_pull: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -231,6 +233,13 @@ class Runtime(ABC):
     def image_pin(self, spec: OperatorSpec) -> dict[str, str]:
         """What names ``spec``'s image exactly (``image``, ``image_id``); empty without images."""
         return {}
+
+    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> Any:
+        """Fetch image ``ref`` (``progress(message)`` hears how it goes); LookupError says why not.
+
+        Only a runtime whose :attr:`can_pull` is true has images to fetch.
+        """
+        raise LookupError(f"the {self.name} runtime runs no images; it cannot pull {ref}")
 
     def environment_id(self, spec: OperatorSpec) -> str:
         """What names the environment ``spec``'s worker runs in: ``"kernel"``, ``"venv:<key>"``, ``"image:<id>"``.
