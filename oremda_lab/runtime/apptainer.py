@@ -266,6 +266,7 @@ class ApptainerRuntime(Runtime):
     """
 
     name = "apptainer"
+    can_pull = True
 
     def __init__(
         self,

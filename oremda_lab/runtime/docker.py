@@ -474,6 +474,7 @@ class DockerRuntime(Runtime):
     """
 
     name = "docker"
+    can_pull = True
     engine: ClassVar[str] = "docker"
     default_prefix: ClassVar[str] = ""
     # Podman (runc) on these machines cannot raise rlimits, so it gets explicit ones.
