@@ -77,7 +77,8 @@ class Task:
     """One execution of one node: params and input wire values (refs + meta).
 
     ``slot`` names the worker that runs it (default: one per operator); ``extra`` holds
-    the node's own JSON fields this version does not interpret (e.g. MPI placement).
+    the node's own JSON fields this version does not interpret (e.g. MPI placement);
+    ``on_progress(fraction, message)`` hears the worker's PROGRESS reports (C2).
     """
 
     id: str
@@ -87,6 +88,7 @@ class Task:
     inputs: dict[str, dict[str, Any]]
     slot: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    on_progress: Callable[[float, str], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.slot = self.slot or self.spec.name
@@ -144,15 +146,23 @@ def _same(a: OperatorSpec, b: OperatorSpec) -> bool:
     return (a.digest, a.image) == (b.digest, b.image)
 
 
-def wait_for_message(conn: Connection, handle: WorkerHandle, deadline: float) -> dict[str, Any] | str:
+def wait_for_message(
+    conn: Connection, handle: WorkerHandle, deadline: float, on_progress: Callable[[float, str], None] | None = None
+) -> dict[str, Any] | str:
     """The next message on ``conn``, or ``"died"`` or ``"timeout"``: never a hang.
 
     Checks every ``_POLL`` seconds that the worker still lives and the deadline holds.
+    PROGRESS messages mid-task go to ``on_progress(fraction, message)`` and the wait goes on.
     """
     while True:
         try:
             if conn.poll(_POLL):
-                return protocol.decode(conn.recv_bytes())
+                msg = protocol.decode(conn.recv_bytes())
+                if msg.get("op") != protocol.PROGRESS:
+                    return msg
+                if on_progress is not None:
+                    on_progress(float(msg.get("fraction", 0.0)), str(msg.get("message", "")))
+                continue
         except (EOFError, OSError):
             return "died"  # the stream ended
         if not handle.alive():
@@ -175,6 +185,9 @@ class Runtime(ABC):
     name: ClassVar[str] = "base"
     # Operator images this runtime can start, read from their labels (None: no images).
     catalog: Any = None
+    # Whether the runtime splits a data-parallel operator's task itself (MPI ranks); else
+    # the engine runs its lazy input's partitions on several workers (engine/partitions.py).
+    splits_parallel: ClassVar[bool] = False
     # Whether :meth:`pull` can fetch an operator image a pipeline names (runtimes with images).
     can_pull: ClassVar[bool] = False
 
@@ -314,6 +327,20 @@ class Runtime(ABC):
         if callback is not None:
             callback(slot, message)
 
+    def cancel(self, task_id: str) -> None:
+        """Ask the task ``task_id`` (and its partitions) to stop (C2): a marker file in the session.
+
+        Operators that check ``sdk.cancelled()`` between chunks stop early and the task
+        ends as an error; others finish. :meth:`clear_cancel` removes the marker.
+        """
+        folder = self.arena.path / "cancel"
+        folder.mkdir(exist_ok=True)
+        (folder / task_id).touch()
+
+    def clear_cancel(self, task_id: str) -> None:
+        """Remove the cancel marker of a task that ended."""
+        (self.arena.path / "cancel" / task_id).unlink(missing_ok=True)
+
     def slot_of(self, worker_id: str) -> str:
         """The slot a worker being launched belongs to (for :meth:`progress` from :meth:`launch`)."""
         worker = self._by_id.get(worker_id)
@@ -450,7 +477,7 @@ class Runtime(ABC):
 
     def _receive(self, worker: _Worker, task: Task) -> dict[str, Any]:
         assert worker.conn is not None
-        got = wait_for_message(worker.conn, worker.handle, time.monotonic() + self.timeout)
+        got = wait_for_message(worker.conn, worker.handle, time.monotonic() + self.timeout, task.on_progress)
         if isinstance(got, dict):
             return got
         if got == "timeout":
