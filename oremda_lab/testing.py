@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from oremda_lab.dataplane import lazy
 from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.engine import Engine
@@ -39,7 +40,8 @@ def run_operator(
 ) -> dict[str, PortValue]:
     """Run operator ``name`` once; returns its outputs (copied out of shared memory).
 
-    ``inputs`` values may be PortValue, ndarray or bytes. Parameters get their
+    ``inputs`` values may be PortValue, ndarray, bytes or a LazyArray; a lazy output
+    comes back as its LazyArray. Parameters get their
     defaults. Raises ``RuntimeError`` with the operator's error and traceback.
     """
     spec = (registry or default_registry()).get(name)
@@ -49,6 +51,9 @@ def run_operator(
         wire = {}
         for port, value in (inputs or {}).items():
             value = value if isinstance(value, PortValue) else PortValue(value)
+            if isinstance(value.data, lazy.LazyArray):
+                wire[port] = lazy.to_wire(value.data, value.meta)
+                continue
             ref = arena.put(value.data, f"input--{port}") if value.data is not None else None
             wire[port] = {"ref": ref.to_dict() if ref else None, "meta": value.meta}
         msg = protocol.decode(
@@ -59,7 +64,7 @@ def run_operator(
             raise RuntimeError(f"{name}: {reply['error']}\n{reply['traceback']}")
         out = {}
         for port, v in reply["outputs"].items():
-            data = arena.get(ObjectRef.from_dict(v["ref"])) if v["ref"] else None
+            data = arena.get(ObjectRef.from_dict(v["ref"])) if v["ref"] else lazy.from_wire(v)
             out[port] = PortValue(np.array(data) if isinstance(data, np.ndarray) else data, v["meta"])
         return out
 

@@ -1,8 +1,14 @@
-"""ncem_reader: an EM image file -> ndarray plus calibration, via rosettasciio."""
+"""ncem_reader: an EM image file -> ndarray plus calibration, via rosettasciio.
+
+4D data (Berkeley EMD / HDF5 4D datasets, Quantum Detectors .mib, DM4 4D) come as a
+lazy reference to the file instead (:mod:`oremda_lab.dataplane.lazy`): data-parallel
+operators read it in parts where they run.
+"""
 
 import importlib
 
-from oremda_lab.worker.sdk import PortValue, data_path, operator
+from oremda_lab.dataplane import lazy
+from oremda_lab.worker.sdk import PortValue, data_path, data_root, operator
 
 # File extension -> rosettasciio plugin module (each has ``file_reader``).
 READERS = {
@@ -69,8 +75,34 @@ def read_ncempy(filename):
     return data, meta
 
 
+def read_lazy(filename, dataset=0, scan_shape=None):
+    """A lazy reference to ``filename``'s dataset when it is 4D (.mib: always), else None."""
+    suffix = data_path(filename).suffix.lower()
+    if suffix == ".mib":
+        found = lazy.mib(data_root(), filename, tuple(scan_shape) if scan_shape else None)
+    elif suffix in (".emd", ".h5", ".hdf5"):
+        try:
+            names = lazy.emd_datasets(data_root(), filename)
+        except OSError:
+            return None  # not HDF5: rosettasciio says what it is
+        if not 0 <= dataset < len(names):
+            return None
+        found = lazy.hdf5(data_root(), filename, names[dataset])
+    elif suffix == ".dm4":
+        found = lazy.dm4(data_root(), filename)
+    else:
+        return None
+    return found if found.ndim == 4 or suffix == ".mib" else None
+
+
 @operator
 def ncem_reader(inputs, params):
+    if params.get("backend", "rosettasciio") == "rosettasciio":
+        found = read_lazy(params["filename"], params.get("dataset", 0), params.get("scan_shape"))
+        if found is not None:
+            meta = {"filename": params["filename"], "shape": list(found.shape), "dtype": found.dtype,
+                    "dataset": found.dataset, "lazy": found.format, "backend": "rosettasciio"}  # fmt: skip
+            return {"image": PortValue(found, meta)}
     if params.get("backend", "rosettasciio") == "ncempy":
         data, meta = read_ncempy(params["filename"])
     else:

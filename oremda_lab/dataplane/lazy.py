@@ -245,7 +245,9 @@ def _read_bytes(path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype
         while got < len(view):
             n = f.readinto(view[got:])
             if not n:
-                raise TruncatedFile(f"{path.name} is truncated: {offset + got} bytes where {offset + len(view)} are needed")
+                raise TruncatedFile(
+                    f"{path.name} is truncated: {offset + got} bytes where {offset + len(view)} are needed"
+                )
             got += n
     return out
 
@@ -441,7 +443,10 @@ class Joiner:
 
 @dataclass
 class Context:
-    """What :func:`call` needs from its host: the data folder, the budget, progress and cancel hooks."""
+    """What :func:`call` needs from its host: the data folder, the budget, progress and cancel hooks.
+
+    ``budget_bytes`` None: the default of :func:`memory_budget`.
+    """
 
     data_dir: str | Path
     budget_bytes: int | None = None
@@ -469,7 +474,10 @@ def call(
     lazy = {p: v for p, v in inputs.items() if isinstance(v.data, LazyArray)}
     if not lazy:
         return invoke(inputs)
-    chunked = port in lazy and split.get("axis", 0) == 0
+    budget = memory_budget(context.budget_bytes)
+    if port in lazy and split.get("axis", 0) != 0:
+        raise ValueError(f"input {port!r} is a lazy reference to a file: it splits along axis 0 only")
+    chunked = port in lazy
     methods = {}
     if chunked:
         # Which outputs: any the operator may return; undeclared ones default to stack.
@@ -478,11 +486,11 @@ def call(
     inputs = dict(inputs)
     for p, v in lazy.items():
         if not (chunked and p == port):
-            inputs[p] = type(v)(v.data.whole(context.data_dir, context.budget_bytes), v.meta)
+            inputs[p] = type(v)(v.data.whole(context.data_dir, budget), v.meta)
     if not chunked:
         return invoke(inputs)
     source, meta = lazy[port].data, lazy[port].meta
-    ranges = list(source.chunks_of(chunk_bytes(context.budget_bytes, context.workers)))
+    ranges = list(source.chunks_of(chunk_bytes(budget, context.workers)))
     joiners: dict[str, Joiner] = {}
     for i, (start, stop) in enumerate(ranges):
         if context.cancelled is not None and context.cancelled():
@@ -505,6 +513,22 @@ def call(
         if context.progress is not None:
             context.progress((i + 1) / len(ranges), f"{stop}/{source.shape[0]} rows")
     return {out: type(lazy[port])(j.result(), j.meta or {}) for out, j in joiners.items()}
+
+
+def memory_budget(budget_bytes: int | None) -> int:
+    """The memory budget: ``budget_bytes`` when set, else half the memory available now.
+
+    ``OREMDA_SHM_BUDGET`` (bytes) or ``Engine(shm_bytes=)`` set it: one budget for the
+    session's shared memory and the workers' chunk buffers.
+    """
+    if budget_bytes is not None:
+        return budget_bytes
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024 // 2
+    except (OSError, KeyError, ValueError):
+        return 8 << 30  # no /proc (macOS): a conservative default
 
 
 def workers_env() -> int:

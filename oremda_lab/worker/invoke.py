@@ -3,10 +3,13 @@
 A worker process (:mod:`oremda_lab.worker.main`) and an MPI rank
 (:mod:`oremda_lab.worker.rank`) both run an operator through these functions:
 
-* :func:`read_inputs`: wire values -> :class:`PortValue` (read-only views of the session);
+* :func:`read_inputs`: wire values -> :class:`PortValue` (read-only views of the session,
+  or a :class:`~oremda_lab.dataplane.lazy.LazyArray` for a lazy value);
 * :func:`call`: the function itself, with its data folder and ``output_array`` allocator
   set, its state when stateful, ``SystemExit`` turned into an error, and its outputs
-  checked against the operator's description;
+  checked against the operator's description; lazy inputs are materialised by
+  :func:`oremda_lab.dataplane.lazy.call` (in chunks for a data-parallel operator), with
+  the task's progress and cancel hooks (``sdk.report_progress``, ``sdk.cancelled``) set;
 * :func:`reply`: outputs -> objects in the session and the RESULT message, an input
   returned unchanged passed on by reference, an ``output_array`` buffer taken as it is;
 * :func:`failed`: the ERROR message, after every object the task made is unlinked.
@@ -23,11 +26,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from oremda_lab.dataplane import lazy
 from oremda_lab.dataplane.arena import Arena
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
-from oremda_lab.worker.sdk import PortValue, as_port_value, current_allocator, current_data_dir
+from oremda_lab.worker.sdk import (
+    PortValue,
+    TaskContext,
+    as_port_value,
+    cancelled,
+    current_allocator,
+    current_data_dir,
+    current_task,
+    data_root,
+    report_progress,
+)
 
 Allocated = list[tuple[Any, ObjectRef]]
 View = Callable[[str, ObjectRef], Any]  # (port, reference) -> the data the operator sees
@@ -48,10 +62,14 @@ def stateful(spec: OperatorSpec, func: Any) -> bool:
 
 
 def read_inputs(wire: Mapping[str, dict[str, Any]], view: View) -> dict[str, PortValue]:
-    """The operator's inputs from their wire values; ``view(port, ref)`` maps an object (e.g. ``Arena.get``)."""
+    """The operator's inputs from their wire values; ``view(port, ref)`` maps an object (e.g. ``Arena.get``).
+
+    A lazy value (C4) becomes its :class:`~oremda_lab.dataplane.lazy.LazyArray`; :func:`call` reads it.
+    """
     return {
         port: PortValue(
-            view(port, ObjectRef.from_dict(value["ref"])) if value.get("ref") else None, value.get("meta", {})
+            view(port, ObjectRef.from_dict(value["ref"])) if value.get("ref") else lazy.from_wire(value),
+            value.get("meta", {}),
         )
         for port, value in wire.items()
     }
@@ -62,7 +80,7 @@ def passed_on(inputs: Mapping[str, PortValue], wire: Mapping[str, dict[str, Any]
 
     Identities are stable while the inputs live, and the call's results exist before they go.
     """
-    return {id(v.data): ObjectRef.from_dict(wire[p]["ref"]) for p, v in inputs.items() if v.data is not None}
+    return {id(v.data): ObjectRef.from_dict(wire[p]["ref"]) for p, v in inputs.items() if wire[p].get("ref")}
 
 
 def allocator(arena: Arena, task: str, allocated: Allocated) -> Callable[[tuple[int, ...], Any], Any]:
@@ -87,17 +105,22 @@ def call(
     state: dict[str, Any] | None = None,
     data_dir: str | None = None,
     allocate: Callable[[tuple[int, ...], Any], Any] | None = None,
+    task: TaskContext | None = None,
+    budget_bytes: int | None = None,
 ) -> dict[str, PortValue]:
     """Run the operator's function once; its checked outputs, or :class:`OperatorError`.
 
     ``state`` is the dict a stateful operator keeps between runs (the caller holds one
     per node); ``inputs`` is emptied once the function returns, so no view of an input
-    outlives the call here.
+    outlives the call here. ``task`` says where the task's cancel marker is and how
+    its progress is sent; ``budget_bytes`` is the memory budget lazy inputs are read within.
     """
-    tokens = current_data_dir.set(data_dir), current_allocator.set(allocate)
+    tokens = current_data_dir.set(data_dir), current_allocator.set(allocate), current_task.set(task)
     try:
-        args = (inputs, params, state if state is not None else {}) if stateful(spec, func) else (inputs, params)
-        returned = func(*args)
+        rest = (params, state if state is not None else {}) if stateful(spec, func) else (params,)
+        context = lazy.Context(data_root(), budget_bytes, lazy.workers_env(),
+                               report_progress, cancelled)  # fmt: skip
+        returned = lazy.call(lambda values: func(values, *rest), inputs, spec.parallel, context, as_port_value)
     except SystemExit as e:
         raise OperatorError(f"operator called sys.exit({e.code})") from None
     except Exception as e:
@@ -105,6 +128,7 @@ def call(
     finally:
         current_data_dir.reset(tokens[0])
         current_allocator.reset(tokens[1])
+        current_task.reset(tokens[2])
     return check_outputs(spec, returned)
 
 
@@ -136,6 +160,9 @@ def reply(
         forward = forward or {}
         wire = {}
         for port, value in outputs.items():
+            if isinstance(value.data, lazy.LazyArray):  # a reference to a file goes on as it is
+                wire[port] = lazy.to_wire(value.data, value.meta)
+                continue
             if value.data is None:
                 ref = None
             elif id(value.data) in unused:  # computed in place by output_array(): nothing to copy
@@ -186,8 +213,12 @@ def invoke(
     state: dict[str, Any] | None = None,
     data_dir: str | None = None,
     view: View | None = None,
+    send_progress: Callable[[float, str], None] | None = None,
 ) -> bytes:
-    """Answer one RUN message ``{task, params, inputs}``: RESULT or ERROR, never an exception."""
+    """Answer one RUN message ``{task, params, inputs}``: RESULT or ERROR, never an exception.
+
+    ``send_progress(fraction, message)`` carries the operator's progress reports (C2).
+    """
     task = msg["task"]
     started = time.perf_counter()
     allocated: Allocated = []
@@ -196,7 +227,8 @@ def invoke(
         forward = passed_on(inputs, msg["inputs"])
         outputs = call(
             spec, func, inputs, msg["params"], state=state, data_dir=data_dir,
-            allocate=allocator(arena, task, allocated),
+            allocate=allocator(arena, task, allocated), task=TaskContext(task, str(arena.path), send_progress),
+            budget_bytes=arena.budget_bytes,
         )  # fmt: skip
         del inputs  # drop input views before the engine may reuse their buffers
     except Exception as e:

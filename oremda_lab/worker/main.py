@@ -18,6 +18,7 @@ import platform
 import re
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,11 @@ class Worker:
         self.arena = arena
         self.state: dict[str, Any] = {}  # a stateful operator's, kept between runs
 
-    def handle(self, msg: dict[str, Any]) -> bytes:
+    def handle(self, msg: dict[str, Any], send_progress: Callable[[float, str], None] | None = None) -> bytes:
         """Answer one RUN message (see :func:`~oremda_lab.worker.invoke.invoke`)."""
-        return invoke(self.spec, self.func, self.arena, msg, state=self.state, data_dir=self.data_dir)
+        return invoke(
+            self.spec, self.func, self.arena, msg, state=self.state, data_dir=self.data_dir, send_progress=send_progress
+        )
 
 
 @functools.cache
@@ -102,11 +105,16 @@ def serve(conn: Connection, worker: Worker, worker_id: str) -> None:
             return
         op = msg["op"]
         if op == protocol.RUN:
-            conn.send_bytes(worker.handle(msg))
+            conn.send_bytes(worker.handle(msg, functools.partial(_send_progress, conn, msg["task"])))
         elif op == protocol.PING:
             conn.send_bytes(protocol.encode(protocol.PONG))
         elif op == protocol.SHUTDOWN:
             return
+
+
+def _send_progress(conn: Connection, task: str, fraction: float, message: str) -> None:
+    """A PROGRESS message mid-task (C2), on the connection the RESULT will take."""
+    conn.send_bytes(protocol.encode(protocol.PROGRESS, task=task, fraction=fraction, message=message))
 
 
 def main(argv: list[str] | None = None) -> None:

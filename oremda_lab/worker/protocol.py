@@ -4,8 +4,11 @@ runtime -> worker: ``RUN`` {task, params, inputs: {port: wire value}}, ``PING``,
 worker -> runtime: ``HELLO`` {worker, operator, pid, environment: {python, executable,
 packages}} once connected, then one ``RESULT``
 {task, outputs, duration_s} or ``ERROR`` {task, error, traceback} per ``RUN``, ``PONG``.
+While a task runs, the worker may send ``PROGRESS`` {task, fraction, message} any number
+of times before its RESULT or ERROR (C2: ``sdk.report_progress``).
 
-A wire value is ``{"ref": ObjectRef dict or None, "meta": {...}}``.
+A wire value is ``{"ref": ObjectRef dict or None, "meta": {...}}``; a lazy value (C4,
+:mod:`oremda_lab.dataplane.lazy`) has ``ref`` None and ``lazy``: the file reference.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ RESULT = "result"
 ERROR = "error"
 PING = "ping"
 PONG = "pong"
+PROGRESS = "progress"
 SHUTDOWN = "shutdown"
 
 AUTHKEY_ENV = "OREMDA_AUTHKEY"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,20 @@ current_data_dir: contextvars.ContextVar[str | None] = contextvars.ContextVar("o
 current_allocator: contextvars.ContextVar[Callable[[tuple[int, ...], Any], Any] | None] = contextvars.ContextVar(
     "oremda_allocator", default=None
 )
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The running task as the SDK sees it: where its cancel marker would be, how to report progress."""
+
+    task: str
+    session: str
+    send_progress: Callable[[float, str], None] | None = None
+
+
+current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("oremda_task", default=None)
+# A partition's task id is "<node task>~p<i>": the node task's marker cancels every partition.
+PART_SEPARATOR = "~"
 
 
 @dataclass
@@ -100,4 +115,52 @@ def data_path(filename: str) -> Path:
     True
     >>> current_data_dir.reset(token)
     """
-    return data_file(current_data_dir.get() or os.environ.get(DATA_DIR_ENV, "."), filename)
+    return data_file(data_root(), filename)
+
+
+def data_root() -> str:
+    """The engine's data folder (what file parameters are relative to)."""
+    return current_data_dir.get() or os.environ.get(DATA_DIR_ENV, ".")
+
+
+def cancel_markers(session: str | Path, task: str) -> list[Path]:
+    """The files whose presence cancels ``task``: its own marker and its node task's.
+
+    Examples
+    --------
+    >>> [p.name for p in cancel_markers("/s", "t7-1~p2")]
+    ['t7-1~p2', 't7-1']
+    """
+    names = dict.fromkeys([task, task.split(PART_SEPARATOR, 1)[0]])
+    return [Path(session) / "cancel" / name for name in names]
+
+
+def cancelled() -> bool:
+    """Whether the running task was cancelled (a newer run supersedes it).
+
+    Long operators check it between chunks of work and return early (raising is
+    fine: the task ends as an error "cancelled" and is not cached). Costs a stat or two.
+    Outside a worker it is always False.
+    """
+    context = current_task.get()
+    return context is not None and any(p.exists() for p in cancel_markers(context.session, context.task))
+
+
+_last_report: contextvars.ContextVar[float] = contextvars.ContextVar("oremda_last_report", default=0.0)
+_REPORT_INTERVAL = 0.1  # seconds: at most ten progress messages a second
+
+
+def report_progress(fraction: float, message: str = "") -> None:
+    """Tell the engine how far the running task is (``fraction`` in [0, 1]); shown on its node.
+
+    Reports closer than a tenth of a second to the previous one are dropped (the last,
+    ``fraction`` 1, never is). Outside a worker it does nothing.
+    """
+    context = current_task.get()
+    if context is None or context.send_progress is None:
+        return
+    now = time.monotonic()
+    if fraction < 1 and now - _last_report.get() < _REPORT_INTERVAL:
+        return
+    _last_report.set(now)
+    context.send_progress(min(max(float(fraction), 0.0), 1.0), str(message))
