@@ -12,10 +12,10 @@ import {
   type Node,
   type NodeChange,
 } from "@xyflow/react";
-import type { Command, DisplayPayload, NodeStatus, OperatorInfo, PipelineJSON, Reply, RunState } from "./types";
+import type { Command, DisplayPayload, Example, NodeStatus, OperatorInfo, PipelineJSON, Reply, RunState } from "./types";
 import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, portsOf } from "./ports";
 import { History, freshId, inverse } from "./commands";
-import { autoLayout, needsLayout } from "./layout";
+import { NODE_WIDTH, autoLayout, needsLayout } from "./layout";
 import { Channel, type Model, REQUEST_TIMEOUT_MS, trace } from "./model";
 import { ParamStream } from "./params";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
@@ -67,6 +67,12 @@ export function toFlow(graph: PipelineJSON, catalog: Catalog, status: Record<str
 }
 
 const NO_OPS: OperatorInfo[] = [];
+const NO_EXAMPLES: Example[] = [];
+
+/** True when the screen rectangle tl..br lies inside `box`, `margin` pixels in. */
+export function isInside(box: { left: number; top: number; right: number; bottom: number }, tl: { x: number; y: number }, br: { x: number; y: number }, margin = 0): boolean {
+  return tl.x >= box.left + margin && tl.y >= box.top + margin && br.x <= box.right - margin && br.y <= box.bottom - margin;
+}
 
 function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
@@ -75,6 +81,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const run = useTrait<RunState>(model, "run");
   const displays = useTrait<Record<string, DisplayPayload>>(model, "displays");
   const height = useTrait<number>(model, "height");
+  const autoRun = useTrait<boolean>(model, "auto_run") ?? true;
+  const examples = useTrait<Example[]>(model, "examples") ?? NO_EXAMPLES;
   const catalog = useMemo(() => makeCatalog(operators ?? []), [operators]);
   const history = useRef(new History()).current;
   const [, bump] = useState(0);
@@ -110,6 +118,22 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   useEffect(() => {
     setNodes(built.nodes.map((n) => (Boolean(n.selected) === (n.id === selected) ? n : { ...n, selected: n.id === selected })));
   }, [built, selected]);
+
+  // The panel docks beside the canvas, which narrows it: keep the node being edited in view.
+  useEffect(() => {
+    if (!selected) return;
+    const timer = setTimeout(() => {
+      const n = flow.getInternalNode(selected);
+      const box = wrapper.current?.getBoundingClientRect();
+      if (!n || !box) return;
+      const { x, y } = n.internals.positionAbsolute;
+      const [w, h] = [n.measured.width ?? NODE_WIDTH, n.measured.height ?? 64];
+      if (!isInside(box, flow.flowToScreenPosition({ x, y }), flow.flowToScreenPosition({ x: x + w, y: y + h }), 8)) {
+        void flow.setCenter(x + w / 2, y + h / 2, { zoom: flow.getViewport().zoom });
+      }
+    }, 80); // after React Flow has measured the narrower canvas
+    return () => clearTimeout(timer);
+  }, [selected, flow]);
 
   const show = (text: string, kind: "error" | "info" = "error") => setMessage({ text, kind });
   const setControl = useCallback((key: string, change: (c: ControlState) => ControlState) => {
@@ -304,6 +328,27 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     [propose],
   );
 
+  const runNow = useCallback(() => {
+    void channel.request({ type: "run" }).then((r) => {
+      if (!r.ok && !r.failure) show(r.problems.join("; ") || "cannot run");
+    });
+  }, [channel]);
+
+  const loadExample = useCallback(
+    (name: string) => {
+      const example = examples.find((e) => e.name === name);
+      if (!example) return;
+      laidOut.current = false;
+      setSelected(null);
+      void propose({ op: "replace", graph: structuredClone(example.graph) }, `example ${name}`).then((r) => {
+        if (!r.ok) return;
+        show(`Loaded example ${name}${example.description ? `: ${example.description}` : ""}`, "info");
+        requestAnimationFrame(() => flow.fitView({ padding: 0.08, maxZoom: 1.2 }));
+      });
+    },
+    [examples, propose, flow],
+  );
+
   const selNode = graph.nodes.find((n) => n.id === selected);
   const [canUndo, canRedo] = [history.canUndo(), history.canRedo()];
   const busy = run?.state === "starting" || run?.state === "running";
@@ -362,6 +407,29 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           Import JSON
           <input type="file" accept=".json,application/json" data-action="import" onChange={(e) => e.target.files?.[0] && importJSON(e.target.files[0])} />
         </label>
+        {examples.length ? (
+          <select
+            className="oremda-examples"
+            data-action="examples"
+            value=""
+            title="Load a bundled example pipeline (undo brings yours back)"
+            onChange={(e) => loadExample(e.target.value)}
+          >
+            <option value="" disabled>
+              Examples…
+            </option>
+            {examples.map((x) => (
+              <option key={x.name} value={x.name} title={x.description}>
+                {x.name}
+              </option>
+            ))}
+          </select>
+        ) : null}
+        {autoRun ? null : (
+          <button data-action="run" onClick={runNow} disabled={busy} title="Run the pipeline (auto_run is off)">
+            Run
+          </button>
+        )}
         <span
           className={`oremda-run oremda-run-${run?.state ?? "idle"}`}
           data-run-state={run?.state ?? "idle"}
@@ -384,7 +452,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           ))}
         </div>
       ) : null}
-      <div className="oremda-main" style={{ height: height || 460 }}>
+      <div className={`oremda-main${selNode ? " with-side" : ""}`} style={{ height: height || 460 }}>
         <Palette ops={operators ?? NO_OPS} onAdd={addItem} />
         <div
           className="oremda-canvas-wrap"
@@ -423,28 +491,29 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             <Background gap={16} />
             <Controls showInteractive={false} />
           </ReactFlow>
-          {/* The panel floats over the canvas, so the graph gets the full width when nothing is selected. */}
-          {selNode ? (
-            <div className="oremda-side nowheel">
-              <button className="oremda-side-close" title="Close" onClick={() => setSelected(null)}>
-                ×
-              </button>
-              <ParamPanel
-                node={selNode}
-                op={operatorOf(selNode, catalog)}
-                controls={controls}
-                onChange={(name, value) => streamOf(selNode.id, name).change(value)}
-                onGesture={(name, phase) => (phase === "begin" ? streamOf(selNode.id, name).begin() : streamOf(selNode.id, name).end())}
-                onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
-              />
-            </div>
-          ) : (
+          {selNode ? null : (
             <div className="oremda-muted oremda-hint">
               Click a node to edit its parameters. Drag operators from the palette; drag from an output port to an input
               port to connect.
             </div>
           )}
         </div>
+        {/* Docked beside the canvas (a third grid column), so it never covers the node being edited. */}
+        {selNode ? (
+          <div className="oremda-side nowheel">
+            <button className="oremda-side-close" title="Close" onClick={() => setSelected(null)}>
+              ×
+            </button>
+            <ParamPanel
+              node={selNode}
+              op={operatorOf(selNode, catalog)}
+              controls={controls}
+              onChange={(name, value) => streamOf(selNode.id, name).change(value)}
+              onGesture={(name, phase) => (phase === "begin" ? streamOf(selNode.id, name).begin() : streamOf(selNode.id, name).end())}
+              onDelete={() => onDelete({ nodes: [{ id: selNode.id } as Node], edges: [] })}
+            />
+          </div>
+        ) : null}
       </div>
       {displayNodes.length ? (
         <div className="oremda-displays">

@@ -35,8 +35,11 @@ const REAL_TIMERS: Timers = {
   clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
-/** A request body: an edit command, or `sync` (the kernel re-sends its pipeline and state). */
-export type Request = { type: "command"; command: Command } | { type: "sync" };
+/**
+ * A request body: an edit command, `sync` (the kernel re-sends its pipeline and state), or
+ * `run` (submit the pipeline now: the Run button when auto_run is off).
+ */
+export type Request = { type: "command"; command: Command } | { type: "sync" } | { type: "run" };
 
 /** `lost`: a request went unanswered; `back`: a reply arrived after that. */
 export type ChannelEvent = { kind: "lost"; reply: Reply; request: Request } | { kind: "back" };

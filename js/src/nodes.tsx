@@ -21,6 +21,7 @@ export const STATE_COLORS: Record<string, string> = {
   cached: "#0891b2",
   error: "#dc2626",
   skipped: "#d4d4d4",
+  waiting: "#64748b",
 };
 
 function PortRow({ name, spec, side, index }: { name: string; spec: PortSpec; side: "in" | "out"; index: number }) {
@@ -55,7 +56,43 @@ export function statusLabel(status: NodeStatus): string {
   if (status.state === "cached" || status.cached) return "cached";
   if (status.state === "done" && d != null) return formatDuration(d);
   if (status.state === "preparing" && status.message) return `preparing: ${status.message}`;
+  const p = progressOf(status);
+  if (p) return `running ${Math.round(p.fraction * 100)}%`;
   return status.state;
+}
+
+/** A running node's progress (fraction clamped to [0, 1], and what it says), if it reported any. */
+export function progressOf(status?: NodeStatus): { fraction: number; message: string } | null {
+  if (status?.state !== "running" || typeof status.progress !== "number" || !Number.isFinite(status.progress)) return null;
+  return { fraction: Math.min(1, Math.max(0, status.progress)), message: status.message ?? "" };
+}
+
+/** Why a node does not run (`waiting`: its inputs are not connected or cannot be computed yet). */
+export function waitingText(status?: NodeStatus): string | null {
+  if (status?.state !== "waiting") return null;
+  // The engine says why ("waiting for input: in", "waiting for upstream: a, b").
+  return status.message || "waiting for input";
+}
+
+/** Under the title: a progress bar with its message while running, or why the node waits. */
+function NodeNote({ status }: { status?: NodeStatus }) {
+  const p = progressOf(status);
+  if (p) {
+    return (
+      <div className="oremda-node-progress" data-progress={p.fraction.toFixed(3)} title={p.message}>
+        <div className="oremda-progress-bar">
+          <div style={{ width: `${(p.fraction * 100).toFixed(1)}%` }} />
+        </div>
+        {p.message ? <div className="oremda-progress-msg">{p.message}</div> : null}
+      </div>
+    );
+  }
+  const waiting = waitingText(status);
+  return waiting ? (
+    <div className="oremda-node-waiting" data-waiting title={waiting}>
+      {waiting}
+    </div>
+  ) : null;
 }
 
 function StatusLine({ status }: { status?: NodeStatus }) {
@@ -121,6 +158,7 @@ export function OperatorNode({ data, selected }: NodeProps & { data: NodeData })
         <PortRow key={`o-${n}`} name={n} spec={s} side="out" index={i} />
       ))}
       <div style={{ height: h - 44 }} />
+      <NodeNote status={data.status} />
       <ErrorBox status={data.status} />
     </div>
   );

@@ -25,9 +25,15 @@ export function filterItems(items: PaletteItem[], query: string): PaletteItem[] 
   return items.filter((i) => i.label.toLowerCase().includes(q) || i.description.toLowerCase().includes(q));
 }
 
+/**
+ * The palette. Keyboard: Enter in the search box adds the first match, ArrowDown moves into
+ * the list; on an item, Enter or Space adds it and the arrows move between items.
+ */
 export const Palette = memo(function Palette({ ops, onAdd }: { ops: OperatorInfo[]; onAdd: (item: PaletteItem) => void }) {
   const [query, setQuery] = useState("");
   const items = useMemo(() => filterItems(paletteItems(ops), query), [ops, query]);
+  const list = useRef<HTMLDivElement>(null);
+  const focusItem = (i: number) => (list.current?.children[i] as HTMLElement | undefined)?.focus();
   return (
     <div className="oremda-palette">
       <input
@@ -35,20 +41,38 @@ export const Palette = memo(function Palette({ ops, onAdd }: { ops: OperatorInfo
         placeholder="Search operators"
         value={query}
         onChange={(e) => setQuery(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && items.length) onAdd(items[0]);
+          else if (e.key === "ArrowDown") {
+            e.preventDefault();
+            focusItem(0);
+          }
+        }}
       />
-      <div className="oremda-palette-list">
-        {items.map((item) => (
+      <div className="oremda-palette-list" ref={list}>
+        {items.map((item, i) => (
           <div
             key={item.key}
             className="oremda-palette-item"
             data-operator={item.key}
             draggable
-            title={`${item.description}\n(drag onto the canvas, or double-click to add)`}
+            tabIndex={0}
+            role="button"
+            title={`${item.description}\n(drag onto the canvas, double-click or press Enter to add)`}
             onDragStart={(e) => {
               e.dataTransfer.setData(DRAG_MIME, JSON.stringify(item));
               e.dataTransfer.effectAllowed = "move";
             }}
             onDoubleClick={() => onAdd(item)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" || e.key === " ") {
+                e.preventDefault();
+                onAdd(item);
+              } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+                e.preventDefault();
+                focusItem(i + (e.key === "ArrowDown" ? 1 : -1));
+              }
+            }}
           >
             <div className="oremda-palette-name">{item.label}</div>
             <div className="oremda-palette-desc">{item.description}</div>

@@ -36,6 +36,13 @@ export interface PipelineJSON {
   [extra: string]: unknown;
 }
 
+/** A bundled example pipeline offered in the toolbar's Examples menu (oremda_lab.examples). */
+export interface Example {
+  name: string;
+  description?: string;
+  graph: PipelineJSON;
+}
+
 export interface PortSpec {
   type: string;
   required?: boolean;
@@ -68,14 +75,17 @@ export interface OperatorInfo {
 }
 
 /** Node states, in the order of oremda_lab/engine/events.py NODE_STATES (a test compares them). */
-export const NODE_STATES = ["queued", "preparing", "running", "done", "cached", "error", "skipped"] as const;
+export const NODE_STATES = ["queued", "preparing", "waiting", "running", "done", "cached", "error", "skipped"] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 export interface NodeStatus {
   state: NodeState;
   duration_s?: number | null;
   cached?: boolean;
-  message?: string | null; // while preparing: what (e.g. "creating environment for NAME (N packages) ...")
+  // preparing: what (e.g. "creating environment for NAME (N packages) ..."); waiting: why;
+  // running: what the progress counts (e.g. "12/64 partitions").
+  message?: string | null;
+  progress?: number | null; // running: fraction done in [0, 1], when the operator reports it
   error?: { message?: string; traceback?: string; log_tail?: string; exit_status?: number | null } | null;
 }
 
