@@ -23,13 +23,19 @@ Every wait is bounded and watches the worker: a worker that exits, is killed or
 overruns its timeout is killed, reaped and forgotten, and the task fails with a
 :class:`NodeFailure` carrying exit status and log tail. The next ``start`` launches
 a fresh worker. Adapters (local processes, Docker, Apptainer, MPI) only say how to
-launch a worker and give a :class:`WorkerHandle` back.
+launch a worker and give a :class:`WorkerHandle` back; the hub here owns the
+listener, the HELLO handshake, the bounded waits, the one kill escalation
+(:func:`end_group`: SIGTERM, a grace period, SIGKILL) and the one liveness check of a
+process (:func:`process_alive`, a look at ``/proc``). A handle that is ``hosted``
+(an operator loaded by the ranks of an MPI job) says no HELLO of its own: the adapter
+that launched it runs its tasks over the job's connections.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -42,14 +48,46 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.arena import Arena, owner_alive, process_start_time, signal_group
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
 from oremda_lab.worker.sdk import DATA_DIR_ENV
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_START_TIMEOUT = 120.0
+TERM_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a worker is ended
+_KILL_WAIT = 10.0  # how long a SIGKILLed group may take to be reaped
 _POLL = 0.1  # how often a waiting thread checks that its worker still lives
+
+
+def process_alive(record: Mapping[str, Any]) -> bool:
+    """Whether the process a record (``{"pid", "started"}``, an ``owner_record``) names runs.
+
+    The one liveness check of a process: the pid's start time in ``/proc`` must match
+    (a reused pid is another process), and a zombie (exited, not yet reaped) is dead.
+    """
+    if not owner_alive(dict(record)):
+        return False
+    try:
+        state = Path(f"/proc/{int(record['pid'])}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return process_start_time(int(record["pid"])) is None  # no /proc here: owner_alive asked the pid
+    return state not in ("Z", "X")
+
+
+def end_group(leader: Mapping[str, Any], alive: Callable[[], bool], grace: float = TERM_GRACE) -> None:
+    """End the process group ``leader`` (an ``owner_record``) leads: the one kill escalation.
+
+    SIGTERM, up to ``grace`` seconds for ``alive()`` to turn false, then SIGKILL and a
+    bounded wait for it to be reaped. A pid reused by another process is never signalled.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, _KILL_WAIT)):
+        if not alive():
+            return
+        signal_group(dict(leader), sig)
+        deadline = time.monotonic() + wait
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 class NodeFailure(Exception):
@@ -106,6 +144,9 @@ class WorkerHandle(ABC):
     """A launched worker, whatever hosts it (process, container, instance, rank)."""
 
     log: Path | None = None  # the file its output goes to, where it has one
+    #: True when the worker is hosted by processes the adapter drives (MPI ranks): it
+    #: says no HELLO of its own, and the adapter's ``submit`` runs its tasks.
+    hosted: ClassVar[bool] = False
 
     @abstractmethod
     def alive(self) -> bool:
@@ -139,6 +180,11 @@ class _Worker:
     hello: threading.Event = field(default_factory=threading.Event)
     conn: Connection | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ready(self) -> bool:
+        """Whether it said HELLO (or needs none: a hosted worker)."""
+        return self.conn is not None or self.handle.hosted
 
 
 def _same(a: OperatorSpec, b: OperatorSpec) -> bool:
@@ -284,8 +330,11 @@ class Runtime(ABC):
         """
         wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
         with self._lock:
-            changed = [w for slot, w in self._workers.items() if slot in wanted and not _same(w.spec, wanted[slot])]
-        for worker in changed:  # the slot now holds another operator (or changed code, or another image)
+            changed = [
+                w for slot, w in self._workers.items()
+                if slot in wanted and (not _same(w.spec, wanted[slot]) or not w.handle.alive())
+            ]  # fmt: skip
+        for worker in changed:  # the slot now holds another operator (or changed code, or another image), or it died
             self._forget(worker)
         with self._lock:
             new = [(slot, spec) for slot, spec in wanted.items() if slot not in self._workers]
@@ -293,7 +342,10 @@ class Runtime(ABC):
         failures: dict[str, NodeFailure] = {}
         deadline = time.monotonic() + self.start_timeout
         for (slot, _), result in zip(new, launched, strict=True):
-            failure = result if isinstance(result, NodeFailure) else self._await_hello(result, deadline)
+            if isinstance(result, NodeFailure):
+                failure: NodeFailure | None = result
+            else:
+                failure = None if result.handle.hosted else self._await_hello(result, deadline)
             if failure:
                 failures[slot] = failure
         return failures
@@ -357,7 +409,7 @@ class Runtime(ABC):
     def alive(self, slot: str) -> bool:
         """Whether a ready worker runs in ``slot``."""
         worker = self._workers.get(slot)
-        return bool(worker and worker.conn and worker.handle.alive())
+        return bool(worker and worker.ready and worker.handle.alive())
 
     def stop(self) -> None:
         """Shut every worker down (politely, then by force) and close the listener."""
@@ -412,13 +464,21 @@ class Runtime(ABC):
         return worker
 
     def _await_hello(self, worker: _Worker, deadline: float) -> NodeFailure | None:
+        got = self.wait_hello(worker, deadline)
+        if got == "died":
+            return self._fail(worker, f"worker for {worker.spec.name} exited during start-up")
+        if got == "timeout":
+            return self._fail(worker, f"worker for {worker.spec.name} did not start within {self.start_timeout:g} s")
+        return None
+
+    @staticmethod
+    def wait_hello(worker: _Worker, deadline: float) -> str | None:
+        """Wait for ``worker``'s HELLO: None once it came, else ``"died"`` or ``"timeout"``; never a hang."""
         while not worker.hello.wait(_POLL):
             if not worker.handle.alive():
-                return self._fail(worker, f"worker for {worker.spec.name} exited during start-up")
+                return "died"
             if time.monotonic() > deadline:
-                return self._fail(
-                    worker, f"worker for {worker.spec.name} did not start within {self.start_timeout:g} s"
-                )
+                return "timeout"
         return None
 
     def _accept(self, listener: Listener) -> None:

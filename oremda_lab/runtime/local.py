@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
-from oremda_lab.runtime.base import NodeFailure, Runtime, WorkerHandle
+from oremda_lab.dataplane.arena import owner_record
+from oremda_lab.runtime.base import NodeFailure, Runtime, WorkerHandle, end_group
 from oremda_lab.runtime.environments import (
     Environment,
     EnvironmentFailure,
@@ -30,14 +29,13 @@ from oremda_lab.runtime.environments import (
 )
 from oremda_lab.spec.operator import OperatorSpec
 
-_TERM_GRACE = 2.0
-
 
 class ProcessHandle(WorkerHandle):
     """A forked worker: its pid, its log, and the status file the fork server writes."""
 
     def __init__(self, pid: int, log: Path):
         self.pid = pid
+        self.leader = owner_record(pid)  # the worker leads its own process group
         self.log = log
         self.status_file = Path(f"{log}.status")
 
@@ -51,16 +49,7 @@ class ProcessHandle(WorkerHandle):
             return None
 
     def kill(self) -> None:
-        for sig, wait in ((signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, 10.0)):
-            if not self.alive():
-                return
-            try:
-                os.killpg(self.pid, sig)  # the worker leads its own process group
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + wait
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.01)
+        end_group(self.leader, self.alive)
 
 
 class LocalRuntime(Runtime):

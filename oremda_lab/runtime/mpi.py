@@ -6,15 +6,19 @@ the job (:mod:`oremda_lab.worker.rank`).
 
 State and policy
 ----------------
-* One MPI job of ``ranks`` processes, started by :meth:`MPIRuntime.start` with the
-  configured launcher (``mpiexec -n N`` by default; ``srun -n N`` under Slurm) and
-  kept warm. Every rank connects back and says HELLO: over the session's Unix socket
-  when it runs on the kernel's machine, over TCP (``control_host``) otherwise.
-* Every rank loads every started operator (an import, once), so any node may run on
-  any rank. ``_ranks``: rank -> its control connection, lock, pid and whether it sees
-  the kernel's shared-memory session.
-* Placement, per pipeline node (``place(pipeline)`` or ``placement=``):
-  ``"mpi": {"ranks": [0, 1]}`` or upstream's ``run_locations``. A data-parallel
+* One MPI job of ``ranks`` processes, started on the first :meth:`MPIRuntime.launch`
+  with the configured launcher (``mpiexec -n N`` by default; ``srun -n N`` under
+  Slurm) and kept warm. Every rank connects back to the runtime's hub and says HELLO:
+  over the session's Unix socket when it runs on the kernel's machine, over TCP
+  (``control_host``) otherwise.
+* :meth:`MPIRuntime.launch` is this runtime's adapter: it loads the slot's operator on
+  every rank (an import, once), so any node may run on any rank, and returns a
+  *hosted* handle (no HELLO of its own; alive while the job and its ranks are).
+  ``_ranks``: rank -> its control connection, lock, pid and whether it sees the
+  kernel's shared-memory session.
+* Placement comes one way, from the node's JSON fields (:attr:`Task.extra`):
+  ``"mpi": {"ranks": [0, 1], "split": ..., "join": ...}`` or upstream's
+  ``run_locations``/``parallel*`` fields; else it is automatic. A data-parallel
   operator (``"parallel"`` in operator.json, or upstream's node-level ``parallel``
   fields) runs on all its ranks; any other runs on one, chosen once per node and
   spread over the ranks on the kernel's machine.
@@ -49,27 +53,36 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
 
-from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, signal_group
-from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, WorkerHandle, _Worker, wait_for_message
+from oremda_lab.dataplane.arena import Arena, owner_record, signal_group
+from oremda_lab.runtime.base import (
+    NodeFailure,
+    Runtime,
+    Task,
+    TaskResult,
+    WorkerHandle,
+    _Worker,
+    end_group,
+    process_alive,
+    wait_for_message,
+)
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
 from oremda_lab.worker import rank as rank_program
 
 DEFAULT_LAUNCHER = ("mpiexec", "-n", "{ranks}")
 LAUNCHER_ENV = "OREMDA_MPI_LAUNCHER"  # a site's launcher, e.g. "srun -n {ranks} --mpi=pmix"
-_POLL = 0.1
 _SETTLE = 2.0
 _TERM_GRACE = 3.0
-# Node fields upstream's operator config used for placement; kept as they are.
 _RANK_SPEC = OperatorSpec(name="mpi-rank")
 # Ranks are the parallelism: one BLAS/OpenMP thread each unless the user says otherwise.
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Node fields upstream's operator config used for placement; kept as they are.
 UPSTREAM_KEYS = ("run_locations", "parallel", "parallel_output_to_join", "parallel_output_join_method")
 
 
@@ -90,7 +103,7 @@ class MPIJob(WorkerHandle):
         in /dev/shm, so :meth:`kill` removes them.
         """
         for rank in self.ranks.values():
-            if owner_alive(rank):
+            if process_alive(rank):
                 self.shared_files |= rank_program.mpi_shared_files(rank["pid"])
 
     def alive(self) -> bool:
@@ -102,17 +115,12 @@ class MPIJob(WorkerHandle):
     def kill(self) -> None:
         """Terminate the launcher's process group, then kill it and any rank left over."""
         self.note_shared_files()
-        if self.process.poll() is None:
-            signal_group(self.leader, signal.SIGTERM)
-            try:
-                self.process.wait(_TERM_GRACE)
-            except subprocess.TimeoutExpired:
-                signal_group(self.leader, signal.SIGKILL)
+        end_group(self.leader, self.alive, _TERM_GRACE)
         signal_group(self.leader, signal.SIGKILL)  # stragglers that outlived the launcher
         for rank in self.ranks.values():
             # MPICH makes each rank lead a process group of its own: an operator's children are in it.
             signal_group(rank, signal.SIGKILL)
-            if owner_alive(rank):  # a rank that leads no group of its own (another launcher)
+            if process_alive(rank):  # a rank that leads no group of its own (another launcher)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(rank["pid"], signal.SIGKILL)
         self.process.wait()
@@ -131,7 +139,7 @@ class RankHandle(WorkerHandle):
         if not self.job.alive():
             return False
         rank = self.job.ranks.get(self.rank)
-        return rank is None or (owner_alive(rank) and _pid_alive(rank["pid"]))
+        return rank is None or process_alive(rank)
 
     def exit_status(self) -> int | None:
         return self.job.exit_status()
@@ -141,6 +149,31 @@ class RankHandle(WorkerHandle):
 
     def kill(self) -> None:
         self.job.kill()
+
+
+class HostedHandle(WorkerHandle):
+    """An operator loaded by every rank of a job: alive while the job and all its ranks are.
+
+    Ending it ends nothing: the job hosts other operators too (the runtime ends the job).
+    """
+
+    hosted = True
+
+    def __init__(self, job: MPIJob, ranks: Iterable[_Worker]):
+        self.job = job
+        self.ranks = list(ranks)
+
+    def alive(self) -> bool:
+        return self.job.alive() and all(w.handle.alive() for w in self.ranks)
+
+    def exit_status(self) -> int | None:
+        return self.job.exit_status()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.job.log_tail(lines)
+
+    def kill(self) -> None:
+        """Nothing to end: the operator stays loaded in the job until the runtime drops it."""
 
 
 class MPIRuntime(Runtime):
@@ -157,8 +190,6 @@ class MPIRuntime(Runtime):
         absent). Default: ``OREMDA_MPI_LAUNCHER`` split like a shell would, else
         ``["mpiexec", "-n", "{ranks}"]``; e.g. ``["srun", "-n", "{ranks}", "--mpi=pmix"]``
         under Slurm.
-    placement
-        Node id -> placement options (see :meth:`place`).
     control_host
         Address ranks on other machines use to reach the kernel over TCP (e.g. the
         kernel node's high-speed interface name or IP). Unset: single machine only.
@@ -189,7 +220,6 @@ class MPIRuntime(Runtime):
         *,
         ranks: int = 2,
         launcher: Sequence[str] | None = None,
-        placement: dict[str, dict[str, Any]] | None = None,
         control_host: str | None = None,
         remote_ranks: Iterable[int] = (),
         env: dict[str, str] | None = None,
@@ -202,15 +232,13 @@ class MPIRuntime(Runtime):
         super().__init__(arena, **options)
         self.ranks = int(ranks)
         self.launcher = list(launcher or shlex.split(os.environ.get(LAUNCHER_ENV, "")) or DEFAULT_LAUNCHER)
-        self.placement: dict[str, dict[str, Any]] = dict(placement or {})
         self.remote_ranks = sorted({int(r) for r in remote_ranks})
         self.env = dict(env or {})
         self.python = python
         self._job: MPIJob | None = None
         self._ranks: dict[int, _Worker] = {}
         self._local: dict[int, bool] = {}
-        self._loaded: dict[str, OperatorSpec] = {}
-        self._slots: dict[str, str] = {}  # slot -> operator name
+        self._loaded: dict[str, OperatorSpec] = {}  # operator name -> what the ranks imported
         self._resident: dict[str, int] = {}  # object name -> remote rank that keeps a copy
         self.keep_bytes = int(keep_bytes)
         self._assigned: dict[str, int] = {}
@@ -224,23 +252,13 @@ class MPIRuntime(Runtime):
 
     # -- placement -------------------------------------------------------------------
 
-    def place(self, pipeline: Any) -> None:
-        """Read each node's placement from a :class:`~oremda_lab.spec.pipeline.Pipeline`.
-
-        A node's ``"mpi"`` field (``{"ranks": [...], "split": {...}, "join": {...}}``)
-        and upstream's ``run_locations``, ``parallel``, ``parallel_output_to_join`` and
-        ``parallel_output_join_method`` fields are used.
-        """
-        for node in pipeline.nodes.values():
-            options = node_options(node.extra)
-            if options:
-                self.placement[node.id] = options
-            else:
-                self.placement.pop(node.id, None)
-
     def plan(self, task: Task) -> dict[str, Any]:
-        """Where and how ``task`` runs: compute ranks, leader, split and join."""
-        options = node_options(task.extra) or dict(self.placement.get(task.node) or {})
+        """Where and how ``task`` runs: compute ranks, leader, split and join.
+
+        From the node's JSON fields (:attr:`Task.extra`: ``mpi`` or upstream's
+        ``run_locations``/``parallel*``), else automatic.
+        """
+        options = node_options(task.extra)
         declared = dict(task.spec.parallel or {})
         upstream_parallel = bool(options.get("parallel")) and not isinstance(options.get("parallel"), dict)
         parallel = bool(declared) or upstream_parallel or bool(options.get("split")) or bool(options.get("join"))
@@ -305,53 +323,29 @@ class MPIRuntime(Runtime):
     # -- the runtime interface ---------------------------------------------------------
 
     def launch(self, spec: OperatorSpec, worker_id: str) -> WorkerHandle:
-        """Operators share the job: make sure it runs and return it."""
-        failure = self._ensure_job()
-        if failure is not None:
-            raise failure
-        assert self._job is not None
-        return self._job
+        """Start the job unless it runs, and load ``spec``'s operator on every rank.
 
-    def start(self, slots: Mapping[str, OperatorSpec] | Iterable[OperatorSpec]) -> dict[str, NodeFailure]:
-        """Start the job if needed and load the slots' operators on every rank.
-
-        Slots (the engine uses one per node) only name which operator a node runs:
-        every rank hosts every loaded operator. Returns the slots that failed.
+        Ranks import an operator's module once: new code for a loaded operator needs a
+        new job (every slot's handle on the old one then reports it dead, and the next
+        ``start`` loads them again).
         """
-        wanted = dict(slots) if isinstance(slots, Mapping) else {s.name: s for s in slots}
+        if spec.path is None:
+            raise NodeFailure(f"operator {spec.name} has no folder to run from")
         with self._job_lock:
-            changed = [s for s in wanted.values() if s.name in self._loaded and self._loaded[s.name].digest != s.digest]
-            if changed:  # new operator code: ranks import modules once, so start afresh
+            loaded = self._loaded.get(spec.name)
+            if loaded is not None and loaded.digest != spec.digest:
                 self._drop_job(polite=True)
             failure = self._ensure_job()
             if failure is not None:
-                return dict.fromkeys(wanted, failure)
-            missing = {s.name: s for s in wanted.values() if s.name not in self._loaded}
-            failures: dict[str, NodeFailure] = {}
-            for name, spec in list(missing.items()):
-                if spec.path is None:
-                    failures[name] = NodeFailure(f"operator {name} has no folder to run from")
-                    del missing[name]
-            if missing:
-                try:
-                    operators = {n: s.path for n, s in missing.items()}
-                    replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators=operators)
-                except NodeFailure as failure:
-                    return dict.fromkeys(wanted, failure)
-                for name, spec in missing.items():
-                    errors = [
-                        f"rank {r}: {reply['errors'][name]}" for r, reply in replies.items() if name in reply["errors"]
-                    ]
-                    if errors:
-                        failures[name] = NodeFailure(
-                            f"could not load {name}: " + "; ".join(errors), log_tail=self._tail()
-                        )
-                    else:
-                        self._loaded[name] = spec
-            for slot, spec in wanted.items():
-                if spec.name not in failures:
-                    self._slots[slot] = spec.name
-        return {slot: failures[spec.name] for slot, spec in wanted.items() if spec.name in failures}
+                raise failure
+            if spec.name not in self._loaded:
+                replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators={spec.name: spec.path})
+                errors = [f"rank {r}: {reply['errors'][spec.name]}" for r, reply in replies.items() if reply["errors"]]
+                if errors:
+                    raise NodeFailure(f"could not load {spec.name}: " + "; ".join(errors), log_tail=self._tail())
+                self._loaded[spec.name] = spec
+            assert self._job is not None
+            return HostedHandle(self._job, self._ranks.values())
 
     def submit(self, task: Task) -> Future[TaskResult]:
         """Run ``task`` on its ranks; the future fails with :class:`NodeFailure`."""
@@ -359,21 +353,7 @@ class MPIRuntime(Runtime):
 
     def environment(self, slot: str) -> dict[str, Any] | None:
         """Every node runs on the same ranks: rank 0's environment (each rank said HELLO with its own)."""
-        return super().environment("mpi-rank-0") if slot in self._slots else None
-
-    def serves(self, slot: str, spec: OperatorSpec) -> bool:
-        """Whether ``slot`` names ``spec``'s operator, loaded from the same code, on live ranks."""
-        loaded = self._loaded.get(spec.name)
-        same = loaded is not None and loaded.digest == spec.digest
-        return self._slots.get(slot) == spec.name and same and self.alive(slot)
-
-    def alive(self, slot: str) -> bool:
-        """Whether the job runs, every rank is connected and ``slot``'s operator is loaded."""
-        job = self._job
-        return bool(
-            job is not None and job.alive() and self._slots.get(slot) in self._loaded
-            and len(self._ranks) == self.ranks and all(w.conn and w.handle.alive() for w in self._ranks.values())
-        )  # fmt: skip
+        return super().environment("mpi-rank-0") if slot in self._workers else None
 
     def stop(self) -> None:
         """Ask every rank to finish, then end the job by force if it lingers."""
@@ -450,11 +430,11 @@ class MPIRuntime(Runtime):
         self._job, self._ranks = job, workers
         deadline = time.monotonic() + self.start_timeout
         for worker in workers.values():
-            while not worker.hello.wait(_POLL):
-                if not job.alive():
-                    return self._drop_job(f"the MPI job exited during start-up (exit status {job.exit_status()})")
-                if time.monotonic() > deadline:
-                    return self._drop_job(f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
+            got = self.wait_hello(worker, deadline)
+            if got == "died":
+                return self._drop_job(f"the MPI job exited during start-up (exit status {job.exit_status()})")
+            if got == "timeout":
+                return self._drop_job(f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
         try:
             replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators={})
         except NodeFailure as failure:
@@ -474,7 +454,6 @@ class MPIRuntime(Runtime):
         """
         job, workers = self._job, list(self._ranks.values())
         self._job, self._ranks, self._loaded, self._local, self._assigned = None, {}, {}, {}, {}
-        self._slots.clear()
         self._resident.clear()
         for worker in workers:
             self._unexpect(worker)
@@ -633,16 +612,3 @@ def _rank_status(log: str) -> int | None:
 def _search_path(python: str) -> str:
     # pip's mpich puts mpiexec beside the interpreter, which may not be on PATH in a kernel
     return os.pathsep.join([os.environ.get("PATH", ""), str(Path(python).parent)])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not reaped by its launcher) is dead to us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

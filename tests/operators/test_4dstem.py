@@ -200,13 +200,15 @@ def test_bragg_vector_map_reads_a_file(tmp_path, mos2):
 # -- the same results on 1, 2 and 4 ranks as unsplit on the local runtime -----------
 
 
-def _run(runtime, arena, name, inputs, params, node="n"):
+def _run(runtime, arena, name, inputs, params, node="n", extra=None):
     spec = default_registry().get(name)
     wire = {
         p: {"ref": arena.put(v, f"in-{uuid.uuid4().hex[:6]}--{p}").to_dict(), "meta": {}} for p, v in inputs.items()
     }
     assert not runtime.start({node: spec})
-    task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params), wire, slot=node)
+    task = Task(
+        f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params), wire, slot=node, extra=extra or {}
+    )
     outputs = runtime.submit(task).result(timeout=300).outputs
     return {p: np.array(arena.get(ObjectRef.from_dict(v["ref"]))) for p, v in outputs.items()}
 
@@ -239,13 +241,14 @@ def test_upstream_bragg_example_each_rank_reads_its_rows(tmp_path, mos2):
     expected = run_operator("bragg_vector_map", {}, {"filename": "scan.npy"}, data_dir=tmp_path)["out"].data
     with Arena.create() as arena:
         with make_runtime("mpi", arena, ranks=3, data_dir=tmp_path, start_timeout=60) as runtime:
-            runtime.placement["bvm"] = {
+            upstream = {
                 "run_locations": [0, 1, 2],
                 "parallel": True,
                 "parallel_output_to_join": "out",
                 "parallel_output_join_method": "sum",
             }
-            got = _run(runtime, arena, "bragg_vector_map", {}, {"filename": "scan.npy"}, node="bvm")["out"]
+            got = _run(runtime, arena, "bragg_vector_map", {}, {"filename": "scan.npy"}, node="bvm", extra=upstream)
+            got = got["out"]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
@@ -269,7 +272,6 @@ def test_engine_runs_the_upstream_bragg_pipeline_on_mpi(tmp_path, mos2):
         expected = np.array(local.run(pipeline).outputs["bvm"]["out"].data)
     engine = Engine("mpi", tmp_path, ranks=2, start_timeout=60)
     try:
-        engine.runtime.place(pipeline)
         first = engine.run(pipeline)
         assert first.ok, first.errors
         np.testing.assert_allclose(first.outputs["bvm"]["out"].data, expected, rtol=1e-6)

@@ -73,14 +73,16 @@ def parts_operator(folder: Path, axis: int = 0) -> Path:
     return write_operator(folder, description, PARTS)
 
 
-def run_task(runtime, arena, spec, inputs, params=None, node="node"):
+def run_task(runtime, arena, spec, inputs, params=None, node="node", extra=None):
     wire = {}
     for port, value in inputs.items():
         ref = arena.put(value, f"in-{uuid.uuid4().hex[:6]}--{port}")
         wire[port] = {"ref": ref.to_dict(), "meta": {"port": port}}
     failures = runtime.start({node: spec})
     assert not failures, failures
-    task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params or {}), wire, slot=node)
+    task = Task(
+        f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params(params or {}), wire, slot=node, extra=extra or {}
+    )
     result = runtime.submit(task).result(timeout=120)
     return {p: (np.array(arena.get(ObjectRef.from_dict(v["ref"]))), v["meta"]) for p, v in result.outputs.items()}
 
@@ -143,8 +145,7 @@ def test_remote_ranks_get_slices_by_mpi(tmp_path, arena):
         got = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)})
         assert [runtime._local[r] for r in range(4)] == [True, False, False, False]
         # a node placed only on remote ranks: rank 0 ships the data and takes the result back
-        runtime.placement["far"] = {"ranks": [2, 3]}
-        far = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)}, node="far")
+        far = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)}, node="far", extra={"mpi": {"ranks": [2, 3]}})
     for result in (got, far):
         np.testing.assert_array_equal(result["rows"][0], x)
         np.testing.assert_array_equal(result["total"][0], x.sum(axis=0))
@@ -176,9 +177,7 @@ def test_placement_from_pipeline_json(tmp_path, arena):
     spec = registry.get("parts")
     x = np.random.default_rng(2).random((6, 5))
     with make_runtime("mpi", arena, ranks=3, start_timeout=60) as runtime:
-        runtime.place(pipeline)
-        p = run_task(runtime, arena, spec, {"x": x}, node="p")
-        q = run_task(runtime, arena, spec, {"x": x}, node="q")
+        p, q = (run_task(runtime, arena, spec, {"x": x}, node=n, extra=pipeline.nodes[n].extra) for n in "pq")
     assert p["n"][0].shape == (2, 1) and q["n"][0].shape == (2, 1)
     np.testing.assert_allclose(q["total"][0], x.sum(axis=0))
 
@@ -268,12 +267,10 @@ def test_reused_shared_memory_is_read_afresh(tmp_path, arena):
 def test_bad_split_is_a_clear_error(tmp_path, arena):
     spec = Registry([parts_operator(tmp_path)]).get("parts")
     with make_runtime("mpi", arena, ranks=2, remote_ranks=[1], start_timeout=60, timeout=20) as runtime:
-        runtime.placement["node"] = {"split": {"port": "x", "axis": 2}}
         started = time.monotonic()
         with pytest.raises(NodeFailure, match="cannot split input 'x'"):
-            run_task(runtime, arena, spec, {"x": np.ones((4, 3))})
+            run_task(runtime, arena, spec, {"x": np.ones((4, 3))}, extra={"mpi": {"split": {"port": "x", "axis": 2}}})
         assert time.monotonic() - started < 10
-        runtime.placement.clear()
         assert run_task(runtime, arena, spec, {"x": np.ones((4, 3))})["total"][0].tolist() == [4.0, 4.0, 4.0]
 
 
@@ -288,11 +285,14 @@ def test_remote_outputs_move_rank_to_rank(tmp_path, arena):
     x = np.random.default_rng(3).random((1000, 128, 8))
     ref = arena.put(x, "src--x")
     with make_runtime("mpi", arena, ranks=4, remote_ranks=[2, 3], start_timeout=60, timeout=60) as runtime:
-        runtime.placement.update({"P": {"ranks": [2]}, "Q": {"ranks": [3]}, "R": {"ranks": [2, 3]}})
+        placement = {"P": [2], "Q": [3], "R": [2, 3]}
         assert not runtime.start({n: spec for n in "PQR"})
 
         def run(node, inputs):
-            task = Task(f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params({}), inputs, slot=node)
+            extra = {"mpi": {"ranks": placement[node]}}
+            task = Task(
+                f"t{uuid.uuid4().hex[:6]}", node, spec, spec.resolved_params({}), inputs, slot=node, extra=extra
+            )
             return task, runtime.submit(task).result(timeout=60).outputs
 
         _, p = run("P", {"x": {"ref": ref.to_dict()}})
@@ -309,10 +309,9 @@ def test_remote_ranks_keep_only_keep_bytes(tmp_path, arena):
     spec = Registry([parts_operator(tmp_path)]).get("parts")
     x = np.ones((64, 64))
     with make_runtime("mpi", arena, ranks=2, remote_ranks=[1], keep_bytes=40_000, start_timeout=60) as runtime:
-        runtime.placement["far"] = {"ranks": [1]}
         kept = []
         for _ in range(3):  # 32 kB rows each: the newest stays, older ones are dropped
-            out = run_task(runtime, arena, spec, {"x": x}, node="far")
+            out = run_task(runtime, arena, spec, {"x": x}, node="far", extra={"mpi": {"ranks": [1]}})
             assert out["rows"][0].sum() == x.size
             kept.append({n for n, r in runtime._resident.items() if n.endswith("--rows")})
     assert all(len(k) == 1 for k in kept) and len(set.union(*kept)) == 3
