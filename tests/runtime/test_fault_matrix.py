@@ -95,6 +95,7 @@ FAULTS = [
         fed=False,
     ),  # fmt: skip
     Fault("operator forks a child", {"mode": "spawn"}, None),
+    Fault("operator's child leaves the group (setsid, double fork)", {"mode": "daemon"}, None),
 ]
 KILLED = "engine SIGKILLed mid-run, then a new engine"
 
@@ -290,6 +291,22 @@ def test_fault(fault: Fault, runtime: str, data: Path, observed, images, request
     observed.setdefault(fault.name, {})[runtime] = outcome
 
 
+def test_a_dead_workers_escaped_children_go_with_it(data: Path) -> None:
+    """A worker that dies takes its children that left its group (the engine still runs)."""
+    with target("local").make_engine(data) as engine:
+        session = Session.of(engine)
+        spawned = engine.run(fault_pipeline({"mode": "daemon"}))
+        child = spawned.outputs["n0"]["out"].meta["child"]
+        assert "sleep(3600)" in session_processes(session).get(child, ""), process_state(child)
+        killed = engine.run(fault_pipeline({"mode": "kill"}))  # the same node: the same worker
+        assert killed.nodes["n0"].error["exit_status"] == -9
+        deadline = time.monotonic() + 30
+        while child in session_processes(session) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the fork server kills it once it reaps the worker
+        assert child not in session_processes(session), process_state(child)
+        assert engine.run(fault_pipeline({})).ok
+
+
 HUNG_ENGINE = """
 import sys, threading
 from oremda_lab import Engine
@@ -299,7 +316,8 @@ from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
 runtime, data, options, first = sys.argv[1], sys.argv[2], __import__("json").loads(sys.argv[3]), sys.argv[4]
 report = open(int(sys.argv[5]), "w")  # a pipe of its own: inline workers print to stdout too
 engine = Engine(runtime, data, registry=Registry([FAULT_OPERATORS]), **options)
-assert engine.run(fault_pipeline({"mode": first})).ok
+for mode in first.split(","):  # the worker's children: one in its group, one that left it
+    assert engine.run(fault_pipeline({"mode": mode})).ok
 running = threading.Event()
 engine.subscribe(lambda e: running.set() if (e.node, e.state) == ("n0", "running") else None)
 engine.submit(fault_pipeline({"mode": "hang"}))  # the worker with a child, now in a task that never ends
@@ -311,11 +329,11 @@ threading.Event().wait()
 
 @pytest.mark.parametrize("runtime", [pytest.param(r, marks=marks(r), id=r) for r in RUNTIMES])
 def test_killed_engine(runtime: str, data: Path, observed, images) -> None:
-    """SIGKILL an engine whose worker hangs (and has a child); a new engine finds nothing stale."""
+    """SIGKILL an engine whose worker hangs (with children, one out of its group); a new engine finds nothing stale."""
     contract = target(runtime)
     prepare(runtime, contract, False, images)
     options = {**contract.options, "timeout": 600}
-    spawn = "spawn" if contract.isolated else "ok"
+    spawn = "spawn,daemon" if contract.isolated else "ok"
     read, write = os.pipe()
     engine_process = subprocess.Popen(
         # Inline workers are threads: a child of theirs would be the killed engine's, beyond any runtime.

@@ -54,6 +54,15 @@ def fault(inputs, params):
         child.stdout.readline()
         child.stdout.close()
         meta["child"] = child.pid
+    if mode == "daemon":  # a helper that leaves the worker's process group and session (setsid, double fork)
+        code = (
+            "import os, time\nos.setsid()\nif os.fork():\n    os._exit(0)\n"
+            "print(os.getpid(), flush=True)\ntime.sleep(3600)"
+        )
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        meta["child"] = int(child.stdout.readline())  # the grandchild, an orphan now: its parent left
+        child.stdout.close()
+        child.wait()
     if mode == "bad-meta":
         meta["handle"] = object()
     if mode == "bad-output":
