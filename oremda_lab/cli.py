@@ -129,6 +129,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run what can run; exit 0 only when every node ran (see docs/pipelines.md, "Partial graphs").
+
+    A node that cannot run (an input not connected, its own invalid parameter, an image
+    that cannot be found) does not stop the rest: each is reported on its own line, the
+    displays that got values are written, and the exit status is 1, as for a node that
+    failed. Only a document that cannot run at all is one error line and status 2.
+    """
     sets = [_parse_set(assignment) for assignment in args.set]
     if not args.data.is_dir():
         raise UserError(f"data folder {args.data} does not exist")
@@ -149,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         written = [
             to_png(pipeline.nodes[node_id], layers, _display_path(args.out, node_id))
             for node_id, layers in run.displays.items()
+            if run.nodes[node_id].status == "done"
         ]
         if args.record:  # while the engine is open: the record identifies the outputs' bytes
             args.record.write_text(json.dumps(run.record(), indent=2, default=str) + "\n")
@@ -158,7 +166,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"oremda-lab: node {node_id} failed: {error['message']}", file=sys.stderr)
         if error.get("log_tail"):
             print("  log tail:\n    " + error["log_tail"].replace("\n", "\n    "), file=sys.stderr)
-    print(f"{'ok' if run.ok else 'failed'} in {run.duration_s:.2f} s")
+    for node_id, message in run.waiting.items():
+        print(f"oremda-lab: node {node_id} did not run: {message}", file=sys.stderr)
+    outcome = "ok" if run.ok else "failed" if run.errors or run.superseded else "incomplete"
+    print(f"{outcome} in {run.duration_s:.2f} s")
     return 0 if run.ok else 1
 
 
@@ -168,14 +179,16 @@ def _progress(started: float):
         if event.node is None:
             if event.message:
                 print(f"{at} {event.message}", flush=True)
+        elif event.state in ("done", "cached") and event.duration_s is None:  # a display node shown
+            print(f"{at} {event.node}: {event.state}", flush=True)
         elif event.state in ("done", "cached"):
-            print(f"{at} {event.node}: {event.state} ({event.duration_s or 0:.3f} s)", flush=True)
+            print(f"{at} {event.node}: {event.state} ({event.duration_s:.3f} s)", flush=True)
         elif event.state in ("error", "skipped"):
             print(f"{at} {event.node}: {event.state}: {event.error['message']}", flush=True)
         elif event.state == "running":
             print(f"{at} {event.node}: running", flush=True)
-        elif event.state == "preparing":
-            print(f"{at} {event.node}: preparing: {event.message}", flush=True)
+        elif event.state in ("preparing", "waiting"):
+            print(f"{at} {event.node}: {event.state}: {event.message}", flush=True)
 
     return show
 

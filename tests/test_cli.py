@@ -167,7 +167,13 @@ def test_hostile_pipelines_give_one_line(workspace, capsys, doc, message):
     if code == 0:
         return
     code, _, err = run_cli(capsys, "run", path, "--data", workspace, "--out", workspace / "out", "--runtime", "inline")
-    assert code == 2 and len(err) == 1 and message.split(":")[0] in err[0]
+    # A document that cannot run at all: one error line, status 2. A node's own problem: that
+    # node's one error line, the rest of the graph runs, status 1 (docs/pipelines.md, partial graphs).
+    assert message.split(":")[0] in "\n".join(err), err
+    if code == 2:
+        assert len(err) == 1
+    else:
+        assert code == 1 and all(line.startswith("oremda-lab: node ") for line in err), err
     assert not (workspace.parent / "x.png").exists()
 
 

@@ -3,11 +3,14 @@
 State and policy
 ----------------
 * One scheduler thread runs one request at a time. ``submit`` only records the
-  newest request and returns a future, so it never blocks a notebook kernel.
-* Newest wins: a request waiting behind a running one is dropped when a newer one
-  arrives (its future resolves with ``superseded=True``); the running one stops
-  submitting new tasks, lets in-flight tasks finish into the cache, and resolves
-  superseded too. Rapid slider moves thus cost at most one extra task each.
+  newest request of its *lane* and returns a future, so it never blocks a notebook kernel.
+* Newest wins, per lane: a request waiting behind a running one is dropped when a newer
+  one of the same lane arrives (its future resolves with ``superseded=True``); the
+  running one stops submitting new tasks, lets in-flight tasks finish into the cache,
+  and resolves superseded too. Rapid slider moves thus cost at most one extra task each.
+  Requests of different lanes (two editors sharing one engine) queue and all run.
+* Partial graphs run: only a problem of the document as a whole refuses a request;
+  nodes that cannot run are reported (``waiting`` or ``error``) and the rest runs.
 * After each completed run the cache keeps that run's outputs (and recent others within
   a byte budget); everything else goes back to the arena's pool.
 """
@@ -23,7 +26,7 @@ import platform
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +51,12 @@ Subscriber = Callable[[NodeEvent], None]
 
 
 class RunFuture(Future):
-    """A future of a :class:`Run` that can also be awaited in a notebook cell."""
+    """A future of a :class:`Run` that can also be awaited in a notebook cell.
+
+    ``run_id`` is the id its :class:`NodeEvent` s carry, known before the run starts.
+    """
+
+    run_id: int = 0
 
     def __await__(self) -> Iterator[Any]:
         return asyncio.wrap_future(self).__await__()
@@ -58,9 +66,11 @@ class RunFuture(Future):
 class Run:
     """The result of running one pipeline snapshot.
 
-    ``nodes`` has a :class:`~oremda_lab.engine.scheduler.NodeResult` per operator node;
-    ``outputs[node][port]`` and ``displays[node]`` give :class:`PortValue`s whose data
-    are zero-copy views of shared memory (valid while the engine is open).
+    ``nodes`` has a :class:`~oremda_lab.engine.scheduler.NodeResult` per node (display
+    nodes: their status only; a node that could not run: ``waiting`` with its
+    ``message``, or ``error``); ``outputs[node][port]`` and ``displays[node]`` give
+    :class:`PortValue`s whose data are zero-copy views of shared memory (valid while
+    the engine is open).
     """
 
     id: int
@@ -73,13 +83,18 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        """Every node done or cached, and not superseded."""
+        """Every node done or cached (none waiting or failed), and not superseded."""
         return not self.superseded and all(r.status in ("done", "cached") for r in self.nodes.values())
 
     @property
     def errors(self) -> dict[str, dict[str, Any]]:
         """Node id -> error, for nodes that failed (not those skipped behind them)."""
         return {n: r.error for n, r in self.nodes.items() if r.status == "error" and r.error}
+
+    @property
+    def waiting(self) -> dict[str, str]:
+        """Node id -> what it waits for, for nodes that could not run (partial graphs)."""
+        return {n: r.message for n, r in self.nodes.items() if r.status == "waiting"}
 
     @property
     def outputs(self) -> Mapping[str, Mapping[str, PortValue]]:
@@ -89,17 +104,11 @@ class Run:
     @property
     def displays(self) -> dict[str, list[PortValue]]:
         """Display node id -> its layers (PortValues with display meta), in z order."""
-        shown: dict[str, list[PortValue]] = {}
-        for node in self.pipeline.nodes.values():
-            if node.type != "display":
-                continue
-            layers = []
-            for edge in self.pipeline.inputs_of(node.id):
-                result = self.nodes.get(edge.source.id)
-                if result and result.status in ("done", "cached"):
-                    layers.append(self.outputs[edge.source.id][edge.source.port])
-            shown[node.id] = sorted(layers, key=lambda v: v.meta.get("z", 0))
-        return shown
+        return {
+            node.id: [self.value(wire) for wire in scheduler.display_layers(self.pipeline, node.id, self.nodes)]
+            for node in self.pipeline.nodes.values()
+            if node.type == "display"
+        }
 
     def value(self, wire: dict[str, Any]) -> PortValue:
         """A wire value (ref + meta) as a PortValue with a zero-copy view."""
@@ -263,7 +272,7 @@ class Engine:
         self._subscribers: list[Subscriber] = []
         self._run_ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._request: tuple[Pipeline, RunFuture, int] | None = None
+        self._requests: dict[Hashable, tuple[Pipeline, RunFuture]] = {}  # lane -> its newest request
         self._closed = False
         self._file_hashes: dict[tuple[str, int, int], str] = {}
         self._thread = threading.Thread(target=self._loop, name="oremda-scheduler", daemon=True)
@@ -271,15 +280,19 @@ class Engine:
 
     # -- public API --------------------------------------------------------------------
 
-    def submit(self, pipeline: Pipeline) -> RunFuture:
+    def submit(self, pipeline: Pipeline, *, lane: Hashable = None) -> RunFuture:
         """Queue a run of a snapshot of ``pipeline``; returns at once.
 
-        A newer submission supersedes this one if it has not finished (newest wins).
-        Raises :class:`~oremda_lab.spec.PipelineError` at once if the pipeline is invalid
-        or a pinned node's operator is not the one it was pinned to, or an exported
-        pipeline's input file changed (:meth:`_check`). A pipeline naming
-        images the runtime must pull first is checked after the pull, and its future
-        raises that error instead.
+        A newer submission of the same ``lane`` supersedes this one if it has not
+        finished (newest wins); submissions of other lanes (e.g. another editor on this
+        engine) wait their turn and run. Nodes that cannot run (an input not connected,
+        an invalid parameter, an image that cannot be found or pulled) are reported as
+        ``waiting`` or ``error`` events and results, and the rest of the graph runs.
+        Raises :class:`~oremda_lab.spec.PipelineError` at once only for problems of the
+        document as a whole, a pinned node whose operator is not the one it was pinned
+        to, or an exported pipeline's input file that changed (:meth:`_check`). A
+        pipeline naming images the runtime must pull first is checked after the pull,
+        and its future raises that error instead.
         """
         if self._closed:
             raise RuntimeError("the engine is closed")
@@ -287,19 +300,20 @@ class Engine:
         if not self._images_to_pull(snapshot):
             self._check(snapshot)
         future = RunFuture()
-        run_id = next(self._run_ids)
+        future.run_id = next(self._run_ids)
         with self._cond:
-            if self._request is not None:
-                _, dropped, dropped_id = self._request
-                dropped.set_result(Run(dropped_id, snapshot, superseded=True, _arena=self.arena))
-                self._emit(NodeEvent(dropped_id, None, "superseded"))
-            self._request = (snapshot, future, run_id)
+            dropped = self._requests.pop(lane, None)
+            if dropped is not None:
+                _, old = dropped
+                old.set_result(Run(old.run_id, snapshot, superseded=True, _arena=self.arena))
+                self._emit(NodeEvent(old.run_id, None, "superseded"))
+            self._requests[lane] = (snapshot, future)
             self._cond.notify()
         return future
 
-    def run(self, pipeline: Pipeline, timeout: float | None = None) -> Run:
+    def run(self, pipeline: Pipeline, timeout: float | None = None, *, lane: Hashable = None) -> Run:
         """Run ``pipeline`` and wait for the result."""
-        return self.submit(pipeline).result(timeout)
+        return self.submit(pipeline, lane=lane).result(timeout)
 
     def pull(self, pipeline: Pipeline) -> None:
         """Pull, now, the images ``pipeline``'s nodes name exactly that the runtime lacks.
@@ -308,7 +322,9 @@ class Engine:
         before the run. Progress arrives as ``preparing`` events (run id 0); one
         :class:`~oremda_lab.spec.PipelineError` names every image that could not be pulled.
         """
-        self._pull(self._images_to_pull(Pipeline.from_json(pipeline.to_json(), catalog=self.registry)), 0)
+        failed = self._pull(self._images_to_pull(Pipeline.from_json(pipeline.to_json(), catalog=self.registry)), 0)
+        if failed:
+            raise PipelineError([Problem(node_id, message) for node_id, message in failed.items()])
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(event)`` for every :class:`NodeEvent`; returns an unsubscribe function."""
@@ -341,38 +357,42 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._request is None and not self._closed:
+                while not self._requests and not self._closed:
                     self._cond.wait()
                 if self._closed:
-                    if self._request is not None:
-                        _, future, run_id = self._request
+                    for _, future in self._requests.values():
                         future.set_exception(RuntimeError("the engine was closed before this run started"))
+                    self._requests.clear()
                     return
-                snapshot, future, run_id = self._request
-                self._request = None
+                lane = next(iter(self._requests))  # the lane waiting longest
+                snapshot, future = self._requests.pop(lane)
             try:
-                future.set_result(self._execute(snapshot, run_id))
+                future.set_result(self._execute(snapshot, future.run_id, lane))
             except PipelineError as e:  # refused before running (a pull failed, a pin): the waiter's error
                 future.set_exception(e)
             except BaseException as e:  # never let the loop die: report to the waiter
-                log.exception("run %s failed", run_id)
+                log.exception("run %s failed", future.run_id)
                 future.set_exception(e)
 
-    def _execute(self, snapshot: Pipeline, run_id: int) -> Run:
+    def _execute(self, snapshot: Pipeline, run_id: int, lane: Hashable) -> Run:
         started = time.perf_counter()
+        failed: dict[str, str] = {}
         missing = self._images_to_pull(snapshot)
         if missing:
-            self._pull(missing, run_id)
+            failed = self._pull(missing, run_id)
             self._check(snapshot)
         self._check_environments(snapshot)
         run = Run(run_id, snapshot, _arena=self.arena)
-        plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest)
+        blocked = snapshot.readiness({**self._unrunnable(snapshot), **failed}).blocked
+        plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest, blocked)
 
         def emit(node: str | None, state: str, **fields: Any) -> None:
+            if fields.get("layers") is not None:  # a display's wire values, as views of shared memory
+                fields["layers"] = tuple(run.value(wire) for wire in fields["layers"])
             self._emit(NodeEvent(run_id, node, state, **fields))
 
         run.nodes, run.superseded = scheduler.execute(
-            plan, self.runtime, self.cache, emit, superseded=lambda: self._request is not None
+            plan, self.runtime, self.cache, emit, superseded=lambda: lane in self._requests
         )
         if not run.superseded:
             self.cache.retain({r.key for r in run.nodes.values() if r.key})
@@ -440,7 +460,7 @@ class Engine:
 
     def _images_to_pull(self, pipeline: Pipeline) -> dict[str, str]:
         """Node -> the exact image it names that the runtime lacks and can pull."""
-        if not hasattr(self.runtime, "pull"):
+        if not self.runtime.can_pull:
             return {}
         return {
             node_id: node.image
@@ -448,38 +468,52 @@ class Engine:
             if node.type == "operator" and node.image and names_image(node.image) and pipeline.spec(node_id) is None
         }
 
-    def _pull(self, images: dict[str, str], run_id: int) -> None:
-        """Pull each image, as ``preparing`` events of its node; one PipelineError names every failure."""
-        problems = []
+    def _pull(self, images: dict[str, str], run_id: int) -> dict[str, str]:
+        """Pull each image, as ``preparing`` events of its node; returns node -> why its pull failed."""
+        failed = {}
         for node_id, image in images.items():
             try:
                 self.runtime.pull(
                     image, lambda message, n=node_id: self._emit(NodeEvent(run_id, n, "preparing", message=message))
                 )
             except LookupError as e:
-                problems.append(Problem(node_id, str(e)))
+                failed[node_id] = str(e)
             except Exception as e:  # the engine's own error text says more than any summary
-                problems.append(Problem(node_id, f"cannot pull {image}: {e}"))
-        if problems:
-            raise PipelineError(problems)
+                failed[node_id] = f"cannot pull {image}: {e}"
+        return failed
+
+    def _unrunnable(self, pipeline: Pipeline) -> dict[str, str]:
+        """Node -> why this runtime cannot run it: an image it cannot pull, or an operator image it lacks.
+
+        These become that node's error (its downstream waits); the rest of the graph runs.
+        """
+        why = {}
+        for node_id, node in pipeline.nodes.items():
+            spec = pipeline.spec(node_id) if node.type == "operator" else None
+            if spec is None:
+                if node.image and names_image(node.image) and not self.runtime.can_pull:
+                    why[node_id] = f"{node.image!r} names an image; use --runtime docker|podman to run it"
+                continue
+            try:
+                self.runtime.image_digest(spec)
+            except LookupError as e:
+                why[node_id] = str(e)
+        return why
 
     def _check(self, pipeline: Pipeline) -> None:
-        """Validate, then refuse to run any pinned node whose operator or input file is not the pinned one.
+        """Refuse a document that cannot run at all, or a pinned node whose operator or input file changed.
 
-        A node is pinned by its ``image_id`` field, or by the digest its exported
-        ``provenance["nodes"]`` block records (the image id in containers; the source
-        digest of the operator folder on the local runtime). Pipelines exported before
-        per-node provenance only record ``provenance["operators"]``: a change there warns.
+        Problems of single nodes do not refuse: the rest of the graph runs (see
+        :meth:`~oremda_lab.spec.pipeline.Pipeline.readiness`). A node is pinned by its
+        ``image_id`` field, or by the digest its exported ``provenance["nodes"]`` block
+        records (the image id in containers; the source digest of the operator folder on
+        the local runtime): an export is reproduced exactly or not at all. Pipelines
+        exported before per-node provenance only record ``provenance["operators"]``: a
+        change there warns.
         """
-        if not hasattr(self.runtime, "pull"):
-            images = [
-                Problem(node_id, f"{node.image!r} names an image; use --runtime docker|podman to run it")
-                for node_id, node in pipeline.nodes.items()
-                if node.image and names_image(node.image) and pipeline.spec(node_id) is None
-            ]
-            if images:
-                raise PipelineError(images)
-        pipeline.check()
+        document = pipeline.readiness().problems
+        if document:
+            raise PipelineError(document)
         provenance = pipeline.extra.get("provenance") or {}
         pinned = provenance.get("nodes") or {}
         problems = []
@@ -578,7 +612,10 @@ class Engine:
             if spec is None or spec.name not in recorded:
                 continue
             then = recorded[spec.name].get("digest")
-            now = self.runtime.image_digest(spec)
+            try:
+                now = self.runtime.image_digest(spec)
+            except LookupError:  # that node's own error says so when it runs
+                continue
             if then and then != now:
                 warnings.warn(
                     f"operator {spec.name} changed since this pipeline was exported ({then[:19]} -> {now[:19]})",

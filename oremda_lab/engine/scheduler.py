@@ -15,6 +15,12 @@ operator worker, which the runtime enforces). An error marks the descendants
 ``skipped`` and lets the other branches finish. When ``superseded()`` turns true
 (a newer request arrived), nothing new is submitted; in-flight tasks finish and
 are cached, so the newer run can use them.
+
+Partial graphs: nodes that cannot run (``blocked``: an input not connected, their own
+validation error, an image that cannot be found; see
+:meth:`~oremda_lab.spec.pipeline.Pipeline.readiness`) are reported ``waiting`` or
+``error`` first and left out; the rest runs. A display node is ``done`` as soon as
+all its producers have finished, carrying its layers, so it updates within the run.
 """
 
 from __future__ import annotations
@@ -22,24 +28,25 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oremda_lab.engine import graph
+from oremda_lab.engine import graph, partitions
 from oremda_lab.engine.cache import Cache, Entry, node_key
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task
 from oremda_lab.spec.operator import OperatorSpec, data_file
-from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.spec.pipeline import Blocked, Pipeline
 
 _task_ids = itertools.count(1)
+_CANCEL_POLL = 0.1  # seconds: how soon a running plan notices it is superseded
 
 
 @dataclass
 class NodeResult:
-    """How one node fared in one run."""
+    """How one node fared in one run (``message``: what a ``waiting`` node waits for)."""
 
     status: str = "queued"
     duration_s: float | None = None
@@ -47,27 +54,39 @@ class NodeResult:
     error: dict[str, Any] | None = None
     key: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    message: str = ""
 
 
 @dataclass
 class Plan:
-    """A pipeline snapshot with everything resolved for execution."""
+    """A pipeline snapshot with everything resolved for execution (``order``: the nodes that run)."""
 
     pipeline: Pipeline
     order: list[str]
+    blocked: dict[str, Blocked]
     specs: dict[str, OperatorSpec]
     params: dict[str, dict[str, Any]]
     keys: dict[str, str]
     files: dict[str, Path]  # "node.param" -> the regular file it names inside the data folder
 
 
-def plan(pipeline: Pipeline, data_dir: Path, digest: Callable[[OperatorSpec], str]) -> Plan:
-    """Resolve specs, parameters (defaults filled in) and cache keys of a checked pipeline."""
-    order = graph.operator_nodes(pipeline)
+def plan(
+    pipeline: Pipeline,
+    data_dir: Path,
+    digest: Callable[[OperatorSpec], str],
+    blocked: Mapping[str, Blocked] | None = None,
+) -> Plan:
+    """Resolve specs, parameters (defaults filled in) and cache keys of the nodes that can run.
+
+    ``blocked`` (node -> why it cannot run, from ``pipeline.readiness()``) must hold every
+    node with a problem, and every operator node downstream of one.
+    """
+    blocked = dict(blocked or {})
+    order = graph.operator_nodes(pipeline, among=pipeline.nodes.keys() - blocked.keys())
     specs, params, keys, files = {}, {}, {}, {}
     for node_id in order:
         spec = pipeline.spec(node_id)
-        assert spec is not None, "plan() needs a validated pipeline"
+        assert spec is not None, "plan() needs every node with a problem blocked"
         specs[node_id] = spec
         params[node_id] = spec.resolved_params(pipeline.nodes[node_id].params)
         fingerprints = {}
@@ -84,7 +103,17 @@ def plan(pipeline: Pipeline, data_dir: Path, digest: Callable[[OperatorSpec], st
                 fingerprints[name] = _fingerprint(path)
         inputs = {e.target.port: f"{keys[e.source.id]}/{e.source.port}" for e in pipeline.inputs_of(node_id)}
         keys[node_id] = node_key(digest(spec), {"params": params[node_id], "files": fingerprints}, inputs)
-    return Plan(pipeline, order, specs, params, keys, files)
+    return Plan(pipeline, order, blocked, specs, params, keys, files)
+
+
+def display_layers(pipeline: Pipeline, node_id: str, results: Mapping[str, NodeResult]) -> list[dict[str, Any]]:
+    """The wire values display ``node_id`` shows: its producers' outputs that exist, in z order."""
+    wires = []
+    for edge in pipeline.inputs_of(node_id):
+        result = results.get(edge.source.id)
+        if result is not None and result.status in ("done", "cached") and edge.source.port in result.outputs:
+            wires.append(result.outputs[edge.source.port])
+    return sorted(wires, key=lambda wire: (wire.get("meta") or {}).get("z", 0))
 
 
 def execute(
@@ -96,23 +125,43 @@ def execute(
 ) -> tuple[dict[str, NodeResult], bool]:
     """Run a plan; returns per-node results and whether it was cut short by a newer one.
 
-    ``emit(node, state, **fields)`` reports each state change.
+    ``emit(node, state, **fields)`` reports each state change; a display node's ``done``
+    carries ``layers``: the wire values it shows (:func:`display_layers`).
+    Results cover every node, display nodes included (their status only).
     """
     pipeline = plan.pipeline
-    results = {n: NodeResult(key=plan.keys[n]) for n in plan.order}
+    results: dict[str, NodeResult] = {}
+    for n, why in plan.blocked.items():
+        if why.state == "error":
+            _finish(results.setdefault(n, NodeResult()), emit, n, "error", error={"message": why.message})
+        else:
+            _finish(results.setdefault(n, NodeResult()), emit, n, why.state, message=why.message)
     for n in plan.order:
+        results[n] = NodeResult(key=plan.keys[n])
         emit(n, "queued")
     upstream = {n: {e.source.id for e in pipeline.inputs_of(n)} for n in plan.order}
+    # Display node -> its producers that run; it is shown once they all have finished.
+    displays = {
+        n: {e.source.id for e in pipeline.inputs_of(n)} - plan.blocked.keys()
+        for n, node in pipeline.nodes.items()
+        if node.type == "display" and n not in plan.blocked
+    }
+    for n in displays:
+        results[n] = NodeResult()
+    _show_ready_displays(pipeline, displays, results, emit)
 
     to_compute = {n: plan.specs[n] for n in plan.order if cache.get(plan.keys[n]) is None}
     start_failures = _start_workers(runtime, to_compute, emit)
 
     in_flight: dict[Future, tuple[str, float]] = {}
+    task_ids: dict[Future, str] = {}  # for cancel markers (C2)
     waiting = list(plan.order)
     cut_short = False
     while waiting or in_flight:
         if superseded() and not cut_short:
             cut_short = True
+            for future in in_flight:  # newest wins: long operators stop at their next chunk
+                runtime.cancel(task_ids[future])
         if not cut_short:
             for node_id in list(waiting):
                 deps = [results[u] for u in upstream[node_id]]
@@ -152,16 +201,23 @@ def execute(
                 )
                 results[node_id].status = "running"
                 emit(node_id, "running")
-                in_flight[runtime.submit(task)] = (node_id, time.perf_counter())
+                task.on_progress = lambda fraction, message, n=node_id: emit(
+                    n, "running", progress=fraction, message=message
+                )
+                future = partitions.submit(runtime, task)  # a lazy dataset: on several workers
+                in_flight[future], task_ids[future] = (node_id, time.perf_counter()), task.id
+            _show_ready_displays(pipeline, displays, results, emit)
         elif waiting:
             waiting.clear()  # never started: the newer run decides about them
         if not in_flight:
             if waiting and not cut_short:
                 raise RuntimeError(f"scheduler stalled with {waiting} waiting")  # a bug, never a hang
             continue
-        done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
+        # Bounded, so that a newer request is noticed (and cancels) while a long task runs.
+        done, _ = wait(list(in_flight), timeout=_CANCEL_POLL, return_when=FIRST_COMPLETED)
         for future in done:
             node_id, started = in_flight.pop(future)
+            runtime.clear_cancel(task_ids.pop(future))
             elapsed = time.perf_counter() - started
             try:
                 result = future.result()
@@ -174,7 +230,29 @@ def execute(
             entry = cache.put(Entry(plan.keys[node_id], result.outputs, elapsed))
             results[node_id].outputs = entry.outputs
             _finish(results[node_id], emit, node_id, "done", duration_s=elapsed)
+        _show_ready_displays(pipeline, displays, results, emit)
     return results, cut_short
+
+
+def _show_ready_displays(
+    pipeline: Pipeline, displays: dict[str, set[str]], results: dict[str, NodeResult], emit: Callable
+) -> None:
+    """Finish (and forget) each display whose producers have all finished: ``done`` with its layers.
+
+    A display none of whose producers gave a value is ``skipped`` (its last picture stays).
+    """
+    finished = ("done", "cached", "error", "skipped")
+    for node_id, producers in list(displays.items()):
+        if not all(results[p].status in finished for p in producers):
+            continue
+        del displays[node_id]
+        layers = display_layers(pipeline, node_id, results)
+        failed = sorted(p for p in producers if results[p].status in ("error", "skipped"))
+        if producers and not layers and failed:
+            error = {"message": f"upstream {', '.join(failed)} failed"}
+            _finish(results[node_id], emit, node_id, "skipped", error=error)
+        else:
+            _finish(results[node_id], emit, node_id, "done", layers=layers)
 
 
 def _start_workers(runtime: Runtime, slots: dict[str, OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
@@ -198,6 +276,7 @@ def _finish(result: NodeResult, emit: Callable, node_id: str, state: str, **fiel
     result.duration_s = fields.get("duration_s")
     result.cached = fields.get("cached", False)
     result.error = fields.get("error")
+    result.message = fields.get("message", "")
     emit(node_id, state, **fields)
 
 

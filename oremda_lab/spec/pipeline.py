@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,33 @@ class PipelineError(ValueError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why one node cannot run: ``state`` is ``"waiting"`` or ``"error"``; ``message`` says why."""
+
+    state: str
+    message: str
+
+
+@dataclass
+class Readiness:
+    """What of a pipeline can run (:meth:`Pipeline.readiness`).
+
+    ``problems``: findings about the document as a whole (nothing runs while there are
+    any); ``blocked``: node id -> why that node cannot run. Every other node can.
+    """
+
+    problems: list[Problem]
+    blocked: dict[str, Blocked]
+
+
+@dataclass(frozen=True)
+class _Finding:
+    problem: Problem
+    nodes: tuple[str, ...] | None  # the nodes it stops; None: the whole document
+    waiting_for: str | None = None  # the input port not connected, when that is the finding
 
 
 @dataclass
@@ -398,37 +425,69 @@ class Pipeline:
 
     def validate(self) -> list[Problem]:
         """Every problem of the graph; empty when it can run."""
-        problems: list[Problem] = _provenance_problems(self.extra.get("provenance"))
-        ports: dict[str, tuple[dict[str, PortSpec], dict[str, PortSpec]]] = {}
-        for node in self.nodes.values():
-            bad_id = id_problem(node.id)
-            if bad_id:
-                problems.append(Problem(repr(node.id), bad_id))
-                continue
-            problems += self._node_problems(node, ports)
-        fed: dict[Endpoint, int] = {}
-        for edge in self.edges:
-            problems += _edge_problems(edge, self.nodes, ports)
-            fed[edge.target] = fed.get(edge.target, 0) + 1
-        for node_id, (inputs, _) in ports.items():
-            if self.nodes[node_id].type == "display":
-                continue
-            for port in inputs.values():
-                count = fed.get(Endpoint(node_id, port.name), 0)
-                if count == 0 and port.required:
-                    problems.append(Problem(f"{node_id}.{port.name}", "required input is not connected"))
-                if count > 1:
-                    problems.append(Problem(f"{node_id}.{port.name}", f"input has {count} edges; only one allowed"))
-        cycle = _find_cycle(self.nodes, self.edges)
-        if cycle:
-            problems.append(Problem(cycle[0], "cycle: " + " -> ".join(cycle)))
-        return problems
+        return [finding.problem for finding in self._findings()]
 
     def check(self) -> None:
         """Raise :class:`PipelineError` if :meth:`validate` finds anything."""
         problems = self.validate()
         if problems:
             raise PipelineError(problems)
+
+    def readiness(self, errors: Mapping[str, str] | None = None) -> Readiness:
+        """Which nodes can run, and why each other one cannot (the same findings as :meth:`validate`).
+
+        A node with problems of its own (unknown image, bad parameter, a bad edge into it,
+        a cycle through it) is blocked as ``error``; one with a required input not
+        connected is ``waiting`` for that input; an operator node downstream of a blocked
+        node is ``waiting`` for it, and so is a display node all of whose producers are
+        blocked (a display with one runnable producer shows that one). Only problems of
+        the document itself (its ``provenance`` block) are :attr:`Readiness.problems`.
+        ``errors`` (node id -> message) adds what only a runtime knows, e.g. an image it
+        cannot find; such a message replaces the node's own findings.
+
+        Examples
+        --------
+        >>> p = Pipeline.from_json({"nodes": [{"id": "blur", "image": "oremda/gaussian_blur"}], "edges": []})
+        >>> p.readiness().blocked["blur"]
+        Blocked(state='waiting', message='waiting for input: image')
+        """
+        fatal: list[Problem] = []
+        own: dict[str, list[str]] = {}
+        unfed: dict[str, list[str]] = {}
+        for finding in self._findings():
+            if finding.nodes is None:
+                fatal.append(finding.problem)
+            for node_id in finding.nodes or ():
+                if node_id not in self.nodes:
+                    continue  # an edge into a node that does not exist stops nothing
+                if finding.waiting_for:
+                    unfed.setdefault(node_id, []).append(finding.waiting_for)
+                else:
+                    own.setdefault(node_id, []).append(_own_message(node_id, finding.problem))
+        own.update({n: [message] for n, message in (errors or {}).items() if n in self.nodes})
+        blocked = {n: Blocked("error", "; ".join(messages)) for n, messages in own.items()}
+        for node_id, ports in unfed.items():
+            blocked.setdefault(node_id, Blocked("waiting", "waiting for input: " + ", ".join(ports)))
+        sources: dict[str, set[str]] = {n: set() for n in self.nodes}
+        children: dict[str, set[str]] = {n: set() for n in self.nodes}
+        for e in self.edges:
+            if e.source.id in self.nodes and e.target.id in self.nodes:
+                sources[e.target.id].add(e.source.id)
+                children[e.source.id].add(e.target.id)
+        later: set[str] = set()
+        stack = list(blocked)
+        while stack:
+            for child in children[stack.pop()]:
+                if child in blocked or child in later:
+                    continue
+                if self.nodes[child].type == "display" and not sources[child] <= blocked.keys() | later:
+                    continue
+                later.add(child)
+                stack.append(child)
+        for node_id in later:
+            waits = sorted(sources[node_id] & (blocked.keys() | later))
+            blocked[node_id] = Blocked("waiting", "waiting for upstream: " + ", ".join(waits))
+        return Readiness(fatal, blocked)
 
     # -- internals ---------------------------------------------------------------
 
@@ -466,6 +525,35 @@ class Pipeline:
                 [Problem(f"{node_id}.{port}", f"{spec.name} has no {side} port {port!r} (has {sorted(table)})")]
             )
         return table[port]
+
+    def _findings(self) -> list[_Finding]:
+        """Every problem, each with the nodes it stops (None: the whole document)."""
+        findings = [_Finding(p, None) for p in _provenance_problems(self.extra.get("provenance"))]
+        ports: dict[str, tuple[dict[str, PortSpec], dict[str, PortSpec]]] = {}
+        for node in self.nodes.values():
+            bad_id = id_problem(node.id)
+            if bad_id:
+                findings.append(_Finding(Problem(repr(node.id), bad_id), (node.id,)))
+                continue
+            findings += [_Finding(p, (node.id,)) for p in self._node_problems(node, ports)]
+        fed: dict[Endpoint, int] = {}
+        for edge in self.edges:
+            # A bad edge stops what it feeds; its source can still run.
+            findings += [_Finding(p, (edge.target.id,)) for p in _edge_problems(edge, self.nodes, ports)]
+            fed[edge.target] = fed.get(edge.target, 0) + 1
+        for node_id, (inputs, _) in ports.items():
+            if self.nodes[node_id].type == "display":
+                continue
+            for port in inputs.values():
+                count = fed.get(Endpoint(node_id, port.name), 0)
+                where = f"{node_id}.{port.name}"
+                if count == 0 and port.required:
+                    findings.append(_Finding(Problem(where, "required input is not connected"), (node_id,), port.name))
+                if count > 1:
+                    findings.append(_Finding(Problem(where, f"input has {count} edges; only one allowed"), (node_id,)))
+        for cycle in _find_cycles(self.nodes, self.edges):
+            findings.append(_Finding(Problem(cycle[0], "cycle: " + " -> ".join(cycle)), tuple(cycle[:-1])))
+        return findings
 
     def _node_problems(self, node: Node, ports: dict) -> list[Problem]:
         if node.type == "display":
@@ -546,6 +634,15 @@ def _provenance_problems(provenance: Any) -> list[Problem]:
     return problems
 
 
+def _own_message(node_id: str, problem: Problem) -> str:
+    """A problem as shown on its node: ``sigma: must be >= 0`` rather than ``blur.sigma: ...``."""
+    if problem.where in (node_id, repr(node_id)):
+        return problem.message
+    if problem.where.startswith(f"{node_id}.") and " " not in problem.where:
+        return f"{problem.where[len(node_id) + 1 :]}: {problem.message}"
+    return str(problem)
+
+
 def _depth(doc: Any) -> int:
     """How deeply lists and objects nest in ``doc`` (walked without recursion)."""
     deepest = 0
@@ -595,6 +692,21 @@ def _edge_problems(edge: Edge, nodes: dict[str, Node], ports: dict) -> list[Prob
                 )
             )
     return problems
+
+
+def _find_cycles(nodes: dict[str, Node], edges: list[Edge]) -> list[list[str]]:
+    """Disjoint cycles, each as a node path (first node repeated at the end), until none is left.
+
+    Once a cycle's nodes are set aside the rest is searched again, so what remains is
+    acyclic: a node on another cycle through them is downstream of them.
+    """
+    cycles: list[list[str]] = []
+    left = dict(nodes)
+    while (cycle := _find_cycle(left, edges)) is not None:
+        cycles.append(cycle)
+        for node_id in cycle:
+            left.pop(node_id, None)
+    return cycles
 
 
 def _find_cycle(nodes: dict[str, Node], edges: list[Edge]) -> list[str] | None:

@@ -74,13 +74,6 @@ def test_an_integer_given_as_a_float_reaches_the_operator_as_an_int(engine):
     assert run.outputs["n0"]["out"].data.shape == (4,)
 
 
-def test_invalid_pipeline_is_refused_at_submit(engine):
-    pipeline = fault_pipeline({})
-    pipeline.nodes["n0"].params["mode"] = "explode"
-    with pytest.raises(PipelineError, match="n0.mode"):
-        engine.submit(pipeline)
-
-
 def test_subscriber_errors_do_not_stop_the_engine(engine):
     engine.subscribe(lambda event: 1 / 0)
     assert engine.run(fault_pipeline({})).ok
