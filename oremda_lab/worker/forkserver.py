@@ -89,6 +89,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)  # the server died before the request took effect
 
 
+def adopt_orphans() -> bool:
+    """Make this process a child subreaper: orphans below it are adopted by it, not by init (Linux)."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
 def _children() -> dict[int, list[int]]:
     """Parent pid -> pids of its living (not zombie) children, from /proc."""
     tree: dict[int, list[int]] = {}
@@ -107,8 +112,8 @@ def _children() -> dict[int, list[int]]:
 def kill_descendants(root: int, spare: Collection[int] = (), within: float = 10.0) -> None:
     """SIGKILL every process below ``root`` except the subtrees of ``spare`` (live workers).
 
-    ``root`` must be a child subreaper: a killed process's children are then adopted by
-    it and found by the next pass; passes repeat until none is left (or ``within`` s).
+    ``root`` must be a child subreaper (:func:`adopt_orphans`): a killed process's
+    children are then adopted by it and found by the next pass; passes repeat until none is left (or ``within`` s).
     """
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -131,7 +136,7 @@ def kill_descendants(root: int, spare: Collection[int] = (), within: float = 10.
 def _child(request: dict, parent: int) -> None:
     os.setsid()  # a terminal's Ctrl-C goes to the engine, which stops its workers
     _die_with_parent(parent)
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the operator's orphans stay below this worker
+    adopt_orphans()  # the operator's orphans stay below this worker
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -155,7 +160,7 @@ def serve() -> None:
         except Exception:  # missing, or broken against this numpy: workers that need it will say so
             pass
     environment_report()  # computed once here, inherited by every worker's HELLO
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # a dead worker's orphans come here, not to init
+    adopt_orphans()  # a dead worker's orphans come here, not to init
     logs: dict[int, tuple[str, dict]] = {}  # worker pid -> its log, and its owner record (a group leader)
     signal.signal(signal.SIGCHLD, lambda *_: _reap(logs))
     replies = sys.stdout.buffer
