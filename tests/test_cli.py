@@ -94,6 +94,39 @@ def test_failed_node_exits_non_zero_with_its_error(workspace, capsys):
     assert code == 1 and "node src failed" in err
 
 
+def test_a_partial_graph_runs_its_runnable_part_and_exits_1(workspace, capsys):
+    # A blur dropped in but not wired yet, feeding a second display: the rest runs.
+    doc = json.loads(json.dumps(PIPELINE))
+    doc["nodes"] += [
+        {"id": "blur2", "image": "oremda/gaussian_blur"},
+        {"id": "pic2", "image": "oremda/picture"},
+        {"id": "view2", "type": "display", "display": "2D"},
+    ]
+    doc["edges"] += [
+        {"type": "data", "from": {"id": "blur2", "port": "image"}, "to": {"id": "pic2", "port": "in"}},
+        {"type": "display", "from": {"id": "pic2", "port": "out"}, "to": {"id": "view2", "port": "in"}},
+    ]
+    (workspace / "partial.json").write_text(json.dumps(doc))
+    out_dir = workspace / "out"
+    args = ["run", str(workspace / "partial.json"), "--data", str(workspace), "--out", str(out_dir)]
+    code = main([*args, "--runtime", "inline", "--record", str(workspace / "record.json")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == [
+        "oremda-lab: node blur2 did not run: waiting for input: image",
+        "oremda-lab: node pic2 did not run: waiting for upstream: blur2",
+        "oremda-lab: node view2 did not run: waiting for upstream: pic2",
+    ]
+    assert "blur2: waiting: waiting for input: image" in out and "incomplete in" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["view.png"]
+    nodes = json.loads((workspace / "record.json").read_text())["nodes"]
+    assert {n: r["status"] for n, r in nodes.items()} == {
+        "src": "done", "blur": "done", "pic": "done", "view": "done", "blur2": "waiting", "pic2": "waiting",
+        "view2": "waiting",
+    }  # fmt: skip
+    assert nodes["blur2"]["message"] == "waiting for input: image"
+
+
 def test_operators_lists_ports_and_params(capsys):
     assert main(["operators"]) == 0
     out = capsys.readouterr().out

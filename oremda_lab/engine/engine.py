@@ -124,7 +124,7 @@ class Run:
         return PortValue(data, dict(wire.get("meta", {})))
 
     def record(self) -> dict[str, Any]:
-        """The run record: per-node status and timings, errors, provenance (JSON-ready).
+        """The run record: per-node status and timings, errors, what waiting nodes wait for, provenance (JSON-ready).
 
         ``outputs[node][port]`` identifies each output's bytes (``dtype``, ``shape`` and
         the ``sha256`` of the C-ordered data), so two runs can be compared without their
@@ -136,7 +136,14 @@ class Run:
             "superseded": self.superseded,
             "duration_s": self.duration_s,
             "nodes": {
-                n: {"status": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error, "key": r.key}
+                n: {
+                    "status": r.status,
+                    "duration_s": r.duration_s,
+                    "cached": r.cached,
+                    "error": r.error,
+                    "message": r.message,
+                    "key": r.key,
+                }
                 for n, r in self.nodes.items()
             },
             "outputs": {

@@ -487,7 +487,7 @@ class Pipeline:
         for node_id in later:
             waits = sorted(sources[node_id] & (blocked.keys() | later))
             blocked[node_id] = Blocked("waiting", "waiting for upstream: " + ", ".join(waits))
-        return Readiness(fatal, blocked)
+        return Readiness(fatal, {n: blocked[n] for n in self.nodes if n in blocked})  # in node order
 
     # -- internals ---------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""Pipeline.readiness(): which nodes of a partial graph can run, and why the others cannot."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from oremda_lab.spec.pipeline import Blocked, Pipeline
+
+UPSTREAM = sorted((Path(__file__).resolve().parents[1] / "upstream_pipelines").glob("*.json"))
+
+
+def doc(nodes: dict[str, str | None], edges: list[str]) -> Pipeline:
+    """``nodes``: id -> operator name (None: a 2D display); ``edges``: ``"a.out -> b.in"`` (type from the ports)."""
+    types = {("picture", "out"): "display"}
+    node_docs = [
+        {"id": n, "image": f"oremda/{op}"} if op else {"id": n, "type": "display", "display": "2D"}
+        for n, op in nodes.items()
+    ]
+    edge_docs = []
+    for edge in edges:
+        (a, ap), (b, bp) = (end.strip().split(".") for end in edge.split("->"))
+        edge_docs.append({"type": types.get((nodes.get(a), ap), "data"), "from": {"id": a, "port": ap},
+                          "to": {"id": b, "port": bp}})  # fmt: skip
+    return Pipeline.from_json({"nodes": node_docs, "edges": edge_docs})
+
+
+def test_a_complete_pipeline_blocks_nothing():
+    for path in UPSTREAM:
+        readiness = Pipeline.load(path).readiness()
+        assert readiness.problems == [] and readiness.blocked == {}, path.name
+
+
+def test_an_unconnected_input_waits_and_so_does_what_follows():
+    p = doc({"blur": "gaussian_blur", "pic": "picture", "view": None}, ["blur.image -> pic.in", "pic.out -> view.in"])
+    assert p.readiness().blocked == {
+        "blur": Blocked("waiting", "waiting for input: image"),
+        "pic": Blocked("waiting", "waiting for upstream: blur"),
+        "view": Blocked("waiting", "waiting for upstream: pic"),
+    }
+
+
+def test_a_display_with_one_runnable_producer_is_not_blocked():
+    p = doc(
+        {"src": "tiff_reader", "a": "picture", "blur": "gaussian_blur", "b": "picture", "view": None},
+        ["src.out -> a.in", "a.out -> view.in", "blur.image -> b.in", "b.out -> view.in"],
+    )
+    p.nodes["src"].params["filename"] = "x.tif"
+    assert set(p.readiness().blocked) == {"blur", "b"}
+
+
+def test_own_problems_are_errors_named_without_the_node_prefix():
+    p = doc({"src": "tiff_reader", "blur": "gaussian_blur"}, ["src.out -> blur.image"])
+    p.nodes["src"].params["filename"] = "x.tif"
+    p.nodes["blur"].params.update(sigma=-1, nope=2)
+    blocked = p.readiness().blocked
+    assert blocked["blur"].state == "error"
+    assert blocked["blur"].message.startswith("sigma: -1 is below the minimum 0; nope: gaussian_blur has no parameter")
+    assert "src" not in blocked
+
+
+def test_a_bad_edge_stops_its_target_not_its_source():
+    p = doc({"src": "tiff_reader", "blur": "gaussian_blur", "ghost_fed": "gaussian_blur"},
+            ["src.nope -> blur.image", "src.out -> missing.in"])  # fmt: skip
+    p.nodes["src"].params["filename"] = "x.tif"
+    blocked = p.readiness().blocked
+    assert blocked["blur"] == Blocked("error", "src.nope: no output port 'nope' (has ['out'])")
+    assert "src" not in blocked and "missing" not in blocked  # an edge into no node stops nothing
+    assert "src.out: edge refers to unknown node 'missing'" not in [str(x) for x in p.validate()]
+    assert "missing.in: edge refers to unknown node 'missing'" in [str(x) for x in p.validate()]
+
+
+def test_every_disjoint_cycle_is_found_and_its_downstream_waits():
+    chain = {f"c{i}": "gaussian_blur" for i in range(5)}
+    p = doc({**chain, "tail": "gaussian_blur"},
+            ["c0.image -> c1.image", "c1.image -> c0.image", "c2.image -> c3.image", "c3.image -> c2.image",
+             "c3.image -> c4.image", "c4.image -> tail.image"])  # fmt: skip
+    cycles = [str(x) for x in p.validate() if "cycle" in x.message]
+    assert cycles == ["c0: cycle: c0 -> c1 -> c0", "c2: cycle: c2 -> c3 -> c2"]
+    blocked = p.readiness().blocked
+    assert {n: b.state for n, b in blocked.items()} == {
+        "c0": "error", "c1": "error", "c2": "error", "c3": "error", "c4": "waiting", "tail": "waiting",
+    }  # fmt: skip
+    assert blocked["c4"].message == "waiting for upstream: c3"
+
+
+def test_only_document_problems_are_global():
+    p = doc({"blur": "gaussian_blur"}, [])
+    p.extra["provenance"] = {"operators": {"blur": 1}}
+    readiness = p.readiness()
+    assert [str(x) for x in readiness.problems] == ["provenance.operators: must map names to objects"]
+    assert readiness.blocked == {"blur": Blocked("waiting", "waiting for input: image")}
+
+
+def test_errors_a_runtime_adds_replace_the_node_findings():
+    p = doc({"src": "tiff_reader", "blur": "gaussian_blur"}, ["src.out -> blur.image"])
+    blocked = p.readiness({"src": "no image oremda/tiff_reader:1 in the docker engine", "elsewhere": "x"}).blocked
+    assert blocked == {
+        "src": Blocked("error", "no image oremda/tiff_reader:1 in the docker engine"),
+        "blur": Blocked("waiting", "waiting for upstream: src"),
+    }
+
+
+@pytest.mark.parametrize("path", UPSTREAM, ids=lambda p: p.name)
+def test_validate_lists_what_readiness_locates(path):
+    # Drop every edge: each problem validate reports stops the node it names.
+    raw = json.loads(path.read_text())
+    raw["edges"] = []
+    p = Pipeline.from_json(raw)
+    where = {str(x).split(".")[0].split(":")[0] for x in p.validate()}
+    assert where == set(p.readiness().blocked)
