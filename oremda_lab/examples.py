@@ -145,3 +145,17 @@ def example_data(names: list[str] | None = None) -> Path:
                 except OSError:
                     shutil.copyfile(source, link)
     return folder
+
+
+#: The example pipelines of a source checkout (``pipelines/*.json``), offered by the editor's Examples menu.
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def example_pipelines(folder: str | Path | None = None) -> dict[str, Path]:
+    """The bundled example pipelines, name -> JSON file, sorted (empty when the folder is absent).
+
+    >>> sorted(example_pipelines())[:2]
+    ['blur_display', 'eels_background']
+    """
+    root = Path(folder) if folder else PIPELINES
+    return {path.stem: path for path in sorted(root.glob("*.json"))} if root.is_dir() else {}

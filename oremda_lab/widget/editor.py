@@ -10,12 +10,15 @@ State and policy
   which validates, and the reply carries the problems when it is refused. Every request
   with an id gets exactly one reply with that id (the front end gives up after a
   timeout and shows the failure). ``{"type": "sync", "id"}`` re-sends the pipeline and
-  run state: the front end asks for it when the kernel answers again after a lost reply.
+  run state: the front end asks for it when the kernel answers again after a lost reply;
+  ``{"type": "run", "id"}`` submits now (the Run button when ``auto_run`` is off).
   Undo/redo lives in the front end as a stack of accepted commands and their inverses.
 * Every edit that changes what runs (not a moved node) submits a snapshot to the
   engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
   scheduler thread, which become the ``status`` and ``run`` traits. When a run
   finishes, its display nodes become the ``displays`` trait (see ``_display.py``).
+* Several editors may share one engine: each submits in its own lane (newest wins only
+  among its own runs) and listens only to the events of its own runs.
 * Callbacks never raise into the kernel's message loop: failures show in the widget.
 """
 
@@ -26,12 +29,14 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets as t
 
+from oremda_lab.examples import example_pipelines
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 from oremda_lab.widget import _display
@@ -65,10 +70,12 @@ class PipelineEditor(anywidget.AnyWidget):
         A :class:`Pipeline` (edited in place and shared with the caller), a JSON
         document (dict or text), a path to a JSON file, or None for an empty pipeline.
     engine
-        The :class:`~oremda_lab.engine.Engine` that runs it; by default a local one is
-        made (and closed with the editor).
+        The :class:`~oremda_lab.engine.Engine` that runs it (may be shared by several
+        editors); by default one is made on :func:`oremda_lab.runtime.default_runtime`
+        (and closed with the editor).
     auto_run
-        Submit a run after every edit that changes the result.
+        Submit a run after every edit that changes the result; when False the toolbar
+        shows a Run button (:meth:`run_now`). Can be changed later (``editor.auto_run``).
     registry
         Operators offered in the palette (default: the engine's, which includes the
         operator images of a Docker or Podman engine; else the shipped library).
@@ -77,6 +84,9 @@ class PipelineEditor(anywidget.AnyWidget):
     picture_max_px
         Pictures larger than this (per side) are block-averaged by an integer factor
         before they are sent to the browser (None: always full size).
+    examples
+        The toolbar's Examples menu: name -> pipeline (a path, JSON dict or Pipeline).
+        Default: the bundled example pipelines (:func:`oremda_lab.examples.example_pipelines`).
 
     Examples
     --------
@@ -97,6 +107,8 @@ class PipelineEditor(anywidget.AnyWidget):
     run = t.Dict({"state": "idle"}).tag(sync=True)
     displays = t.Dict().tag(sync=True)
     height = t.Int(460).tag(sync=True)
+    auto_run = t.Bool(True).tag(sync=True)
+    examples = t.List().tag(sync=True)
     filename = t.Unicode("pipeline.json").tag(sync=True)
 
     def __init__(
@@ -108,6 +120,7 @@ class PipelineEditor(anywidget.AnyWidget):
         registry: Registry | None = None,
         height: int = 460,
         picture_max_px: int | None = 512,
+        examples: Mapping[str, Pipeline | dict | str | Path] | None = None,
         **kwargs: Any,
     ):
         # The engine's registry knows its runtime's operator images too (palette and validation).
@@ -123,18 +136,23 @@ class PipelineEditor(anywidget.AnyWidget):
         self._display_revision = 0
         self._owns_engine = engine is None
         self._engine = engine
-        self.auto_run = auto_run
+        # This editor's runs (the engine may be shared): run id -> the snapshot's problems
+        # (nodes that wait or are invalid; the rest runs) and the displays already sent.
+        self._runs: dict[int, _RunView] = {}
         self.picture_max_px = picture_max_px
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
             height=height,
+            auto_run=auto_run,
+            examples=_examples(example_pipelines() if examples is None else examples, self._registry),
             **kwargs,
         )
         self._unobserve = self._pipeline.observe(self._on_pipeline)
         self._unsubscribe = None
         self.on_msg(self._on_msg)
         self.observe(self._on_graph_trait, "graph")
+        self.observe(self._on_auto_run, "auto_run")
         if auto_run:
             self._resubmit()
 
@@ -151,7 +169,9 @@ class PipelineEditor(anywidget.AnyWidget):
         if self._engine is None:
             from oremda_lab.engine import Engine
 
-            self._engine = Engine("local")
+            # No runtime named: Engine() takes oremda_lab.runtime.default_runtime() (OREMDA_RUNTIME,
+            # else the Jupyter config, else local).
+            self._engine = Engine()
         if self._unsubscribe is None:
             self._unsubscribe = self._engine.subscribe(self._on_event)
         return self._engine
@@ -168,6 +188,15 @@ class PipelineEditor(anywidget.AnyWidget):
         >>> editor.close()
         """
         return param_widget(self._pipeline, node, param, **kwargs)
+
+    def run_now(self) -> Any:
+        """Submit the pipeline now, whatever ``auto_run`` says (the toolbar's Run button).
+
+        Returns the :class:`~oremda_lab.engine.RunFuture`, or None when nothing was
+        submitted (the run bar then says why, e.g. the pipeline's problems).
+        """
+        self._submitted_key = None
+        return self._resubmit()
 
     def apply(self, command: dict[str, Any]) -> None:
         """Apply one front-end command through :class:`Pipeline` methods.
@@ -248,6 +277,8 @@ class PipelineEditor(anywidget.AnyWidget):
             return
         if self.auto_run:
             self._resubmit()  # first: the run starts while the graph goes to the browser
+        elif _run_key(pipeline) != self._submitted_key:
+            self._set_run("idle", message="edited since the last run: press Run")
         doc = pipeline.to_json()
         with self._lock:
             self._syncing = True
@@ -282,6 +313,8 @@ class PipelineEditor(anywidget.AnyWidget):
             elif kind == "sync":
                 with self._lock:
                     self.send_state(["graph", "status", "run"])
+            elif kind == "run":
+                self.run_now()
             else:
                 raise ValueError(f"unknown editor request {kind!r}")
         except PipelineError as e:
@@ -295,30 +328,39 @@ class PipelineEditor(anywidget.AnyWidget):
 
     # -- running -----------------------------------------------------------------------
 
-    def _resubmit(self) -> None:
+    def _on_auto_run(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._resubmit()
+
+    def _resubmit(self) -> Any:
         key = _run_key(self._pipeline)
         if key == self._submitted_key:
-            return  # only positions changed
+            return None  # only positions changed
         self._submitted_key = key
-        problems = self._pipeline.validate()
-        if problems:
-            self._set_run("invalid", problems=[str(p) for p in problems])
-            return
         if not self._pipeline.nodes:
             self._set_run("idle")
-            return
+            return None
+        # A partial graph runs too: nodes whose inputs are satisfied run, the others report
+        # `waiting` (or their own error); the run bar lists what is missing meanwhile.
+        view = _RunView([str(p) for p in self._pipeline.validate()])
         # Say "running" before submitting: a fast run may finish before submit returns.
-        self._set_run("running", message="running…")
+        self._set_run("running", message="running…", **view.fields())
+        engine = self.engine
         try:
-            future = self.engine.submit(self._pipeline)
+            # Under the lock: the scheduler thread's first events of this run wait in
+            # _on_event until its id is known to be this editor's.
+            with self._lock:
+                future = engine.submit(self._pipeline, lane=id(self))
+                self._runs[future.run_id] = view
         except PipelineError as e:
             self._set_run("invalid", problems=[str(p) for p in e.problems])
-            return
+            return None
         except Exception as e:
             log.exception("submit failed")
             self._set_run("error", message=_message(e))
-            return
+            return None
         future.add_done_callback(self._on_done)
+        return future
 
     def _on_event(self, event: Any) -> None:
         # Node events are batched: at most one ``status`` message per STATUS_INTERVAL_S, and
@@ -326,18 +368,25 @@ class PipelineEditor(anywidget.AnyWidget):
         # message per event would make the browser re-render a dozen times per slider step.
         try:
             with self._lock:
+                view = self._runs.get(event.run_id)
+                if view is None:
+                    return  # another editor's run on a shared engine
                 if event.node is None:
                     if event.state == "starting":
-                        self._set_run("starting", message=event.message or "starting workers…")
+                        self._set_run("starting", message=event.message or "starting workers…", **view.fields())
                     elif event.state == "started":
-                        self._set_run("running", message=event.message or "running…")
+                        self._set_run("running", message=event.message or "running…", **view.fields())
                     return
+                if event.state == "done" and event.layers is not None:
+                    # Progressive: a display shows as soon as its producers are done.
+                    self._show_display(event.node, list(event.layers), view)
                 self._pending_status[event.node] = {
                     "state": event.state,
                     "duration_s": event.duration_s,
                     "cached": bool(event.cached),
                     "error": event.error,
-                    "message": event.message or None,  # what a preparing node prepares
+                    "message": event.message or None,  # preparing: what; waiting: why; running: progress
+                    "progress": event.progress,
                 }
                 if self._status_timer is None:
                     self._status_timer = threading.Timer(STATUS_INTERVAL_S, self._flush_status)
@@ -345,6 +394,15 @@ class PipelineEditor(anywidget.AnyWidget):
                     self._status_timer.start()
         except Exception:
             log.exception("editor failed on %s", event)
+
+    def _show_display(self, node_id: str, layers: list[Any], view: _RunView) -> None:
+        node = self._pipeline.nodes.get(node_id)
+        if node is None or node.type != "display":
+            return
+        self._display_revision += 1
+        view.shown.add(node_id)
+        payload = _display.encode(node, layers, self._display_revision, self.picture_max_px)
+        self.displays = {**self.displays, node_id: payload}
 
     def _flush_status(self) -> None:
         with self._lock:
@@ -359,7 +417,9 @@ class PipelineEditor(anywidget.AnyWidget):
         except Exception as e:
             self._set_run("error", message=_message(e))
             return
-        if getattr(run, "superseded", False):
+        with self._lock:
+            view = self._runs.pop(run.id, None) or _RunView([])
+        if run.superseded:
             return
         try:
             with self._lock, self.hold_sync():
@@ -374,24 +434,23 @@ class PipelineEditor(anywidget.AnyWidget):
                     if node is None:
                         continue
                     old = self.displays.get(node_id)
-                    if not layers and old and old.get("layers") and run.errors:
-                        # Upstream failed: keep the last picture, marked stale, rather than a blank.
+                    if node_id in view.shown and old is not None:
+                        shown[node_id] = old  # sent during the run (progressive): not again
+                    elif not layers and old and old.get("layers"):
+                        # Upstream failed or waits: keep the last picture, marked stale, rather than a blank.
                         shown[node_id] = {**old, "stale": True}
-                        continue
-                    shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
-                self.status = {
-                    n: {"state": r.status, "duration_s": r.duration_s, "cached": r.cached, "error": r.error}
-                    for n, r in run.nodes.items()
-                }
+                    else:
+                        shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
+                self.status = {n: _final_status(r) for n, r in run.nodes.items()}
                 self.displays = shown
                 errors = run.errors
                 if errors:
                     first = next(iter(errors.items()))
-                    self._set_run("error", message=f"{first[0]}: {first[1].get('message', 'failed')}")
+                    self._set_run("error", message=f"{first[0]}: {first[1].get('message', 'failed')}", **view.fields())
                 else:
                     # kernel_s: from the last front-end command to these results (latency work).
                     kernel_s = time.perf_counter() - self._command_at if self._command_at else None
-                    self._set_run("done", elapsed_s=run.duration_s, kernel_s=kernel_s)
+                    self._set_run("done", elapsed_s=run.duration_s, kernel_s=kernel_s, **view.fields())
         except Exception as e:
             log.exception("editor could not show run results")
             self._set_run("error", message=f"cannot show results: {_message(e)}")
@@ -403,6 +462,26 @@ class PipelineEditor(anywidget.AnyWidget):
                 self.run = new
 
 
+class _RunView:
+    """What the editor keeps about one of its runs while it goes."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        self.shown: set[str] = set()  # display nodes already sent during the run
+
+    def fields(self) -> dict[str, Any]:
+        """Extra fields of the ``run`` trait: the problems of a partial graph, if any."""
+        return {"problems": self.problems} if self.problems else {}
+
+
+def _final_status(result: Any) -> dict[str, Any]:
+    """A node's status when its run ends (a waiting node says what it waits for)."""
+    return {
+        "state": result.status, "duration_s": result.duration_s, "cached": result.cached, "error": result.error,
+        "message": result.message or None,
+    }  # fmt: skip
+
+
 def _as_pipeline(source: Pipeline | dict | str | Path | None, registry: Registry) -> Pipeline:
     if isinstance(source, Pipeline):
         return source
@@ -411,6 +490,19 @@ def _as_pipeline(source: Pipeline | dict | str | Path | None, registry: Registry
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
         return Pipeline.load(source, catalog=registry)
     return Pipeline.from_json(copy.deepcopy(source) if isinstance(source, dict) else source, catalog=registry)
+
+
+def _examples(examples: Mapping[str, Pipeline | dict | str | Path], registry: Registry) -> list[dict[str, Any]]:
+    """The Examples menu's entries; one that does not load is left out (and logged)."""
+    out = []
+    for name, source in examples.items():
+        try:
+            doc = _as_pipeline(source, registry).to_json()
+        except (OSError, ValueError, PipelineError) as e:
+            log.warning("example %s left out of the menu: %s", name, e)
+            continue
+        out.append({"name": name, "description": doc.get("description", ""), "graph": doc})
+    return out
 
 
 def _run_key(pipeline: Pipeline) -> str:

@@ -1,13 +1,14 @@
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from widget_helpers import BLUR_DISPLAY, command, front_end_says, wait_for
+from widget_helpers import BLUR_DISPLAY, RecordingComm, command, front_end_says, wait_for
 
 from oremda_lab import Engine, Pipeline, PipelineEditor, PipelineError
-from oremda_lab.widget.editor import _run_key
+from oremda_lab.widget.editor import STATUS_INTERVAL_S, _run_key
 
 CASES = json.loads((Path(__file__).parent / "connection_cases.json").read_text())
 
@@ -153,17 +154,21 @@ def test_positions_alone_do_not_rerun():
 
 
 class FakeEngine:
-    """Records submissions and lets the test play engine events."""
+    """Records submissions (run ids 1, 2, ...) and lets the test play engine events."""
 
     def __init__(self):
         self.submitted = []
+        self.lanes = []
         self.subscribers = []
 
-    def submit(self, pipeline):
+    def submit(self, pipeline, *, lane=None):
         from concurrent.futures import Future
 
         self.submitted.append(pipeline.to_json())
-        return Future()
+        self.lanes.append(lane)
+        future = Future()
+        future.run_id = len(self.submitted)
+        return future
 
     def subscribe(self, cb):
         self.subscribers.append(cb)
@@ -187,14 +192,79 @@ def test_node_status_and_errors_reach_the_widget(comm):
     error = {"message": "boom", "traceback": "tb", "log_tail": "log", "exit_status": 1}
     emit(NodeEvent(1, "blur", "error", duration_s=0.5, error=error))
     wait_for(lambda: e.status["blur"]["state"] == "error")
-    assert e.status["blur"] == {"state": "error", "duration_s": 0.5, "cached": False, "error": error, "message": None}
+    assert e.status["blur"] == {
+        "state": "error", "duration_s": 0.5, "cached": False, "error": error, "message": None, "progress": None,
+    }  # fmt: skip
     e.pipeline.set_position("blur", 1, 2)
     assert len(engine.submitted) == 1  # moving a node does not re-run
     e.pipeline.set_param("blur", "sigma", 3.0)
     assert len(engine.submitted) == 2
+    # A partial graph still runs (the engine runs what it can); the run bar lists what is missing.
     e.pipeline.disconnect("blur", "image", "pic", "in")
-    assert len(engine.submitted) == 2 and e.run["state"] == "invalid"
+    assert len(engine.submitted) == 3 and e.run["state"] == "running"
     assert any("pic.in" in p for p in e.run["problems"])
+    assert set(engine.lanes) == {id(e)}  # one lane: newest wins among this editor's runs only
+    e.close()
+
+
+def test_waiting_and_progress_show_on_the_node(comm):
+    from oremda_lab import NodeEvent
+
+    engine = FakeEngine()
+    e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+    emit = engine.subscribers[0]
+    emit(NodeEvent(1, "pic", "waiting", message="waiting for input: in"))
+    emit(NodeEvent(1, "blur", "running", progress=0.25, message="16/64 partitions"))
+    wait_for(lambda: {"pic", "blur"} <= set(e.status))
+    assert (e.status["pic"]["state"], e.status["pic"]["message"]) == ("waiting", "waiting for input: in")
+    assert (e.status["blur"]["progress"], e.status["blur"]["message"]) == (0.25, "16/64 partitions")
+    emit(NodeEvent(1, "blur", "running", progress=0.75, message="48/64 partitions"))
+    wait_for(lambda: e.status["blur"]["progress"] == 0.75)
+    # Events of runs this editor did not submit (another editor on the same engine) are ignored.
+    emit(NodeEvent(99, "blur", "error", error={"message": "not mine"}))
+    emit(NodeEvent(99, None, "starting", message="not mine"))
+    time.sleep(3 * STATUS_INTERVAL_S)
+    assert e.status["blur"]["state"] == "running" and e.run["state"] == "running"
+    e.close()
+
+
+def test_run_button_when_auto_run_is_off(comm):
+    engine = FakeEngine()
+    e = PipelineEditor(BLUR_DISPLAY, engine, auto_run=False, comm=comm)
+    assert engine.submitted == [] and e.auto_run is False
+    e.pipeline.set_param("blur", "sigma", 3.0)
+    assert engine.submitted == [] and e.run == {"state": "idle", "message": "edited since the last run: press Run"}
+    r = front_end_says(e, {"type": "run", "id": 3})  # the toolbar's Run button
+    assert r == {"type": "reply", "id": 3, "ok": True, "problems": []}
+    assert len(engine.submitted) == 1 and e.run["state"] == "running"
+    front_end_says(e, {"type": "run", "id": 4})  # Run again runs again, even unchanged
+    assert len(engine.submitted) == 2
+    e.auto_run = True  # from Python: edits run again
+    e.pipeline.set_param("blur", "sigma", 4.0)
+    assert len(engine.submitted) == 3
+    e.close()
+
+
+def test_examples_menu_offers_the_bundled_pipelines(comm, tmp_path):
+    from oremda_lab.examples import example_pipelines
+
+    bundled = example_pipelines()
+    assert {"lattice_analysis", "eels_background"} <= set(bundled)
+    e = PipelineEditor(BLUR_DISPLAY, FakeEngine(), auto_run=False, comm=comm)
+    assert [x["name"] for x in e.examples] == sorted(bundled)
+    eels = next(x for x in e.examples if x["name"] == "eels_background")
+    truth = json.loads(bundled["eels_background"].read_text())
+    assert eels["description"] == truth["description"]
+    assert [n["id"] for n in eels["graph"]["nodes"]] == [n["id"] for n in truth["nodes"]]
+    # The menu loads one as an ordinary (undoable) replace command.
+    assert command(e, {"op": "replace", "graph": eels["graph"]})["ok"]
+    assert e.pipeline.to_json() == Pipeline.load(bundled["eels_background"]).to_json()
+    e.close()
+    # Own examples: a path, a dict or a Pipeline; one that does not load is left out.
+    (tmp_path / "bad.json").write_text('{"nodes": [')  # not JSON
+    mine = {"blur": BLUR_DISPLAY, "broken": tmp_path / "bad.json", "same": Pipeline.from_json(BLUR_DISPLAY)}
+    e = PipelineEditor(BLUR_DISPLAY, FakeEngine(), auto_run=False, examples=mine, comm=comm)
+    assert [x["name"] for x in e.examples] == ["blur", "same"]
     e.close()
 
 
@@ -203,7 +273,8 @@ def test_runs_update_displays_in_place(comm):
         e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
         wait_for(lambda: e.run["state"] in ("done", "error"))
         assert e.run["state"] == "done", e.run
-        assert {n: s["state"] for n, s in e.status.items()} == dict.fromkeys(["data", "read", "blur", "pic"], "done")
+        states = {n: s["state"] for n, s in e.status.items()}
+        assert states == dict.fromkeys(["data", "read", "blur", "pic", "view"], "done")
         (layer,) = e.displays["view"]["layers"]
         assert (layer["kind"], layer["width"], layer["height"]) == ("picture", 256, 256)
         first = np.frombuffer(layer["pixels"], np.uint8)
@@ -225,6 +296,48 @@ def test_runs_update_displays_in_place(comm):
         assert e.status["blur"]["state"] == "skipped"
         assert e.displays["view"]["stale"] and e.displays["view"]["layers"][0]["pixels"] == second.tobytes()
         e.close()
+
+
+def test_a_partial_graph_runs_what_it_can_and_displays_arrive_as_their_producers_finish(comm):
+    with Engine("inline") as engine:
+        e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+        wait_for(lambda: e.run["state"] == "done")
+        # A new, unconnected node: the finished part still runs and updates; the new node waits.
+        assert command(e, {"op": "add_node", "image": "oremda/fft2d", "id": "fft"})["ok"]
+        rev = e.displays["view"]["revision"]
+        assert command(e, {"op": "set_param", "id": "blur", "name": "sigma", "value": 5})["ok"]
+        wait_for(lambda: e.run["state"] == "done" and e.displays["view"]["revision"] > rev)
+        assert e.status["fft"] == {
+            "state": "waiting", "duration_s": None, "cached": False, "error": None, "message": "waiting for input: in",
+        }  # fmt: skip
+        assert e.status["blur"]["state"] == "done" and e.run["problems"] == ["fft.in: required input is not connected"]
+        # The display was sent when its producers were done: before the message that ends the run.
+        runs = [i for i, (d, _) in enumerate(comm.messages) if d.get("state", {}).get("run", {}).get("state") == "done"]
+        views = [i for i, (d, _) in enumerate(comm.messages) if "view" in d.get("state", {}).get("displays", {})]
+        assert views[-1] < runs[-1], "the display came with the end of the run, not before"
+        e.close()
+
+
+def test_two_editors_share_one_engine_without_interfering(comm):
+    with Engine("inline") as engine:
+        a = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+        b = PipelineEditor(BLUR_DISPLAY, engine, comm=RecordingComm())  # both submitted at once: both run
+        wait_for(lambda: a.run["state"] == "done" and b.run["state"] == "done")
+        b_before = (b.run, b.status, b.displays["view"]["revision"], len(b.comm.messages))
+        rev = a.displays["view"]["revision"]
+        for sigma in (3, 4, 5):  # a drag on A: newest wins among A's runs only
+            a.pipeline.set_param("blur", "sigma", sigma)
+        wait_for(lambda: a.run["state"] == "done" and a.displays["view"]["revision"] > rev)
+        time.sleep(3 * STATUS_INTERVAL_S)
+        assert (b.run, b.status, b.displays["view"]["revision"], len(b.comm.messages)) == b_before
+        pixels = {x: np.frombuffer(x.displays["view"]["layers"][0]["pixels"], np.uint8) for x in (a, b)}
+        assert np.abs(pixels[a].astype(int) - pixels[b]).mean() > 1  # A shows sigma 5, B still sigma 2
+        # Closing one editor leaves the shared engine to the other.
+        a.close()
+        b.pipeline.set_param("blur", "sigma", 5)
+        wait_for(lambda: b.run["state"] == "done" and b.displays["view"]["revision"] > b_before[2])
+        assert np.array_equal(np.frombuffer(b.displays["view"]["layers"][0]["pixels"], np.uint8), pixels[a])
+        b.close()
 
 
 def test_one_d_displays_arrive_as_png(comm):
