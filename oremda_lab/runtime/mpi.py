@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Listener
 from pathlib import Path
@@ -89,12 +89,19 @@ UPSTREAM_KEYS = ("run_locations", "parallel", "parallel_output_to_join", "parall
 class MPIJob(WorkerHandle):
     """The launcher process (``mpiexec``/``srun``), its log, and the rank pids it hosts."""
 
-    def __init__(self, process: subprocess.Popen, log: Path):
+    def __init__(self, process: subprocess.Popen, log: Path, key: str = "", workers: dict[int, _Worker] | None = None):
         self.process = process
         self.leader = owner_record(process.pid)  # the launcher leads the job's process group
         self.log = log
+        self.key = key  # what its ranks run in: "" (the kernel's Python) or an operator image
+        self.workers: dict[int, _Worker] = dict(workers or {})  # rank -> its control connection and lock
         self.ranks: dict[int, dict[str, Any]] = {}  # owner records of the ranks on this machine
+        self.local: dict[int, bool] = {}  # rank -> whether it maps the kernel's session
+        self.loaded: dict[str, OperatorSpec] = {}  # operator name -> what the ranks imported
+        self.assigned: dict[str, int] = {}  # unplaced node -> the rank it sticks to
+        self.resident: dict[str, int] = {}  # object name -> remote rank that keeps a copy
         self.shared_files: set[str] = set()  # the MPI library's own /dev/shm segments
+        self.cleanup: Callable[[], None] | None = None  # what else ending it takes (containers)
 
     def note_shared_files(self) -> None:
         """Remember the shared-memory files the ranks mapped (MPICH: ``mpich_shm_*``).
@@ -108,6 +115,10 @@ class MPIJob(WorkerHandle):
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def healthy(self) -> bool:
+        """Whether the job and every one of its ranks still run."""
+        return self.alive() and all(w.handle.alive() for w in self.workers.values())
 
     def exit_status(self) -> int | None:
         return self.process.poll()
@@ -124,6 +135,8 @@ class MPIJob(WorkerHandle):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(rank["pid"], signal.SIGKILL)
         self.process.wait()
+        if self.cleanup is not None:
+            self.cleanup()
         for path in self.shared_files:
             Path(path).unlink(missing_ok=True)
 
@@ -159,12 +172,11 @@ class HostedHandle(WorkerHandle):
 
     hosted = True
 
-    def __init__(self, job: MPIJob, ranks: Iterable[_Worker]):
+    def __init__(self, job: MPIJob):
         self.job = job
-        self.ranks = list(ranks)
 
     def alive(self) -> bool:
-        return self.job.alive() and all(w.handle.alive() for w in self.ranks)
+        return self.job.healthy()
 
     def exit_status(self) -> int | None:
         return self.job.exit_status()
@@ -235,13 +247,8 @@ class MPIRuntime(Runtime):
         self.remote_ranks = sorted({int(r) for r in remote_ranks})
         self.env = dict(env or {})
         self.python = python
-        self._job: MPIJob | None = None
-        self._ranks: dict[int, _Worker] = {}
-        self._local: dict[int, bool] = {}
-        self._loaded: dict[str, OperatorSpec] = {}  # operator name -> what the ranks imported
-        self._resident: dict[str, int] = {}  # object name -> remote rank that keeps a copy
+        self._jobs: dict[str, MPIJob] = {}  # job key (see job_key) -> the job
         self.keep_bytes = int(keep_bytes)
-        self._assigned: dict[str, int] = {}
         self._job_lock = threading.Lock()
         self._seq = itertools.count(1)
         self._tcp: Listener | None = None
@@ -252,7 +259,7 @@ class MPIRuntime(Runtime):
 
     # -- placement -------------------------------------------------------------------
 
-    def plan(self, task: Task) -> dict[str, Any]:
+    def plan(self, task: Task, job: MPIJob) -> dict[str, Any]:
         """Where and how ``task`` runs: compute ranks, leader, split and join.
 
         From the node's JSON fields (:attr:`Task.extra`: ``mpi`` or upstream's
@@ -293,15 +300,15 @@ class MPIRuntime(Runtime):
         if parallel:
             compute = ranks or list(range(self.ranks))
         else:
-            compute = [ranks[0]] if ranks else [self._auto_rank(task.node)]
-        local = [r for r in sorted(self._local) if self._local[r]]
+            compute = [ranks[0]] if ranks else [self._auto_rank(job, task.node)]
+        local = [r for r in sorted(job.local) if job.local[r]]
         if not local:
             raise NodeFailure("no MPI rank runs on the kernel's machine; at least one must, to reach its data")
-        leader = compute[0] if self._local.get(compute[0]) else local[0]
+        leader = compute[0] if job.local.get(compute[0]) else local[0]
         holders = {}
-        if any(not self._local.get(r) for r in compute):  # ranks that map the session need no sender
+        if any(not job.local.get(r) for r in compute):  # ranks that map the session need no sender
             for port, wire in task.inputs.items():
-                holder = self._resident.get((wire.get("ref") or {}).get("name", ""))
+                holder = job.resident.get((wire.get("ref") or {}).get("name", ""))
                 if holder is not None:
                     holders[port] = holder
         return {
@@ -309,16 +316,16 @@ class MPIRuntime(Runtime):
             "holders": holders,
         }  # fmt: skip
 
-    def _auto_rank(self, node: str) -> int:
+    def _auto_rank(self, job: MPIJob, node: str) -> int:
         """Each unplaced node sticks to one rank, spread over the ranks on this machine."""
-        if node not in self._assigned:
-            local = [r for r in range(self.ranks) if self._local.get(r)] or list(range(self.ranks))
+        if node not in job.assigned:
+            local = [r for r in range(self.ranks) if job.local.get(r)] or list(range(self.ranks))
             load = {r: 0 for r in local}
-            for r in self._assigned.values():
+            for r in job.assigned.values():
                 if r in load:
                     load[r] += 1
-            self._assigned[node] = min(local, key=lambda r: (load[r], r))
-        return self._assigned[node]
+            job.assigned[node] = min(local, key=lambda r: (load[r], r))
+        return job.assigned[node]
 
     # -- the runtime interface ---------------------------------------------------------
 
@@ -329,51 +336,61 @@ class MPIRuntime(Runtime):
         new job (every slot's handle on the old one then reports it dead, and the next
         ``start`` loads them again).
         """
-        if spec.path is None:
-            raise NodeFailure(f"operator {spec.name} has no folder to run from")
+        folder = self.operator_folder(spec)
+        key = self.job_key(spec)
         with self._job_lock:
-            loaded = self._loaded.get(spec.name)
-            if loaded is not None and loaded.digest != spec.digest:
-                self._drop_job(polite=True)
-            failure = self._ensure_job()
-            if failure is not None:
-                raise failure
-            if spec.name not in self._loaded:
-                replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators={spec.name: spec.path})
+            job = self._jobs.get(key)
+            loaded = job.loaded.get(spec.name) if job is not None else None
+            if job is not None and loaded is not None and loaded.digest != spec.digest:
+                self._drop_job(job, polite=True)
+            job = self._ensure_job(key)
+            if spec.name not in job.loaded:
+                replies = self._broadcast(job, rank_program.LOAD, self.start_timeout, operators={spec.name: folder})
                 errors = [f"rank {r}: {reply['errors'][spec.name]}" for r, reply in replies.items() if reply["errors"]]
                 if errors:
-                    raise NodeFailure(f"could not load {spec.name}: " + "; ".join(errors), log_tail=self._tail())
-                self._loaded[spec.name] = spec
-            assert self._job is not None
-            return HostedHandle(self._job, self._ranks.values())
+                    raise NodeFailure(f"could not load {spec.name}: " + "; ".join(errors), log_tail=job.log_tail())
+                job.loaded[spec.name] = spec
+            return HostedHandle(job)
+
+    def job_key(self, spec: OperatorSpec) -> str:
+        """Which job hosts ``spec``: ``""`` (ranks in the kernel's Python); with images, its image."""
+        return ""
+
+    def operator_folder(self, spec: OperatorSpec) -> str:
+        """Where the ranks find ``spec``'s operator folder."""
+        if spec.path is None:
+            raise NodeFailure(f"operator {spec.name} has no folder to run from")
+        return str(spec.path)
 
     def submit(self, task: Task) -> Future[TaskResult]:
         """Run ``task`` on its ranks; the future fails with :class:`NodeFailure`."""
         return self._pool.submit(self._run_mpi, task)
 
     def environment(self, slot: str) -> dict[str, Any] | None:
-        """Every node runs on the same ranks: rank 0's environment (each rank said HELLO with its own)."""
-        return super().environment("mpi-rank-0") if slot in self._workers else None
+        """The environment rank 0 of the job hosting ``slot`` reported (each rank said HELLO with its own)."""
+        worker = self._workers.get(slot)
+        return super().environment(_rank_slot(self.job_key(worker.spec), 0)) if worker is not None else None
 
     def stop(self) -> None:
         """Ask every rank to finish, then end the job by force if it lingers."""
         if self._stopped:
             return
         with self._job_lock:
-            self._drop_job(polite=True)
+            for job in list(self._jobs.values()):
+                self._drop_job(job, polite=True)
         if self._tcp is not None:
             self._tcp.close()
         super().stop()
 
     # -- the job -------------------------------------------------------------------
 
-    def command(self, job_id: str) -> list[str]:
-        """The launcher command line for a job."""
+    def command(self, job_id: str, key: str = "") -> list[str]:
+        """The launcher command line for a job (``key``: see :meth:`job_key`)."""
         launcher = [part.replace("{ranks}", str(self.ranks)) for part in self.launcher]
         if not any("{ranks}" in part for part in self.launcher):
             launcher.append(str(self.ranks))
         cmd = [
-            *launcher, self.python, "-m", "oremda_lab.worker.rank",
+            *launcher, *self.rank_command(job_id, key), "-m", "oremda_lab.worker.rank",
             "--connect", self.address, "--session", str(self.arena.path),
             "--host", socket.gethostname(), "--job", job_id, "--keep-bytes", str(self.keep_bytes),
         ]  # fmt: skip
@@ -384,30 +401,52 @@ class MPIRuntime(Runtime):
             cmd += ["--remote", ",".join(map(str, self.remote_ranks))]
         return cmd
 
-    def _ensure_job(self) -> NodeFailure | None:
-        """Start the job unless a healthy one runs (caller holds ``_job_lock``)."""
+    def rank_command(self, job_id: str, key: str) -> list[str]:
+        """What each rank runs, up to the interpreter (here: the kernel's Python; with images, a container)."""
+        return [self.python]
+
+    def rank_env(self) -> dict[str, str]:
+        """The environment the launcher and its ranks get."""
+        return {**_ONE_THREAD, **os.environ, **self.worker_env(), **self.env}
+
+    def check(self) -> NodeFailure | None:
+        """Why no job can start here (no MPI), or None."""
+        if self.python == sys.executable and importlib.util.find_spec("mpi4py") is None:
+            return NodeFailure("mpi4py is not installed in this environment: `pip install mpi4py mpich`")
+        return None
+
+    def end_job(self, job_id: str, key: str) -> None:
+        """Whatever ending a job takes beyond its processes (with images: their containers)."""
+
+    def _ensure_job(self, key: str) -> MPIJob:
+        """The job ``key`` names, started unless a healthy one runs (caller holds ``_job_lock``).
+
+        Raises :class:`NodeFailure` when it cannot start.
+        """
         if self._stopped:
-            return NodeFailure("the MPI runtime was stopped")
-        if self._job is not None:
-            if self._job.alive() and all(w.handle.alive() for w in self._ranks.values()):
-                return None
-            self._drop_job()
+            raise NodeFailure("the MPI runtime was stopped")
+        job = self._jobs.get(key)
+        if job is not None:
+            if job.healthy():
+                return job
+            self._drop_job(job)
         launcher = shutil.which(self.launcher[0], path=_search_path(self.python))
         if launcher is None:
-            return NodeFailure(
+            raise NodeFailure(
                 f"MPI launcher {self.launcher[0]!r} not found on PATH: install MPI (e.g. `pip install mpi4py mpich`) "
                 "or pass launcher=[...] (e.g. ['srun', '-n', '{ranks}'])"
             )
-        if self.python == sys.executable and importlib.util.find_spec("mpi4py") is None:
-            return NodeFailure("mpi4py is not installed in this environment: `pip install mpi4py mpich`")
+        failure = self.check()
+        if failure is not None:
+            raise failure
         job_id = f"mpi-{uuid.uuid4().hex[:8]}"
         log = self.arena.path / "run" / f"{job_id}.log"
         workers = {}
         for rank in range(self.ranks):
-            worker = _Worker(f"mpi-rank-{rank}", _RANK_SPEC, f"{job_id}-r{rank}", None)  # type: ignore[arg-type]
+            worker = _Worker(_rank_slot(key, rank), _RANK_SPEC, f"{job_id}-r{rank}", None)  # type: ignore[arg-type]
             workers[rank] = worker
             self._expect(worker)
-        command = self.command(job_id)
+        command = self.command(job_id, key)
         command[0] = launcher
         try:
             with open(log, "wb") as out:
@@ -416,49 +455,45 @@ class MPIRuntime(Runtime):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env={**_ONE_THREAD, **os.environ, **self.worker_env(), **self.env},
+                    env=self.rank_env(),
                     cwd=self.data_dir,
                     start_new_session=True,  # one process group to end, whatever the launcher spawns
                 )
         except OSError as e:
             for worker in workers.values():
                 self._unexpect(worker)
-            return NodeFailure(f"could not run the MPI launcher {command[0]}: {e}")
-        job = MPIJob(process, log)
+            raise NodeFailure(f"could not run the MPI launcher {command[0]}: {e}") from None
+        job = MPIJob(process, log, key, workers)
+        job.cleanup = lambda: self.end_job(job_id, key)
         for rank, worker in workers.items():
             worker.handle = RankHandle(job, rank)
-        self._job, self._ranks = job, workers
+        self._jobs[key] = job
         deadline = time.monotonic() + self.start_timeout
         for worker in workers.values():
             got = self.wait_hello(worker, deadline)
             if got == "died":
-                return self._drop_job(f"the MPI job exited during start-up (exit status {job.exit_status()})")
+                raise self._drop_job(job, f"the MPI job exited during start-up (exit status {job.exit_status()})")
             if got == "timeout":
-                return self._drop_job(f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
-        try:
-            replies = self._broadcast(rank_program.LOAD, self.start_timeout, operators={})
-        except NodeFailure as failure:
-            return failure
+                raise self._drop_job(job, f"the MPI job's ranks did not all connect within {self.start_timeout:g} s")
+        replies = self._broadcast(job, rank_program.LOAD, self.start_timeout, operators={})
         for rank, reply in replies.items():
-            self._local[rank] = bool(reply.get("local"))
+            job.local[rank] = bool(reply.get("local"))
             if reply.get("local") and reply.get("pid"):
                 job.ranks[rank] = owner_record(int(reply["pid"]))
         job.note_shared_files()
-        return None
+        return job
 
-    def _drop_job(self, message: str | None = None, polite: bool = False, settle: bool = False) -> NodeFailure | None:
-        """End the job and forget its ranks; returns a failure built from ``message``.
+    def _drop_job(self, job: MPIJob, message: str = "", polite: bool = False, settle: bool = False) -> NodeFailure:
+        """End ``job`` and forget it; returns a failure built from ``message``.
 
         ``settle``: a rank died, so give the launcher a moment to notice, abort the job
         and log why (MPICH: "KILLED BY SIGNAL: 9"), which names the rank's exit status.
         """
-        job, workers = self._job, list(self._ranks.values())
-        self._job, self._ranks, self._loaded, self._local, self._assigned = None, {}, {}, {}, {}
-        self._resident.clear()
+        workers = list(job.workers.values())
+        if self._jobs.get(job.key) is job:
+            del self._jobs[job.key]
         for worker in workers:
             self._unexpect(worker)
-        if job is None:
-            return NodeFailure(message) if message else None
         if settle:
             try:
                 job.process.wait(_SETTLE)
@@ -479,85 +514,80 @@ class MPIRuntime(Runtime):
         for worker in workers:
             if worker.conn is not None:
                 worker.conn.close()
-        if message is None:
-            return None
         tail = job.log_tail()
         status = _rank_status(tail)
         if status is not None:
             message += f" (exit status {status})"
         return NodeFailure(message, log_tail=tail, exit_status=status)
 
-    def _broadcast(self, op: str, timeout: float, **fields: Any) -> dict[int, dict[str, Any]]:
-        """Send one control message to every rank and collect each reply (bounded)."""
-        workers = [self._ranks[r] for r in sorted(self._ranks)]
+    def _broadcast(self, job: MPIJob, op: str, timeout: float, **fields: Any) -> dict[int, dict[str, Any]]:
+        """Send one control message to every rank of ``job`` and collect each reply (bounded)."""
+        ranks = sorted(job.workers)
+        workers = [job.workers[r] for r in ranks]
         for worker in workers:
             worker.lock.acquire()
         try:
             message = protocol.encode(op, **fields)
             for worker in workers:
-                self._send(worker, message)
+                self._send(job, worker, message)
             deadline = time.monotonic() + timeout
             return {
-                rank: self._reply(worker, deadline, "loading operators")
-                for rank, worker in zip(sorted(self._ranks), workers, strict=False)
+                rank: self._reply(job, worker, deadline, "loading operators")
+                for rank, worker in zip(ranks, workers, strict=True)
             }
         finally:
             for worker in workers:
                 worker.lock.release()
 
-    def _send(self, worker: _Worker, message: bytes) -> None:
+    def _send(self, job: MPIJob, worker: _Worker, message: bytes) -> None:
         try:
             assert worker.conn is not None
             worker.conn.send_bytes(message)
         except (OSError, AssertionError):
-            raise self._drop_job(f"MPI rank {worker.id} is gone") from None
+            raise self._drop_job(job, f"MPI rank {worker.id} is gone") from None
 
-    def _reply(self, worker: _Worker, deadline: float, doing: str) -> dict[str, Any]:
+    def _reply(self, job: MPIJob, worker: _Worker, deadline: float, doing: str) -> dict[str, Any]:
         """One message from a rank, or a failure if it dies or the deadline passes."""
         assert worker.conn is not None
         got = wait_for_message(worker.conn, worker.handle, deadline)
         if isinstance(got, dict):
             return got
         if got == "timeout":
-            failure = self._drop_job(f"MPI rank {worker.id} did not answer within the timeout while {doing}")
+            failure = self._drop_job(job, f"MPI rank {worker.id} did not answer within the timeout while {doing}")
         else:
             rank = worker.id.rsplit("-r", 1)[-1]
-            failure = self._drop_job(f"MPI rank {rank} died while {doing}", settle=True)
-        assert failure is not None
+            failure = self._drop_job(job, f"MPI rank {rank} died while {doing}", settle=True)
         raise failure
-
-    def _tail(self) -> str:
-        return self._job.log_tail() if self._job else ""
 
     # -- tasks -------------------------------------------------------------------------
 
     def _run_mpi(self, task: Task) -> TaskResult:
-        job = self._job
-        if job is None or task.spec.name not in self._loaded:
+        job = self._jobs.get(self.job_key(task.spec))
+        if job is None or task.spec.name not in job.loaded:
             raise NodeFailure(f"no running MPI worker for {task.spec.name}; start() it first")
-        plan = self.plan(task)
+        plan = self.plan(task, job)
         participants = sorted(set(plan["compute"]) | {plan["leader"]} | set(plan["holders"].values()))
         try:
-            workers = [self._ranks[r] for r in participants]
+            workers = [job.workers[r] for r in participants]
         except KeyError:
             raise NodeFailure(f"the MPI job ended before {task.node} could run") from None
         for worker in workers:
             worker.lock.acquire()
         try:
-            if self._job is not job:
+            if self._jobs.get(job.key) is not job:
                 raise NodeFailure(f"the MPI job ended before {task.node} could run")
-            remote = [r for r in participants if not self._local.get(r)]
+            remote = [r for r in participants if not job.local.get(r)]
             message = protocol.encode(
                 protocol.RUN, task=task.id, seq=next(self._seq), node=task.node, operator=task.spec.name,
                 slot=task.slot, params=task.params, inputs=task.inputs, remote=remote, **plan,
             )  # fmt: skip
             for worker in workers:
-                self._send(worker, message)
+                self._send(job, worker, message)
             deadline = time.monotonic() + self.timeout
             replies = {}
             for rank, worker in zip(participants, workers, strict=True):
                 try:
-                    replies[rank] = self._reply(worker, deadline, f"running {task.node}")
+                    replies[rank] = self._reply(job, worker, deadline, f"running {task.node}")
                 except NodeFailure:
                     self.arena.discard(f"{task.id}--")
                     raise
@@ -566,10 +596,10 @@ class MPIRuntime(Runtime):
                 worker.lock.release()
         for rank, reply in replies.items():  # outputs remote ranks keep for the next node
             for name in reply.get("evicted", ()):
-                if self._resident.get(name) == rank:
-                    del self._resident[name]
+                if job.resident.get(name) == rank:
+                    del job.resident[name]
             for name in reply.get("kept", ()):
-                self._resident[name] = rank
+                job.resident[name] = rank
         errors = [r for r in replies.values() if r["op"] == protocol.ERROR]
         leader = replies[plan["leader"]]
         if leader["op"] == protocol.ERROR or errors:
@@ -607,6 +637,11 @@ def _rank_status(log: str) -> int | None:
         return -int(next(n for n in killed[-1] if n))
     code = re.findall(r"EXIT CODE: (\d+)", log)
     return int(code[-1]) if code else None
+
+
+def _rank_slot(key: str, rank: int) -> str:
+    """The name a rank's HELLO report is kept under (see :meth:`Runtime.environment`)."""
+    return f"mpi-rank-{rank}" + (f"@{key}" if key else "")
 
 
 def _search_path(python: str) -> str:

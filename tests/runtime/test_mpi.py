@@ -143,7 +143,7 @@ def test_remote_ranks_get_slices_by_mpi(tmp_path, arena):
     x = np.arange(1000 * 128 * 8, dtype=np.float64).reshape(1000, 128, 8)
     with make_runtime("mpi", arena, ranks=4, remote_ranks=[1, 2, 3], start_timeout=60, timeout=60) as runtime:
         got = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)})
-        assert [runtime._local[r] for r in range(4)] == [True, False, False, False]
+        assert [runtime._jobs[""].local[r] for r in range(4)] == [True, False, False, False]
         # a node placed only on remote ranks: rank 0 ships the data and takes the result back
         far = run_task(runtime, arena, spec, {"x": x, "w": np.ones(1)}, node="far", extra={"mpi": {"ranks": [2, 3]}})
     for result in (got, far):
@@ -227,12 +227,12 @@ def test_rank_killed_from_outside_is_a_node_failure(tmp_path):
         future = engine.submit(pipeline)
         runtime = engine.runtime
         deadline = time.monotonic() + 30
-        while not runtime._job or len(runtime._job.ranks) < 2:
+        while "" not in runtime._jobs or len(runtime._jobs[""].ranks) < 2:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(1.0)
-        rank = runtime._assigned.get("n0", 0)
-        os.kill(runtime._job.ranks[rank]["pid"], signal.SIGKILL)
+        job = runtime._jobs[""]
+        os.kill(job.ranks[job.assigned.get("n0", 0)]["pid"], signal.SIGKILL)
         started = time.monotonic()
         run = future.result(timeout=30)
         assert time.monotonic() - started < 15
@@ -297,10 +297,11 @@ def test_remote_outputs_move_rank_to_rank(tmp_path, arena):
 
         _, p = run("P", {"x": {"ref": ref.to_dict()}})
         _, q = run("Q", {"x": {"ref": ref.to_dict()}})
-        assert runtime._resident[p["rows"]["ref"]["name"]] == 2
-        assert runtime._resident[q["total"]["ref"]["name"]] == 3
+        job = runtime._jobs[""]
+        assert job.resident[p["rows"]["ref"]["name"]] == 2
+        assert job.resident[q["total"]["ref"]["name"]] == 3
         task, r = run("R", {"x": p["rows"], "w": q["total"]})
-        assert runtime.plan(task)["holders"] == {"x": 2, "w": 3}
+        assert runtime.plan(task, job)["holders"] == {"x": 2, "w": 3}
         got = np.array(arena.get(ObjectRef.from_dict(r["rows"]["ref"])))
     np.testing.assert_allclose(got, x * x.sum(axis=0).sum())
 
@@ -313,7 +314,7 @@ def test_remote_ranks_keep_only_keep_bytes(tmp_path, arena):
         for _ in range(3):  # 32 kB rows each: the newest stays, older ones are dropped
             out = run_task(runtime, arena, spec, {"x": x}, node="far", extra={"mpi": {"ranks": [1]}})
             assert out["rows"][0].sum() == x.size
-            kept.append({n for n, r in runtime._resident.items() if n.endswith("--rows")})
+            kept.append({n for n in runtime._jobs[""].resident if n.endswith("--rows")})
     assert all(len(k) == 1 for k in kept) and len(set.union(*kept)) == 3
 
 
