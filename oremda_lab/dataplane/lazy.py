@@ -342,7 +342,7 @@ def mib(data_dir: str | Path, name: str, scan_shape: tuple[int, ...] | None = No
     frames = path.stat().st_size // frame_bytes
     if scan_shape:
         if int(np.prod(scan_shape)) > frames:
-            raise ValueError(f"{name} holds {frames} frames, fewer than a scan of {tuple(scan_shape)}")
+            raise TruncatedFile(f"{name} is truncated: {frames} frames, fewer than a scan of {tuple(scan_shape)}")
         nav = tuple(int(n) for n in scan_shape)
     else:
         side = int(round(frames**0.5))

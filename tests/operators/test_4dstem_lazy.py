@@ -1,0 +1,220 @@
+"""4D-STEM data larger than memory (issue 12): lazy readers, partitions on several workers, the budget.
+
+Every dataset is generated here, small, in each format; the reference is numpy on the
+fully loaded array (the virtual image: the masked sum of each pattern; the Bragg
+vector map: the operator's own function on the whole array in memory, so what is
+tested is reading in parts and joining).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from oremda_lab.engine import Engine
+from oremda_lab.registry import default_registry
+from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.testing import stray_objects
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
+from test_lazy import write_mib  # noqa: E402
+
+SCAN, DETECTOR = (12, 10), 32
+
+
+def dataset(seed: int = 0, scan: tuple[int, int] = SCAN, detector: int = DETECTOR) -> np.ndarray:
+    """Diffraction patterns: a zero beam and a square lattice of weaker disks, scan-dependent, Poisson noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:detector, :detector] - detector // 2
+    clean = np.zeros((*scan, detector, detector), np.float32)
+    for gy in (-8, 0, 8):
+        for gx in (-8, 0, 8):
+            disk = ((y - gy) ** 2 + (x - gx) ** 2 <= 9).astype(np.float32)
+            weight = 100.0 if gy == gx == 0 else rng.uniform(1, 5, scan).astype(np.float32)[..., None, None]
+            clean += weight * disk
+    return rng.poisson(clean).astype(np.uint16)
+
+
+def virtual_image(data: np.ndarray, inner: float, outer: float) -> np.ndarray:
+    c = data.shape[-1] // 2
+    y, x = np.mgrid[: data.shape[-2], : data.shape[-1]]
+    r2 = (y - c) ** 2 + (x - c) ** 2
+    mask = (r2 <= outer**2) & (r2 > inner**2 if inner > 0 else True)
+    return (data.astype(np.float64) * mask).sum(axis=(-2, -1))
+
+
+def bragg_reference(data: np.ndarray) -> np.ndarray:
+    spec = default_registry().get("bragg_vector_map")
+    found = importlib.util.spec_from_file_location("bvm_reference", Path(spec.path) / "run.py")
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    params = spec.resolved_params({})
+    return module.bragg_map(data, params["template_radius"], params["threshold"], params["min_distance"],
+                            params["max_peaks"], params["edge"], params["relative_to"])  # fmt: skip
+
+
+def write(folder: Path, fmt: str, data: np.ndarray) -> tuple[str, dict]:
+    """The file of ``data`` in ``fmt`` and the reader node that reads it."""
+    if fmt == "npy":
+        np.save(folder / "scan.npy", data)
+        return "scan.npy", {"image": "oremda/npy_reader", "params": {"filename": "scan.npy"}, "port": "data"}
+    if fmt == "emd":
+        with h5py.File(folder / "scan.emd", "w") as f:
+            group = f.create_group("data/scan")
+            group.attrs["emd_group_type"] = 1
+            group.create_dataset("data", data=data, chunks=(1, *data.shape[1:]), compression="gzip")
+        return "scan.emd", {"image": "oremda/ncem_reader", "params": {"filename": "scan.emd"}, "port": "image"}
+    write_mib(folder / "scan.mib", data)
+    params = {"filename": "scan.mib", "scan_shape": list(data.shape[:2])}
+    return "scan.mib", {"image": "oremda/ncem_reader", "params": params, "port": "image"}
+
+
+def pipeline(reader: dict, *operators: tuple[str, str, dict]) -> Pipeline:
+    """A reader feeding each ``(id, operator, params)``."""
+    nodes = [{"id": "read", "image": reader["image"], "params": reader["params"]}]
+    edges = []
+    for node, name, params in operators:
+        nodes.append({"id": node, "image": f"oremda/{name}", "params": params})
+        edges.append(
+            {"type": "data", "from": {"id": "read", "port": reader["port"]}, "to": {"id": node, "port": "data"}}
+        )
+    return Pipeline.from_json({"nodes": nodes, "edges": edges})
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    monkeypatch.setenv("OREMDA_PARALLEL_WORKERS", "2")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "emd", "mib"])
+def test_partitions_on_local_workers_equal_numpy_on_the_whole_array(tmp_path, two_workers, fmt):
+    data = dataset()
+    _, reader = write(tmp_path, fmt, data)
+    doc = pipeline(reader, ("vd", "virtual_detector", {"inner_radius": 2, "outer_radius": 10}),
+                   ("bvm", "bragg_vector_map", {}))  # fmt: skip
+    events = []
+    # 64 KiB chunks per worker: several chunks per partition
+    with Engine("local", tmp_path, shm_bytes=2 * 8 * 64 << 10) as engine:
+        engine.subscribe(events.append)
+        run = engine.run(doc)
+        assert run.ok, run.errors
+        np.testing.assert_allclose(run.outputs["vd"]["image"].data, virtual_image(data, 2, 10), rtol=1e-6)
+        np.testing.assert_allclose(run.outputs["bvm"]["out"].data, bragg_reference(data), rtol=1e-5)
+        assert run.outputs["read"][reader["port"]].data is None or not isinstance(
+            run.outputs["read"][reader["port"]].data, np.ndarray
+        )  # the reader's output is a reference, never the bytes
+        assert engine.runtime.serves("vd~p1", engine.registry.get("virtual_detector"))  # a second worker ran
+        assert not stray_objects(engine)
+    progress = [(e.progress, e.message) for e in events if e.node == "vd" and e.progress is not None]
+    fractions = [p for p, _ in progress]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert progress[-1][1] == "2/2 partitions"
+
+
+def test_a_non_parallel_operator_asking_for_too_much_gets_a_clear_error(tmp_path):
+    data = dataset()
+    _, reader = write(tmp_path, "npy", data)
+    doc = Pipeline.from_json({
+        "nodes": [{"id": "read", "image": "oremda/npy_reader", "params": reader["params"]},
+                  {"id": "hist", "image": "oremda/histograms", "params": {}}],
+        "edges": [{"type": "data", "from": {"id": "read", "port": "data"}, "to": {"id": "hist", "port": "in"}}],
+    })  # fmt: skip
+    with Engine("local", tmp_path, shm_bytes=data.nbytes // 2) as engine:
+        run = engine.run(doc)
+        assert run.nodes["read"].status == "done"
+        assert run.nodes["hist"].status == "error"
+        assert "larger than the memory budget" in run.errors["hist"]["message"]
+        assert not stray_objects(engine)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "mib"])
+def test_a_truncated_file_is_one_node_error_and_leaks_nothing(tmp_path, fmt):
+    name, reader = write(tmp_path, fmt, dataset())
+    doc = pipeline(reader, ("vd", "virtual_detector", {}))
+    with Engine("local", tmp_path) as engine:
+        assert engine.run(doc).ok
+        blob = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(blob[: len(blob) * 3 // 4])
+        run = engine.run(doc)
+        failed = {n: r.status for n, r in run.nodes.items() if r.status not in ("done", "cached")}
+        errors = [n for n, s in failed.items() if s == "error"]
+        assert len(errors) == 1 and "truncated" in run.errors[errors[0]]["message"], run.errors
+        assert not stray_objects(engine)
+
+
+def _peak_rss_growth(pids: list[int], before: dict[int, int]) -> int:
+    total = 0
+    for pid in pids:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        total += int(status["VmHWM"].split()[0]) * 1024 - before[pid]
+    return total
+
+
+def test_a_dataset_larger_than_the_budget_runs_within_it(tmp_path, two_workers):
+    """64 MiB of data, a 16 MiB budget: workers' peak memory growth plus shared memory stays within it."""
+    data = dataset(scan=(64, 32), detector=64, seed=1)
+    assert data.nbytes == 16 << 20
+    big = np.concatenate([data] * 4)  # 256 x 32 scan, 64 MiB
+    np.save(tmp_path / "scan.npy", big)
+    np.save(tmp_path / "small.npy", data[:4])
+    budget = 16 << 20
+    doc = pipeline({"image": "oremda/npy_reader", "params": {"filename": "small.npy"}, "port": "data"},
+                   ("vd", "virtual_detector", {"outer_radius": 20}))  # fmt: skip
+    with Engine("local", tmp_path, shm_bytes=budget) as engine:
+        assert engine.run(doc).ok  # warm workers, every module imported
+        workers = [w for slot, w in engine.runtime._workers.items() if slot.startswith("vd")]
+        pids = [w.handle.pid for w in workers]
+        assert len(pids) == 2
+        before = {}
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak RSS := current RSS
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            before[pid] = int(status["VmRSS"].split()[0]) * 1024
+        doc.set_param("read", "filename", "scan.npy")
+        run = engine.run(doc)
+        assert run.ok, run.errors
+        np.testing.assert_allclose(run.outputs["vd"]["image"].data, virtual_image(big, 0, 20), rtol=1e-6)
+        growth = _peak_rss_growth(pids, before)
+        shm = sum(f.stat().st_size for f in (engine.arena.path / "objects").iterdir())
+        assert growth + shm <= budget, (growth, shm)
+        assert growth < big.nbytes // 8
+
+
+def test_a_newer_run_cancels_a_long_partitioned_run(tmp_path, two_workers):
+    data = dataset(scan=(256, 48), detector=64, seed=2)  # 96 MiB: 256 scan rows of 384 KiB
+    np.save(tmp_path / "scan.npy", data)
+    np.save(tmp_path / "small.npy", data[:4])
+    reader = {"image": "oremda/npy_reader", "params": {"filename": "scan.npy"}, "port": "data"}
+    doc = pipeline(reader, ("bvm", "bragg_vector_map", {}))
+    started = threading.Event()
+    events = []
+
+    def hear(event):
+        events.append(event)
+        if event.node == "bvm" and event.progress is not None:
+            started.set()
+
+    # chunks of one scan row (48 patterns): 128 chunks per partition
+    with Engine("local", tmp_path, shm_bytes=2 * 8 * 384 << 10) as engine:
+        engine.subscribe(hear)
+        first = engine.submit(doc)
+        assert started.wait(60), [e for e in events if e.error]
+        newer = doc.copy()
+        newer.set_param("read", "filename", "small.npy")
+        second = engine.submit(newer)
+        old = first.result(120)
+        assert old.superseded
+        assert old.nodes["bvm"].status == "error" and "Cancelled" in old.nodes["bvm"].error["message"]
+        old_progress = [e.progress for e in events if e.node == "bvm" and e.run_id == first.run_id and e.progress]
+        assert max(old_progress) < 0.9  # it stopped early, not at the end
+        new = second.result(120)
+        assert new.ok, new.errors
+        np.testing.assert_allclose(new.outputs["bvm"]["out"].data, bragg_reference(data[:4]), rtol=1e-5)
+        assert not list((engine.arena.path / "cancel").iterdir())  # markers removed
+        assert not stray_objects(engine)
