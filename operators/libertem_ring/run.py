@@ -8,7 +8,7 @@ from libertem import masks
 from libertem.api import Context
 from libertem.udf.masks import ApplyMasksUDF
 
-from oremda_lab.worker.sdk import PortValue, operator
+from oremda_lab.worker.sdk import PortValue, operator, stem_detector
 
 
 def mask_factory(shape, inner_radius, outer_radius, center, antialiased):
@@ -28,13 +28,7 @@ def context():
 @operator
 def libertem_ring(inputs, params):
     data = inputs["data"].data
-    if data.ndim != 4:
-        raise ValueError(f"expected 4D-STEM data (scan_y, scan_x, det_y, det_x), got shape {data.shape}")
-    inner, outer = float(params.get("inner_radius", 0)), float(params["outer_radius"])
-    if outer < inner:
-        raise ValueError(f"outer_radius {outer} is smaller than inner_radius {inner}")
-    center = params.get("center") or (data.shape[2] // 2, data.shape[3] // 2)
-    center = (float(center[0]), float(center[1]))
+    inner, outer, center = stem_detector(data.shape, params)  # a ring of no width is an empty mask here
     ctx = context()
     dataset = ctx.load("memory", data=data, sig_dims=2)
     factory = mask_factory(data.shape[2:], inner, outer, center, bool(params["antialiased"]))

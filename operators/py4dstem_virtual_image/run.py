@@ -3,7 +3,7 @@
 import numpy as np
 import py4DSTEM
 
-from oremda_lab.worker.sdk import PortValue, operator
+from oremda_lab.worker.sdk import PortValue, operator, stem_detector
 
 
 def geometry(inner_radius, outer_radius, center):
@@ -16,13 +16,7 @@ def geometry(inner_radius, outer_radius, center):
 @operator
 def py4dstem_virtual_image(inputs, params):
     data = inputs["data"].data
-    if data.ndim != 4:
-        raise ValueError(f"expected 4D-STEM data (scan_y, scan_x, det_y, det_x), got shape {data.shape}")
-    inner, outer = float(params.get("inner_radius", 0)), float(params["outer_radius"])
-    if outer <= inner:
-        raise ValueError(f"outer_radius {outer} must exceed inner_radius {inner}")
-    center = params.get("center") or (data.shape[2] // 2, data.shape[3] // 2)
-    center = (float(center[0]), float(center[1]))
+    inner, outer, center = stem_detector(data.shape, params, empty_ring=False)  # py4DSTEM cannot draw one
     mode, geo = geometry(inner, outer, center)
     # py4DSTEM reads the array in place (a read-only view of shared memory is enough).
     datacube = py4DSTEM.DataCube(data=data)

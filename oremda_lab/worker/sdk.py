@@ -99,6 +99,37 @@ def output_array(shape: Any, dtype: Any = float) -> Any:
     return array if array is not None else np.empty(shape, dtype)
 
 
+def stem_detector(
+    shape: tuple[int, ...], params: dict[str, Any], *, empty_ring: bool = True
+) -> tuple[float, float, tuple[float, float]]:
+    """A virtual detector on 4D-STEM data of ``shape``: ``(inner, outer, (cy, cx))``, checked.
+
+    Reads ``inner_radius`` (default 0), ``outer_radius`` and ``center`` ([y, x] on the
+    detector, default ``(det_y // 2, det_x // 2)``) from ``params``, after checking that
+    ``shape`` is (scan_y, scan_x, det_y, det_x). ``empty_ring=False`` refuses a ring of
+    no width (outer == inner), which some libraries cannot draw. Plain Python: the same
+    checks in every operator environment, whatever its numpy.
+
+    Examples
+    --------
+    >>> stem_detector((4, 4, 32, 32), {"inner_radius": 3, "outer_radius": 8})
+    (3.0, 8.0, (16.0, 16.0))
+    >>> stem_detector((4, 4, 32, 32), {"outer_radius": 5, "inner_radius": 5}, empty_ring=False)
+    Traceback (most recent call last):
+    ValueError: outer_radius 5.0 must exceed inner_radius 5.0
+    """
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(f"expected 4D-STEM data (scan_y, scan_x, det_y, det_x), got shape {shape}")
+    inner, outer = float(params.get("inner_radius", 0)), float(params["outer_radius"])
+    if outer < inner:
+        raise ValueError(f"outer_radius {outer} is smaller than inner_radius {inner}")
+    if outer == inner and not empty_ring:
+        raise ValueError(f"outer_radius {outer} must exceed inner_radius {inner}")
+    cy, cx = params.get("center") or (shape[2] // 2, shape[3] // 2)
+    return inner, outer, (float(cy), float(cx))
+
+
 def data_path(filename: str) -> Path:
     """Resolve a data file name against the engine's data folder.
 

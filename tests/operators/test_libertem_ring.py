@@ -48,3 +48,11 @@ def test_antialiased_weight_is_the_ring_area(stack_engine, inner, outer):
     area = np.pi * (outer**2 - inner**2)
     np.testing.assert_allclose(out["image"].data, area, rtol=5e-3)
     assert out["image"].meta["detector"]["weight"] == pytest.approx(area, rel=5e-3)
+
+
+def test_radii_are_checked_by_the_sdk(stack_engine, mos2):
+    """A ring of no width is an empty mask (zeros); outer below inner is refused (sdk.stem_detector)."""
+    out, _ = run_isolated(stack_engine, "libertem_ring", {"data": mos2}, {"inner_radius": 7, "outer_radius": 7})
+    np.testing.assert_array_equal(out["image"].data, np.zeros(mos2.shape[:2]))
+    with pytest.raises(Exception, match="outer_radius 5.0 is smaller than inner_radius 7.0"):
+        run_isolated(stack_engine, "libertem_ring", {"data": mos2}, {"inner_radius": 7, "outer_radius": 5})

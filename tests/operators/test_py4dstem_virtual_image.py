@@ -81,3 +81,15 @@ def test_runs_under_a_jupyter_kernels_matplotlib_backend(tmp_path, monkeypatch, 
     with Engine("local", tmp_path, start_timeout=900) as fresh:
         out, _ = run_isolated(fresh, "py4dstem_virtual_image", {"data": mos2[:2, :2]}, {"outer_radius": 5})
     assert out["image"].data.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "inner, outer, error",
+    [(7, 7, "outer_radius 7.0 must exceed inner_radius 7.0"), (7, 5, "outer_radius 5.0 is smaller than inner_radius")],
+)
+def test_radii_are_checked_by_the_sdk(stack_engine, mos2, inner, outer, error):
+    """py4DSTEM cannot draw a ring of no width: refused before it is asked (sdk.stem_detector)."""
+    with pytest.raises(Exception, match=error):
+        run_isolated(
+            stack_engine, "py4dstem_virtual_image", {"data": mos2}, {"inner_radius": inner, "outer_radius": outer}
+        )
