@@ -128,7 +128,7 @@ class ShareChecks:
         assert pinned["b"]["image"] == "oremda/fault"
         assert pinned["b"]["image_id"] == catalog.get(catalog.resolve("oremda/fault")).id
 
-    def test_pinned_export_runs_again_and_a_missing_digest_is_one_error(self, relay, catalog, tmp_path):
+    def test_pinned_export_runs_again_and_a_missing_digest_is_that_node_s_error(self, relay, catalog, tmp_path):
         ref, _, digest = relay.partition("@")
         with self.engine(tmp_path) as engine:
             exported = engine.run(Pipeline.from_json(relay_pipeline(ref))).export_pipeline()
@@ -136,9 +136,9 @@ class ShareChecks:
             absent = dict(exported, nodes=[dict(n) for n in exported["nodes"]])
             repository = split_reference(ref).repository
             absent["nodes"][0]["image"] = f"{repository}@sha256:{'0' * 64}"
-            with pytest.raises(PipelineError, match=r"^a: .*cannot pull") as caught:
-                engine.run(Pipeline.from_json(absent))
-            assert len(caught.value.problems) == 1
+            run = engine.run(Pipeline.from_json(absent))  # a partial graph: only what the pull left out waits
+            assert list(run.errors) == ["a"] and run.errors["a"]["message"].startswith(f"cannot pull {repository}@")
+            assert run.waiting == {"b": "waiting for upstream: a"}
 
     def test_pinned_image_id_mismatch_is_refused_before_running(self, relay, tmp_path):
         ref = relay.partition("@")[0]
@@ -190,13 +190,14 @@ class ShareChecks:
         assert record["provenance"]["params"]["a"]["size"] == 3
         assert record["provenance"]["nodes"]["a"]["image"] == f"{split_reference(ref).repository}@{digest}"
 
-    def test_cli_run_of_a_digest_the_registry_lacks_is_one_line(self, relay, tmp_path, capsys):
+    def test_cli_run_of_a_digest_the_registry_lacks_is_one_line_per_node(self, relay, tmp_path, capsys):
         repository = split_reference(relay.partition("@")[0]).repository
         (tmp_path / "p.json").write_text(json.dumps(relay_pipeline(f"{repository}@sha256:{'0' * 64}")))
         argv = ["run", str(tmp_path / "p.json"), "--runtime", self.runtime, "--data", str(tmp_path), "--quiet"]
-        assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 2
-        (line,) = capsys.readouterr().err.splitlines()
-        assert line.startswith(f"oremda-lab: error: a: cannot pull {repository}@sha256:0000")
+        assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 1
+        failed, waiting = capsys.readouterr().err.splitlines()
+        assert failed.startswith(f"oremda-lab: node a failed: cannot pull {repository}@sha256:0000")
+        assert waiting == "oremda-lab: node b did not run: waiting for upstream: a"
 
     def test_a_reference_the_engine_cannot_parse_names_no_operator(self, catalog):
         for ref in ("a@b@c", "Upper/Case", "x/y\nz", "oremda/", "127.0.0.1:1/a/b@sha256:zz"):
