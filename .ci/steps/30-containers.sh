@@ -40,8 +40,9 @@ python -m oremda_lab.images.build --engine podman --from-docker  # Podman: the s
 echo "images built and copied in $(( $(date +%s) - start )) s"
 
 # test_mixed_stacks: py4DSTEM (numpy<2), HyperSpy and LiberTEM images give the local run's outputs.
+# test_partial: an operator without an image, and a failed pull, fail only their node.
 python -m pytest -m "docker or podman" tests/runtime tests/images tests/operators/test_mixed_stacks.py \
-  -q -p no:cacheprovider -rs --timeout 900
+  tests/engine/test_partial.py -q -p no:cacheprovider -rs --timeout 900
 
 left=$(docker ps -aq --filter label=oremda.session | wc -l)
 if [ "${left}" != "0" ]; then
