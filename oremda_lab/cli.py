@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--engine", choices=ENGINES, default="docker", help="the engine to pull into")
     pull.set_defaults(command=_pull)
 
+    envs = sub.add_parser("envs", help="list the cached per-operator environments (size, last use), or prune them")
+    envs.add_argument("action", nargs="?", choices=("list", "prune"), default="list")
+    envs.add_argument(
+        "--older-than", type=float, default=30, metavar="DAYS", help="prune: unused this long (default 30)"
+    )
+    envs.add_argument("--unused", action="store_true", help="prune: also those no listed operator runs in")
+    envs.add_argument("--dry-run", action="store_true", help="prune: only say what would go")
+    envs.set_defaults(command=_envs)
+
     from oremda_lab.images.build import add_arguments as add_build_arguments
     from oremda_lab.images.build import run as build_images
 
@@ -257,6 +266,38 @@ def _catalog(engine: str):
 
     prefix = PodmanRuntime.default_prefix if engine == "podman" else ""
     return ImageCatalog(connect(engine=engine), prefix, engine)
+
+
+def _envs(args: argparse.Namespace) -> int:
+    """List the cached venvs with the operators (of the default registry) that run in each, or prune."""
+    from oremda_lab.dataplane.arena import human_size
+    from oremda_lab.runtime import environments
+
+    users: dict[str, list[str]] = {}
+    for spec in Registry().all():  # as OREMDA_OPERATORS_PATH is now
+        if spec.path is not None:
+            users.setdefault(environments.environment_key(spec) or "", []).append(spec.name)
+    if args.action == "list":
+        listed = environments.cached_environments()
+        for env in listed:
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(env.last_used))
+            state = "" if env.complete else " (incomplete)"
+            names = ", ".join(users.get(env.key, [])) or "-"
+            print(f"{env.key}  {human_size(env.size):>9} (own {human_size(env.own):>9})  used {used}  "
+                  f"python {env.python or '?'}  {env.packages} packages  {names}{state}")  # fmt: skip
+        total, own = human_size(sum(e.size for e in listed)), human_size(sum(e.own for e in listed))
+        print(f"{len(listed)} environments in {environments.cache_root()}: {total}, {own} of it their own")
+        return 0
+    if not args.older_than >= 0:  # nan too; inf: never by age
+        raise UserError("--older-than must be a number of days >= 0")
+    needed = set(users) if args.unused else None
+    removed = environments.prune_environments(args.older_than * 86400, needed, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for env in removed:
+        used = time.strftime("%Y-%m-%d", time.localtime(env.last_used))
+        print(f"{verb} {env.key} ({human_size(env.own)} its own, used {used})")
+    print(f"{verb} {len(removed)} environments, {human_size(sum(e.own for e in removed))} their own")
+    return 0
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -89,7 +89,7 @@ class SharedMemoryFull(MemoryError):
 
     def __init__(self, needed: int, free: int, where: str):
         self.needed, self.free = needed, free
-        super().__init__(f"shared memory full (needed {_size(needed)}, free {_size(free)} {where})")
+        super().__init__(f"shared memory full (needed {human_size(needed)}, free {human_size(free)} {where})")
 
 
 def shm_limits(root: Path | None = None) -> tuple[int | None, int | None]:
@@ -339,7 +339,7 @@ class Arena:
                 self._drop_pool(used + size - self.limit_bytes)
                 used = self._filled()
             if used + size > self.limit_bytes:
-                where = f"of the {_size(self.limit_bytes)} that all sessions may fill together"
+                where = f"of the {human_size(self.limit_bytes)} that all sessions may fill together"
                 raise SharedMemoryFull(size, max(self.limit_bytes - used, 0), where)
         if not hasattr(os, "posix_fallocate"):  # macOS: pages come on first touch
             os.ftruncate(fd, size)
@@ -565,8 +565,14 @@ class _MapCache:
         _close(mm)
 
 
-def _size(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
+def human_size(n: float) -> str:
+    """A byte count for people.
+
+    Examples
+    --------
+    >>> human_size(1536), human_size(512)
+    ('1.5 KiB', '512 B')
+    """
     if n < 1024:
         return f"{int(n)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):

@@ -26,7 +26,9 @@ shared by every operator with the same resolved requirements:
    images (:func:`worker_files`).
 
 ``<cache>`` is ``OREMDA_ENV_CACHE``, else ``$XDG_CACHE_HOME/oremda-lab`` (by default
-``~/.cache/oremda-lab``).
+``~/.cache/oremda-lab``). Each use of an environment stamps it (``.oremda-last-used``);
+:func:`cached_environments` lists them with size and last use and
+:func:`prune_environments` removes old or unneeded ones (``oremda-lab envs``).
 
 Why uv: it resolves and installs an environment of numpy, pyarrow and a scientific
 stack in seconds rather than minutes (pip), links files from one wheel cache shared by
@@ -37,6 +39,7 @@ operator gets the same pins in a venv and in an image.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -50,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +70,7 @@ CORE_REQUIREMENTS = ("numpy", "pyarrow")
 #: The worker's half of this package: it imports nothing else (checked by import-linter).
 WORKER_SUBPACKAGES = ("spec", "dataplane", "worker")
 MARKER = ".oremda-complete"
+LAST_USED = ".oremda-last-used"
 PACKAGE = Path(__file__).resolve().parent.parent  # oremda_lab/
 # Outside the kernel the package's __init__ must not pull in the engine or Jupyter.
 _INIT = '"""oremda-lab worker side (spec, dataplane, worker), as installed in operator images."""\n'
@@ -199,11 +203,10 @@ def lock(requirements: Iterable[str], python: str | None = None, progress: Progr
     target = python or sys.executable
     version = _version_of(target) if os.sep in target else target
     wanted = sorted(set(requirements) | set(CORE_REQUIREMENTS))
-    path = cache_root() / "locks" / f"{_hash([*wanted, target, version])}.json"
-    try:
-        return Lock(tuple(json.loads(path.read_text())["lines"]), target, version)
-    except (OSError, ValueError, KeyError):
-        pass
+    path = _lock_file(wanted, target, version)
+    cached = _cached_lock(path, target, version)
+    if cached is not None:
+        return cached
     if progress is not None:
         progress(f"resolving {', '.join(requirements)} ...")
     lines = _compile(requirements, wanted, version)
@@ -218,6 +221,17 @@ def lock(requirements: Iterable[str], python: str | None = None, progress: Progr
     record = {"requirements": wanted, "python": target, "version": version, "lines": list(lines)}
     _write_atomic(path, json.dumps(record, indent=1))
     return Lock(lines, target, version)
+
+
+def _lock_file(wanted: list[str], target: str, version: str) -> Path:
+    return cache_root() / "locks" / f"{_hash([*wanted, target, version])}.json"
+
+
+def _cached_lock(path: Path, target: str, version: str) -> Lock | None:
+    try:
+        return Lock(tuple(json.loads(path.read_text())["lines"]), target, version)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def interpreter(python: str | None = None, progress: Progress | None = None) -> tuple[str, str]:
@@ -307,16 +321,23 @@ def _ensure_venv(spec: OperatorSpec, say: Progress) -> Environment:
     folder = cache_root() / "envs" / resolved.key
     env = Environment("venv", str(folder / "bin" / "python"), resolved.key)
     if _complete(folder):
+        _stamp(folder)
         return env
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(folder.with_name(f"{resolved.key}.lock")):
-        if _complete(folder):  # another engine built it while we waited
-            return env
-        say(f"creating environment for {spec.name} ({len(resolved.lines)} packages) ...")
-        started = time.monotonic()
-        _build(folder, resolved)
-        say(f"installed in {time.monotonic() - started:.1f} s")
+        if not _complete(folder):  # else another engine built it while we waited
+            say(f"creating environment for {spec.name} ({len(resolved.lines)} packages) ...")
+            started = time.monotonic()
+            _build(folder, resolved)
+            say(f"installed in {time.monotonic() - started:.1f} s")
+        _stamp(folder)
     return env
+
+
+def _stamp(folder: Path) -> None:
+    """Record a use of the environment in ``folder`` (what pruning goes by)."""
+    with contextlib.suppress(OSError):  # a read-only shared cache: it simply is not pruned by age
+        (folder / LAST_USED).touch()
 
 
 def _complete(folder: Path) -> bool:
@@ -353,6 +374,105 @@ def _file_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- the cache: listing and pruning ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedEnvironment:
+    """One venv in the cache, as ``oremda-lab envs`` lists it."""
+
+    key: str
+    path: Path
+    size: int  # bytes on disk, each file counted once
+    own: int  # of those, bytes no other folder links to (uv links files from its cache): what removal frees
+    last_used: float  # seconds since the epoch (its creation if never stamped)
+    python: str  # its Python version ("" if unknown)
+    packages: int  # pinned packages in its lock
+    complete: bool  # False: a build that failed or was interrupted
+
+
+def cached_environments() -> list[CachedEnvironment]:
+    """The venvs in the cache (complete or not), oldest use first."""
+    folder = cache_root() / "envs"
+    found = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.is_dir():
+            continue  # a build lock
+        marker, stamp = path / MARKER, path / LAST_USED
+        used = next(p.stat().st_mtime for p in (stamp, marker, path) if p.exists())
+        try:
+            config = (path / "pyvenv.cfg").read_text()
+            python = re.search(r"^version(?:_info)?\s*=\s*(\S+)", config, re.MULTILINE).group(1)
+        except (OSError, AttributeError):
+            python = ""
+        lines = marker.read_text().split() if marker.exists() else []
+        key = path.name.lstrip(".").split("-", 1)[0]  # a temporary build folder is ".KEY-random"
+        found.append(CachedEnvironment(key, path, *_disk_usage(path), used, python, len(lines), _complete(path)))
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def environment_key(spec: OperatorSpec) -> str | None:
+    """The venv ``spec`` would run in, from the cache only (no resolving, no download).
+
+    ``"kernel"`` when the kernel satisfies it, a venv key when its requirements were
+    resolved here before, else None (it has no environment yet).
+    """
+    if kernel_satisfies(spec.requirements, spec.python):
+        return "kernel"
+    target = sys.executable
+    if spec.python and not python_matches(spec.python, platform.python_version()):
+        found = run_uv("python", "find", "--system", spec.python)
+        if found.returncode != 0:
+            return None
+        target = found.stdout.strip()
+    version = _version_of(target)
+    wanted = sorted(set(spec.requirements) | set(CORE_REQUIREMENTS))
+    cached = _cached_lock(_lock_file(wanted, target, version), target, version)
+    return cached.key if cached is not None else None
+
+
+def prune_environments(
+    older_than: float | None = None, needed: Collection[str] | None = None, dry_run: bool = False
+) -> list[CachedEnvironment]:
+    """Remove venvs last used more than ``older_than`` seconds ago, or not in ``needed`` (keys).
+
+    Incomplete ones (a failed or interrupted build) always go. An environment being built
+    (its build lock held) is left alone. Returns what was (or, ``dry_run``, would be) removed.
+    """
+    now, removed = time.time(), []
+    for env in cached_environments():
+        old = older_than is not None and now - env.last_used > older_than
+        unneeded = needed is not None and env.key not in needed
+        if not (old or unneeded or not env.complete):
+            continue
+        lock_file = env.path.parent / f"{env.key}.lock"
+        with open(lock_file, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # an engine is building it right now
+            if not dry_run:
+                shutil.rmtree(env.path, ignore_errors=True)
+        removed.append(env)
+    return removed
+
+
+def _disk_usage(folder: Path) -> tuple[int, int]:
+    """Bytes ``folder`` takes on disk (each inode once), and those of its files linked nowhere else."""
+    seen, total, own = set(), 0, 0
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                own += st.st_blocks * 512 if st.st_nlink == 1 or name in dirs else 0
+    return total, own
 
 
 # -- the worker half -----------------------------------------------------------------

@@ -7,6 +7,7 @@ except the tests about creation itself, which use a fresh cache folder.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import importlib.util
 import json
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -328,3 +330,47 @@ class TestOldStack(RuntimeContract):
         assert env["id"].startswith("venv:")
         assert env["packages"]["numpy"] == "1.26.4" and env["packages"]["pyarrow"] == "15.0.2"
         np.testing.assert_array_equal(run.outputs["n1"]["out"].data, np.full(16, 2.0))
+
+
+# -- the cache: oremda-lab envs ---------------------------------------------------------
+
+
+def test_envs_lists_and_prunes_the_cache(fresh_cache, tmp_path, monkeypatch, capsys):
+    from oremda_lab.cli import main
+
+    ops = tmp_path / "ops"
+    version_operator(ops, "old_numpy", ["numpy<2"])
+    monkeypatch.setenv("OREMDA_OPERATORS_PATH", str(ops))
+    kept = ensure_environment(OperatorSpec.from_dict({"name": "a", "requirements": ["numpy<2"]}))
+    old = ensure_environment(OperatorSpec.from_dict({"name": "b", "requirements": ["numpy<2", "pyarrow<20"]}))
+    month_ago = time.time() - 40 * 86400
+    os.utime(Path(old.python).parents[1] / environments.LAST_USED, (month_ago, month_ago))
+    broken = fresh_cache / "envs" / "0123456789abcdef"  # a build that died: no marker
+    (broken / "bin").mkdir(parents=True)
+    building = fresh_cache / "envs" / ".fedcba9876543210-x1"  # another engine's build in progress
+    building.mkdir()
+
+    assert main(["envs"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[:-1]}
+    assert listed.keys() == {kept.key, old.key, broken.name, "fedcba9876543210"}
+    assert listed[kept.key].endswith("packages  old_numpy") and "python 3." in listed[kept.key]
+    assert listed[old.key].endswith("packages  -") and listed[broken.name].endswith("(incomplete)")
+    by_key = {e.key: e for e in environments.cached_environments()}
+    assert by_key[old.key].last_used == month_ago and by_key[kept.key].last_used > month_ago
+    assert 0 < by_key[kept.key].own <= by_key[kept.key].size
+
+    with open(fresh_cache / "envs" / "fedcba9876543210.lock", "a") as lock:  # the builder holds its lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert main(["envs", "prune", "--dry-run"]) == 0
+        assert {line.split()[2] for line in capsys.readouterr().out.splitlines()[:-1]} == {old.key, broken.name}
+        assert broken.exists() and Path(old.python).parents[1].exists()
+        assert main(["envs", "prune"]) == 0
+    assert "removed 2 environments" in capsys.readouterr().out
+    assert not broken.exists() and not Path(old.python).parents[1].exists() and building.exists()
+    assert ensure_environment(OperatorSpec.from_dict({"name": "a", "requirements": ["numpy<2"]})) == kept
+
+    monkeypatch.setenv("OREMDA_OPERATORS_PATH", str(tmp_path / "none"))  # no operator needs it any more
+    assert main(["envs", "prune", "--unused", "--older-than", "inf"]) == 0
+    assert not Path(kept.python).parents[1].exists()
+    assert main(["envs", "prune", "--older-than", "nan"]) == 2
+    assert "--older-than must be a number of days" in capsys.readouterr().err
