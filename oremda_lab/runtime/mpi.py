@@ -225,6 +225,7 @@ class MPIRuntime(Runtime):
     """
 
     name = "mpi"
+    splits_parallel = True  # a data-parallel task runs on all its ranks, each reading its own part
 
     def __init__(
         self,
@@ -546,10 +547,12 @@ class MPIRuntime(Runtime):
         except (OSError, AssertionError):
             raise self._drop_job(job, f"MPI rank {worker.id} is gone") from None
 
-    def _reply(self, job: MPIJob, worker: _Worker, deadline: float, doing: str) -> dict[str, Any]:
-        """One message from a rank, or a failure if it dies or the deadline passes."""
+    def _reply(
+        self, job: MPIJob, worker: _Worker, deadline: float, doing: str, on_progress: Callable | None = None
+    ) -> dict[str, Any]:
+        """One message from a rank, or a failure if it dies or the deadline passes (PROGRESS: to ``on_progress``)."""
         assert worker.conn is not None
-        got = wait_for_message(worker.conn, worker.handle, deadline)
+        got = wait_for_message(worker.conn, worker.handle, deadline, on_progress)
         if isinstance(got, dict):
             return got
         if got == "timeout":
@@ -587,7 +590,7 @@ class MPIRuntime(Runtime):
             replies = {}
             for rank, worker in zip(participants, workers, strict=True):
                 try:
-                    replies[rank] = self._reply(job, worker, deadline, f"running {task.node}")
+                    replies[rank] = self._reply(job, worker, deadline, f"running {task.node}", task.on_progress)
                 except NodeFailure:
                     self.arena.discard(f"{task.id}--")
                     raise
