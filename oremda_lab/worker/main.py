@@ -105,14 +105,14 @@ def serve(conn: Connection, worker: Worker, worker_id: str) -> None:
             return
         op = msg["op"]
         if op == protocol.RUN:
-            conn.send_bytes(worker.handle(msg, functools.partial(_send_progress, conn, msg["task"])))
+            conn.send_bytes(worker.handle(msg, functools.partial(send_progress, conn, msg["task"])))
         elif op == protocol.PING:
             conn.send_bytes(protocol.encode(protocol.PONG))
         elif op == protocol.SHUTDOWN:
             return
 
 
-def _send_progress(conn: Connection, task: str, fraction: float, message: str) -> None:
+def send_progress(conn: Connection, task: str, fraction: float, message: str) -> None:
     """A PROGRESS message mid-task (C2), on the connection the RESULT will take."""
     conn.send_bytes(protocol.encode(protocol.PROGRESS, task=task, fraction=fraction, message=message))
 

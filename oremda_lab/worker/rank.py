@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import functools
 import gc
 import json
 import os
@@ -54,10 +55,11 @@ from typing import Any
 import numpy as np
 
 from oremda_lab.dataplane.arena import Arena, owner_alive
+from oremda_lab.dataplane.lazy import LazyArray
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import invoke, protocol
-from oremda_lab.worker.main import environment_report, load_operator
-from oremda_lab.worker.sdk import PortValue
+from oremda_lab.worker.main import environment_report, load_operator, send_progress
+from oremda_lab.worker.sdk import PortValue, TaskContext
 
 LOAD = "load"
 LOADED = "loaded"
@@ -162,6 +164,7 @@ class RankHost:
         self.rank = self.world.Get_rank()
         self.local = self.rank not in args.remote and sees_session(args.session, args.host)
         self.arena = Arena.attach(args.session) if self.local else None
+        self.session = args.session
         self.operators: dict[str, tuple[Any, Any]] = {}
         self.state: dict[str, dict[str, Any]] = {}
         self.groups: dict[tuple[int, ...], Any] = {}
@@ -243,8 +246,9 @@ class RankHost:
             spec, func = self.operators[msg["operator"]]
             try:
                 return invoke.invoke(
-                    spec, func, self.arena, msg, state=self._state(msg), view=lambda _port, ref: self._view(ref)
-                )
+                    spec, func, self.arena, msg, state=self._state(msg), view=lambda _port, ref: self._view(ref),
+                    send_progress=functools.partial(send_progress, self.conn, task),
+                )  # fmt: skip
             finally:
                 self._last_views, self._next_views = self._next_views, {}
         try:
@@ -342,7 +346,11 @@ class RankHost:
                 value = _take(value, axis, *bounds(value.shape[axis], parts)[index])
             return value
 
-        return invoke.read_inputs(dict(sorted(msg["inputs"].items())), view)
+        inputs = invoke.read_inputs(dict(sorted(msg["inputs"].items())), view)
+        port = split.get("port")
+        if port in inputs and isinstance(inputs[port].data, LazyArray):  # each rank reads its own rows from the file
+            inputs[port] = PortValue(inputs[port].data.part(index, parts), inputs[port].meta)
+        return inputs
 
     def _compute(
         self, msg: dict[str, Any], received: dict[str, Any]
@@ -355,9 +363,13 @@ class RankHost:
         try:
             spec, func = self.operators[msg["operator"]]
             os.environ[INDEX_ENV], os.environ[SIZE_ENV] = str(index), str(len(compute))
+            # The first compute rank reports progress for all (they run parts of equal size).
+            progress = functools.partial(send_progress, self.conn, msg["task"]) if index == 0 else None
             outputs = invoke.call(
-                spec, func, self._inputs(msg, index, len(compute), received), msg["params"], state=self._state(msg)
-            )
+                spec, func, self._inputs(msg, index, len(compute), received), msg["params"], state=self._state(msg),
+                task=TaskContext(msg["task"], self.session, progress),
+                budget_bytes=self.arena.budget_bytes if self.arena is not None else None,
+            )  # fmt: skip
         except Exception as e:
             error = invoke.error_fields(e)
         finally:
