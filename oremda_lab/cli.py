@@ -183,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _progress(started: float):
+    tenths: dict[str, int] = {}  # per node: the last tenth of progress printed
+
     def show(event: NodeEvent) -> None:
         at = f"[{time.perf_counter() - started:7.2f} s]"
         if event.node is None:
@@ -194,6 +196,11 @@ def _progress(started: float):
             print(f"{at} {event.node}: {event.state} ({event.duration_s:.3f} s)", flush=True)
         elif event.state in ("error", "skipped"):
             print(f"{at} {event.node}: {event.state}: {event.error['message']}", flush=True)
+        elif event.state == "running" and event.progress is not None:  # a long task's progress (C1), by tenths
+            tenth = int(event.progress * 10)
+            if tenths.get(event.node) != tenth:
+                tenths[event.node] = tenth
+                print(f"{at} {event.node}: running {event.progress:.0%} {event.message}".rstrip(), flush=True)
         elif event.state == "running":
             print(f"{at} {event.node}: running", flush=True)
         elif event.state in ("preparing", "waiting"):
