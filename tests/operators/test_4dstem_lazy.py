@@ -218,3 +218,17 @@ def test_a_newer_run_cancels_a_long_partitioned_run(tmp_path, two_workers):
         np.testing.assert_allclose(new.outputs["bvm"]["out"].data, bragg_reference(data[:4]), rtol=1e-5)
         assert not list((engine.arena.path / "cancel").iterdir())  # markers removed
         assert not stray_objects(engine)
+
+
+def test_the_cli_prints_a_partitioned_node_s_progress(tmp_path, two_workers, capsys, monkeypatch):
+    import json
+
+    from oremda_lab.cli import main
+
+    _, reader = write(tmp_path, "npy", dataset())
+    (tmp_path / "p.json").write_text(json.dumps(pipeline(reader, ("vd", "virtual_detector", {})).to_json()))
+    monkeypatch.setenv("OREMDA_SHM_BUDGET", str(2 * 8 * 64 << 10))  # several chunks per partition
+    assert main(["run", str(tmp_path / "p.json"), "--data", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--runtime", "local"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.endswith("vd: running 100% 2/2 partitions") for line in lines), lines
