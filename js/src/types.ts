@@ -117,6 +117,7 @@ export interface DisplayPayload {
   layers: Layer[];
   revision: number;
   stale?: boolean; // the last good layers, kept while an upstream node fails
+  encoded_at?: number; // the kernel's wall clock (ms since the epoch) when it encoded this payload: latency tracing
 }
 
 /** Edits the front end proposes; each maps to one Pipeline method in Python. */

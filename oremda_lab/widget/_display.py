@@ -10,6 +10,7 @@ by :mod:`oremda_lab.displays` with matplotlib and sent as PNG.
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -78,13 +79,22 @@ def picture_bytes(data: np.ndarray, meta: dict[str, Any], factor: int = 1) -> by
 
 
 def encode(node: Node, layers: list[PortValue], revision: int, max_px: int | None = 512) -> dict[str, Any]:
-    """The payload for one display node; pictures are binned to at most ``max_px`` per side."""
+    """The payload for one display node; pictures are binned to at most ``max_px`` per side.
+
+    ``encoded_at`` is the kernel's wall clock in ms when the payload was ready (the
+    benchmark compares it with the page's: kernel and browser share one clock there).
+    """
+    return {"kind": node.display, "layers": _layers(node, layers, max_px), "revision": revision,
+            "encoded_at": time.time() * 1000.0}  # fmt: skip
+
+
+def _layers(node: Node, layers: list[PortValue], max_px: int | None) -> list[dict[str, Any]]:
     kinds = [layer.meta.get("kind", "plot") for layer in layers]
     fast = node.display == "2D" and kinds.count("picture") >= 1 and all(k in ("picture", *OVERLAYS) for k in kinds)
     if not layers:
-        return {"kind": node.display, "layers": [], "revision": revision}
+        return []
     if not fast:
-        return {"kind": node.display, "layers": [_png_layer(node, layers)], "revision": revision}
+        return [_png_layer(node, layers)]
     out = []
     for layer, kind in zip(layers, kinds, strict=True):
         meta = layer.meta
@@ -102,7 +112,7 @@ def encode(node: Node, layers: list[PortValue], revision: int, max_px: int | Non
             color, label = meta.get("color") or "", meta.get("label") or ""
             size = meta.get("size", 3)
             out.append({"kind": kind, "points": points.tobytes(), "color": color, "size": size, "label": label})
-    return {"kind": node.display, "layers": out, "revision": revision}
+    return out
 
 
 def _png_layer(node: Node, layers: list[PortValue]) -> dict[str, Any]:
