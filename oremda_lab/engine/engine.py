@@ -311,8 +311,8 @@ class Engine:
         with self._cond:
             dropped = self._requests.pop(lane, None)
             if dropped is not None:
-                _, old = dropped
-                old.set_result(Run(old.run_id, snapshot, superseded=True, _arena=self.arena))
+                old_snapshot, old = dropped
+                old.set_result(Run(old.run_id, old_snapshot, superseded=True, _arena=self.arena))
                 self._emit(NodeEvent(old.run_id, None, "superseded"))
             self._requests[lane] = (snapshot, future)
             self._cond.notify()

@@ -171,7 +171,7 @@ def test_lanes_run_side_by_side_and_newest_wins_within_one(engine, tmp_path):
     third = engine.submit(other, lane="two")
     (tmp_path / "gate").touch()
     assert first.result(60).ok and not first.result().superseded  # another lane does not supersede it
-    assert second.result(60).superseded
+    assert second.result(60).superseded and second.result().pipeline.nodes["b"].params["tag"] == "x"  # its own
     assert third.result(60).ok and third.result().pipeline.nodes["b"].params["tag"] == "y"
     assert len({first.run_id, second.run_id, third.run_id}) == 3
     assert third.result().id == third.run_id
