@@ -8,6 +8,7 @@ except the tests about creation itself, which use a fresh cache folder.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -16,6 +17,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -374,3 +376,65 @@ def test_envs_lists_and_prunes_the_cache(fresh_cache, tmp_path, monkeypatch, cap
     assert not Path(kept.python).parents[1].exists()
     assert main(["envs", "prune", "--older-than", "nan"]) == 2
     assert "--older-than must be a number of days" in capsys.readouterr().err
+
+
+def other_python() -> tuple[str, str] | None:
+    """A Python >= 3.9 of another minor version than the kernel's (on PATH or pyenv's): path, version."""
+    kernel = platform.python_version_tuple()[:2]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(9, 15)]
+    candidates += sorted(str(p) for p in pyenv.glob("3.*/bin/python3"))
+    for path in filter(None, candidates):
+        asked = [path, "-c", "import platform; print(platform.python_version())"]
+        done = subprocess.run(asked, capture_output=True, text=True, check=False)
+        version = done.stdout.strip()
+        if done.returncode == 0 and tuple(version.split(".")[:2]) != kernel and int(version.split(".")[1]) >= 9:
+            return path, version
+    return None
+
+
+def test_uv_installs_a_python_the_machine_lacks(tmp_path, monkeypatch, fresh_cache):
+    """The operator asks for a Python no PATH entry has: uv installs it, the venv uses it.
+
+    uv downloads Pythons from python-build-standalone, which needs the internet; here its
+    download list (``UV_PYTHON_DOWNLOADS_JSON_URL``) names a tarball packed from another
+    Python on this machine instead, which is then hidden from the search path.
+    """
+    found = other_python()
+    if found is None:
+        pytest.skip("no second Python (>= 3.9, another minor version) on this machine to pack as a download")
+    source, version = found
+    prefix = Path(subprocess.check_output([source, "-c", "import sys; print(sys.base_prefix)"], text=True).strip())
+    major, minor, patch = version.split(".")[:3]
+    archive = tmp_path / f"cpython-{version}.tar.gz"
+    skip = {"test", "site-packages", "idlelib", "tkinter", "__pycache__"}
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(prefix, arcname="python", filter=lambda info: None if Path(info.name).name in skip else info)
+    downloads = {
+        f"cpython-{version}-linux-x86_64-gnu": {
+            "name": "cpython", "arch": {"family": "x86_64", "variant": None}, "os": "linux", "libc": "gnu",
+            "major": int(major), "minor": int(minor), "patch": int(patch), "prerelease": "", "variant": None,
+            "url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+        }
+    }  # fmt: skip
+    (tmp_path / "downloads.json").write_text(json.dumps(downloads))
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "automatic")
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS_JSON_URL", str(tmp_path / "downloads.json"))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "pythons"))
+    monkeypatch.setenv("UV_PYTHON_BIN_DIR", str(tmp_path / "bin"))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join(p for p in ("/usr/bin", "/bin") if not Path(p, f"python{major}.{minor}").exists())
+    )
+    wanted = f"{major}.{minor}"
+    heard = []
+    python, got = environments.interpreter(wanted, heard.append)
+    assert heard == [f"installing Python {wanted} ..."]
+    assert got == version and Path(python).is_relative_to(tmp_path / "pythons")
+    registry = Registry(
+        [version_operator(tmp_path / "ops", "installed_python", [], python=wanted).parent], builtin=False
+    )
+    with Engine("local", tmp_path, registry=registry, start_timeout=600) as engine:
+        run = engine.run(chain(registry, "installed_python"))
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["n0"]["out"].data, np.arange(5.0))
+    assert run.provenance["nodes"]["n0"]["environment"]["python"] == version
