@@ -32,16 +32,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.arena import Arena, owner_record
 from oremda_lab.registry import names_image
 from oremda_lab.runtime import RuntimeUnavailable
-from oremda_lab.runtime.base import Runtime, WorkerHandle
+from oremda_lab.runtime.base import Runtime, WorkerHandle, end_group
 from oremda_lab.spec.labels import labels_to_spec
 from oremda_lab.spec.operator import OperatorSpec, file_digest
 from oremda_lab.spec.pipeline import operator_name
@@ -52,7 +51,6 @@ DATA_MOUNT = "/data"
 PYTHON = "python3"
 INSTANCE_PREFIX = "oremda-"
 _COMMAND_TIMEOUT = 120.0  # instance start/stop and inspect
-_TERM_GRACE = 2.0
 
 
 def find_apptainer(command: str | None = None) -> str:
@@ -218,6 +216,7 @@ class InstanceHandle(WorkerHandle):
 
     def __init__(self, process: subprocess.Popen, log: Path, instance: str, apptainer: str):
         self.process = process
+        self.leader = owner_record(process.pid)  # it leads its own process group
         self.log = log
         self.instance = instance
         self.apptainer = apptainer
@@ -229,12 +228,7 @@ class InstanceHandle(WorkerHandle):
         return self.process.poll()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(_TERM_GRACE)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        end_group(self.leader, self.alive)
         self.process.wait()
         stop_instance(self.apptainer, self.instance)
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from oremda_lab.dataplane.arena import Arena, owner_alive, owner_record, process_start_time
 from oremda_lab.registry import IMAGE_REPOSITORY, names_image, split_reference
 from oremda_lab.runtime import RuntimeUnavailable
-from oremda_lab.runtime.base import Runtime, WorkerHandle
+from oremda_lab.runtime.base import Runtime, WorkerHandle, process_alive
 from oremda_lab.spec.labels import labels_to_spec
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.spec.pipeline import operator_name
@@ -408,7 +408,7 @@ class ContainerHandle(WorkerHandle):
         if self._pid is None:
             return True  # the waiter thread sets _ended
         pid, started = self._pid
-        if process_start_time(pid) == started and not _is_zombie(pid):
+        if process_alive({"pid": pid, "started": started}):
             return True
         self._finish()
         return False
@@ -614,13 +614,6 @@ class PodmanRuntime(DockerRuntime):
     engine = "podman"
     default_prefix = "localhost/"
     ulimits = (("nofile", 1024, 1024), ("nproc", 1024, 1024))
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
 
 
 def _label_owner_alive(label: str) -> bool:
