@@ -20,7 +20,7 @@ from oremda_lab.engine import Engine, NodeEvent
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.runtime import NAMED_RUNTIMES, RuntimeUnavailable
 from oremda_lab.spec.operator import OperatorSpec
-from oremda_lab.spec.pipeline import Pipeline, PipelineError
+from oremda_lab.spec.pipeline import Pipeline, PipelineError, id_problem
 
 DEBUG_ENV = "OREMDA_DEBUG"
 ENGINES = ("docker", "podman")  # engines that push and pull
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--record", type=Path, help="write the run record (JSON) here")
     run.add_argument("--timeout", type=float, help="seconds one node may take (default 600)")
     run.add_argument("--ranks", type=int, help="MPI ranks (with --runtime mpi)")
+    run.add_argument(
+        "--images", choices=("podman", "apptainer"), help="MPI ranks run operators in their images (with --runtime mpi)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(command=_run)
 
@@ -151,6 +154,8 @@ def _run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"timeout": args.timeout}
     if args.ranks:
         options["ranks"] = args.ranks
+    if args.images:
+        options["images"] = args.images
     with Engine(runtime=args.runtime, data_dir=args.data, **options) as engine:
         if not args.quiet:
             engine.subscribe(_progress(time.perf_counter()))
@@ -172,14 +177,19 @@ def _run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     for node_id, error in run.errors.items():
-        print(f"oremda-lab: node {node_id} failed: {error['message']}", file=sys.stderr)
+        print(f"oremda-lab: node {_shown(node_id)} failed: {error['message']}", file=sys.stderr)
         if error.get("log_tail"):
             print("  log tail:\n    " + error["log_tail"].replace("\n", "\n    "), file=sys.stderr)
     for node_id, message in run.waiting.items():
-        print(f"oremda-lab: node {node_id} did not run: {message}", file=sys.stderr)
+        print(f"oremda-lab: node {_shown(node_id)} did not run: {message}", file=sys.stderr)
     outcome = "ok" if run.ok else "failed" if run.errors or run.superseded else "incomplete"
     print(f"{outcome} in {run.duration_s:.2f} s")
     return 0 if run.ok else 1
+
+
+def _shown(node_id: str) -> str:
+    """A node id as printed: quoted when it is no valid id, so control characters never reach the terminal."""
+    return node_id if id_problem(node_id) is None else repr(node_id)
 
 
 def _progress(started: float):
@@ -187,24 +197,25 @@ def _progress(started: float):
 
     def show(event: NodeEvent) -> None:
         at = f"[{time.perf_counter() - started:7.2f} s]"
+        node = _shown(event.node) if event.node is not None else ""
         if event.node is None:
             if event.message:
                 print(f"{at} {event.message}", flush=True)
         elif event.state in ("done", "cached") and event.duration_s is None:  # a display node shown
-            print(f"{at} {event.node}: {event.state}", flush=True)
+            print(f"{at} {node}: {event.state}", flush=True)
         elif event.state in ("done", "cached"):
-            print(f"{at} {event.node}: {event.state} ({event.duration_s:.3f} s)", flush=True)
+            print(f"{at} {node}: {event.state} ({event.duration_s:.3f} s)", flush=True)
         elif event.state in ("error", "skipped"):
-            print(f"{at} {event.node}: {event.state}: {event.error['message']}", flush=True)
+            print(f"{at} {node}: {event.state}: {event.error['message']}", flush=True)
         elif event.state == "running" and event.progress is not None:  # a long task's progress (C1), by tenths
             tenth = int(event.progress * 10)
             if tenths.get(event.node) != tenth:
                 tenths[event.node] = tenth
-                print(f"{at} {event.node}: running {event.progress:.0%} {event.message}".rstrip(), flush=True)
+                print(f"{at} {node}: running {event.progress:.0%} {event.message}".rstrip(), flush=True)
         elif event.state == "running":
-            print(f"{at} {event.node}: running", flush=True)
+            print(f"{at} {node}: running", flush=True)
         elif event.state in ("preparing", "waiting"):
-            print(f"{at} {event.node}: {event.state}: {event.message}", flush=True)
+            print(f"{at} {node}: {event.state}: {event.message}", flush=True)
 
     return show
 

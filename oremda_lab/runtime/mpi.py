@@ -29,6 +29,16 @@ State and policy
   killed (an MPI job does not survive a lost rank) and the next ``start`` launches a
   new one.
 
+Operator images (``images="podman"`` or ``"apptainer"``): the hybrid model of HPC
+centres. The host's launcher starts one container per rank, running the rank program
+(:mod:`oremda_lab.worker.rank`, shipped in every image's worker layer) in the
+operator's image with the launcher's MPI bound in (mpi4py and the MPI library of the
+kernel's environment, so the ranks speak the launcher's PMI), the session mounted at
+its own path, the data folder at ``/data``, and the host's network, IPC, process and
+host-name namespaces (PMI, MPI shared memory, liveness by pid). Operators of different
+images run in different jobs (``_jobs``: one per image); data moves between them
+through the session, as between local workers.
+
 Data: ranks on the kernel's machine read inputs as zero-copy views of the session,
 each taking only its slice of a split input; ranks elsewhere receive their slice by
 MPI from a rank that sees the session, or, when an earlier node on remote ranks made
@@ -60,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena, owner_record, signal_group
+from oremda_lab.registry import names_image
 from oremda_lab.runtime.base import (
     NodeFailure,
     Runtime,
@@ -71,6 +82,7 @@ from oremda_lab.runtime.base import (
     process_alive,
     wait_for_message,
 )
+from oremda_lab.runtime.docker import DATA_MOUNT, OPERATOR_DIR, PYTHON, image_ref
 from oremda_lab.spec.operator import OperatorSpec
 from oremda_lab.worker import protocol
 from oremda_lab.worker import rank as rank_program
@@ -84,6 +96,28 @@ _RANK_SPEC = OperatorSpec(name="mpi-rank")
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Node fields upstream's operator config used for placement; kept as they are.
 UPSTREAM_KEYS = ("run_locations", "parallel", "parallel_output_to_join", "parallel_output_join_method")
+JOB_LABEL = "oremda.mpi-job"  # on the containers of a job's ranks
+IMAGE_SITE = "/opt/oremda/lib"  # where images keep this package's worker half
+_MPI_MOUNT = "/opt/oremda/mpi"  # where the bound MPI (mpi4py, libmpi) appears in a rank's container
+_PMI_PREFIXES = ("PMI", "PMIX", "MPI_LOCAL", "HYDRA", "SLURM")
+# Run by the launcher per rank: hands the PMI descriptor (PMI_FD) to `podman run`, which
+# passes descriptors 3..N only when all are open, then becomes that command.
+_PASS_PMI_FD = """
+import os, sys
+fd = int(os.environ.get("PMI_FD") or 0)
+for n in range(3, fd):
+    try:
+        os.fstat(n)
+    except OSError:
+        spare = os.open(os.devnull, os.O_RDONLY)
+        if spare != n:
+            os.dup2(spare, n)
+            os.close(spare)
+for n in range(3, fd + 1):
+    os.set_inheritable(n, True)
+args = [sys.argv[1], "run", f"--preserve-fds={max(fd - 2, 0)}", *sys.argv[2:]]
+os.execvp(args[0], args)
+"""
 
 
 class MPIJob(WorkerHandle):
@@ -211,7 +245,15 @@ class MPIRuntime(Runtime):
     env
         Extra environment for the job.
     python
-        The interpreter the ranks run (the kernel's by default).
+        The interpreter the ranks run (the kernel's by default; without ``images``).
+    images
+        ``"podman"`` or ``"apptainer"``: each rank runs its operators inside the
+        operator's image (see the module's docstring). None: in ``python``.
+    binds
+        With ``images``: host path -> path in the container of the MPI to bind in
+        (default: the kernel environment's mpi4py and MPI library, see :func:`site_mpi`).
+    sif_dir
+        With ``images="apptainer"``: the folder of the SIF files.
     keep_bytes
         How much a rank off the kernel's machine keeps of the outputs it made, so the
         next node on such ranks reads them from it directly.
@@ -238,6 +280,9 @@ class MPIRuntime(Runtime):
         env: dict[str, str] | None = None,
         python: str = sys.executable,
         keep_bytes: int = 1 << 30,
+        images: str | None = None,
+        binds: dict[str, str] | None = None,
+        sif_dir: str | Path | None = None,
         **options: Any,
     ):
         if int(ranks) < 1:
@@ -248,6 +293,12 @@ class MPIRuntime(Runtime):
         self.remote_ranks = sorted({int(r) for r in remote_ranks})
         self.env = dict(env or {})
         self.python = python
+        self.images: RankImages | None = None
+        if images is not None:
+            if images not in IMAGE_ENGINES:
+                raise ValueError(f"images must be one of {', '.join(IMAGE_ENGINES)}, not {images!r}")
+            self.images = IMAGE_ENGINES[images](binds, sif_dir)
+        self._image_ids: dict[str, str] = {}
         self._jobs: dict[str, MPIJob] = {}  # job key (see job_key) -> the job
         self.keep_bytes = int(keep_bytes)
         self._job_lock = threading.Lock()
@@ -355,13 +406,30 @@ class MPIRuntime(Runtime):
 
     def job_key(self, spec: OperatorSpec) -> str:
         """Which job hosts ``spec``: ``""`` (ranks in the kernel's Python); with images, its image."""
-        return ""
+        return self.images.reference(spec) if self.images is not None else ""
 
     def operator_folder(self, spec: OperatorSpec) -> str:
-        """Where the ranks find ``spec``'s operator folder."""
+        """Where the ranks find ``spec``'s operator folder (in its image: where images keep it)."""
+        if self.images is not None:
+            return OPERATOR_DIR
         if spec.path is None:
             raise NodeFailure(f"operator {spec.name} has no folder to run from")
         return str(spec.path)
+
+    def image_digest(self, spec: OperatorSpec) -> str:
+        """With images: the id of ``spec``'s image (cache keys, run records); else its code's digest."""
+        if self.images is None:
+            return spec.digest
+        ref = self.images.reference(spec)
+        if ref not in self._image_ids:
+            self._image_ids[ref] = self.images.image_id(ref)
+        return self._image_ids[ref]
+
+    def image_pin(self, spec: OperatorSpec) -> dict[str, str]:
+        """With images: the image's reference and id; else empty."""
+        if self.images is None:
+            return {}
+        return {"image": self.images.reference(spec), "image_id": self.image_digest(spec)}
 
     def submit(self, task: Task) -> Future[TaskResult]:
         """Run ``task`` on its ranks; the future fails with :class:`NodeFailure`."""
@@ -370,7 +438,12 @@ class MPIRuntime(Runtime):
     def environment(self, slot: str) -> dict[str, Any] | None:
         """The environment rank 0 of the job hosting ``slot`` reported (each rank said HELLO with its own)."""
         worker = self._workers.get(slot)
-        return super().environment(_rank_slot(self.job_key(worker.spec), 0)) if worker is not None else None
+        reported = super().environment(_rank_slot(self.job_key(worker.spec), 0)) if worker is not None else None
+        return {**reported, "id": self.environment_id(worker.spec)} if worker and reported else None
+
+    def environment_id(self, spec: OperatorSpec) -> str:
+        """As for every runtime (``"kernel"`` or ``"image:<id>"``); a rank itself hosts no operator: ``""``."""
+        return "" if spec is _RANK_SPEC else super().environment_id(spec)
 
     def stop(self) -> None:
         """Ask every rank to finish, then end the job by force if it lingers."""
@@ -403,21 +476,27 @@ class MPIRuntime(Runtime):
         return cmd
 
     def rank_command(self, job_id: str, key: str) -> list[str]:
-        """What each rank runs, up to the interpreter (here: the kernel's Python; with images, a container)."""
-        return [self.python]
+        """What each rank runs, up to the interpreter: the kernel's Python, or a container of image ``key``."""
+        if self.images is None:
+            return [self.python]
+        passed = sorted({*_ONE_THREAD, *self.worker_env(), *self.env})
+        return self.images.command(key, job_id, str(self.arena.path), str(self.data_dir), passed)
 
     def rank_env(self) -> dict[str, str]:
         """The environment the launcher and its ranks get."""
-        return {**_ONE_THREAD, **os.environ, **self.worker_env(), **self.env}
+        data_dir = DATA_MOUNT if self.images is not None else None
+        return {**_ONE_THREAD, **os.environ, **self.worker_env(data_dir), **self.env}
 
     def check(self) -> NodeFailure | None:
-        """Why no job can start here (no MPI), or None."""
-        if self.python == sys.executable and importlib.util.find_spec("mpi4py") is None:
+        """Why no job can start here (no MPI, no container engine), or None."""
+        if (self.python == sys.executable or self.images) and importlib.util.find_spec("mpi4py") is None:
             return NodeFailure("mpi4py is not installed in this environment: `pip install mpi4py mpich`")
-        return None
+        return self.images.check() if self.images is not None else None
 
     def end_job(self, job_id: str, key: str) -> None:
         """Whatever ending a job takes beyond its processes (with images: their containers)."""
+        if self.images is not None:
+            self.images.end(job_id)
 
     def _ensure_job(self, key: str) -> MPIJob:
         """The job ``key`` names, started unless a healthy one runs (caller holds ``_job_lock``).
@@ -610,6 +689,157 @@ class MPIRuntime(Runtime):
             self.arena.discard(f"{task.id}--")
             raise NodeFailure(reply["error"], traceback=reply.get("traceback", ""), log_tail=job.log_tail())
         return TaskResult(leader["outputs"], leader.get("duration_s", 0.0))
+
+
+def site_mpi() -> dict[str, str]:
+    """Host path -> container path of the MPI the kernel's environment has (mpi4py, its MPI library).
+
+    Binding the launcher's own MPI into the images makes the ranks speak its PMI (the
+    "bind" model of HPC containers). Found: mpi4py's package folder and the folder of
+    ``libmpi.so*`` in the environment's ``lib`` (pip's ``mpich`` wheel puts it there).
+    A site whose MPI lives elsewhere passes ``binds=`` instead.
+    """
+    found = importlib.util.find_spec("mpi4py")
+    if found is None or found.origin is None:
+        return {}
+    binds = {str(Path(found.origin).parent): f"{_MPI_MOUNT}/mpi4py"}
+    lib = Path(sys.prefix) / "lib"
+    if any(lib.glob("libmpi.so*")):
+        binds[str(lib)] = f"{_MPI_MOUNT}/lib"
+    return binds
+
+
+class RankImages:
+    """How each rank runs inside an operator's image; subclasses name a container engine."""
+
+    engine = ""
+    prefix = ""  # of local image references
+
+    def __init__(self, binds: dict[str, str] | None = None, sif_dir: str | Path | None = None):
+        self.binds = dict(site_mpi() if binds is None else binds)
+
+    def reference(self, spec: OperatorSpec) -> str:
+        """The image hosting ``spec``: the one it was read from, else its version's tag."""
+        return spec.image or image_ref(spec.name, spec.version, self.prefix)
+
+    def image_id(self, ref: str) -> str:
+        """The image's id, or :class:`NodeFailure` when the engine lacks it."""
+        raise NotImplementedError
+
+    def command(self, ref: str, job_id: str, session: str, data_dir: str, passed: Sequence[str]) -> list[str]:
+        """A rank's command up to the image's Python (the rank program's arguments follow)."""
+        raise NotImplementedError
+
+    def check(self) -> NodeFailure | None:
+        """Why ranks cannot run in images here, or None."""
+        return None
+
+    def end(self, job_id: str) -> None:
+        """Remove what the job's ranks left (containers)."""
+
+    def python_path(self) -> dict[str, str]:
+        """The image's own packages first, then the bound MPI."""
+        return {"PYTHONPATH": f"{IMAGE_SITE}:{_MPI_MOUNT}", "LD_LIBRARY_PATH": f"{_MPI_MOUNT}/lib"}
+
+
+class PodmanRanks(RankImages):
+    """One ``podman run`` per rank, started by the launcher (tested here with MPICH's hydra).
+
+    A PMI file descriptor (``PMI_FD``: hydra's default, Slurm's ``--mpi=pmi2``) is
+    passed into the container (``--preserve-fds``), ``PMI*`` variables too; the ranks
+    share the host's network (PMI over TCP, the kernel's TCP control), IPC (MPI shared
+    memory), pid (liveness, the kernel-death watch) and host name (MPI's same-node test).
+    The local ``podman`` command runs them, so images are those of the local store.
+    """
+
+    engine = "podman"
+    prefix = "localhost/"
+
+    def check(self) -> NodeFailure | None:
+        if shutil.which("podman") is None:
+            return NodeFailure("images='podman' needs the podman command on PATH")
+        return None
+
+    def image_id(self, ref: str) -> str:
+        done = subprocess.run(
+            ["podman", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise NodeFailure(f"no image {ref} in podman; build it: oremda-lab build --engine podman {ref}")
+        return f"sha256:{done.stdout.strip().removeprefix('sha256:')}"
+
+    def command(self, ref: str, job_id: str, session: str, data_dir: str, passed: Sequence[str]) -> list[str]:
+        run = [
+            "--rm", "--label", f"{JOB_LABEL}={job_id}",
+            "--network", "host", "--ipc", "host", "--pid", "host", "--uts", "host",
+            "--user", f"{os.getuid()}:{os.getgid()}", "--read-only", "--tmpfs", "/tmp",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            # runc under Podman may not raise these limits here (as for PodmanRuntime)
+            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+            "-v", f"{session}:{session}:rw", "-v", f"{data_dir}:{DATA_MOUNT}:ro", "-w", DATA_MOUNT,
+            *itertools.chain.from_iterable(("-v", f"{h}:{c}:ro") for h, c in self.binds.items()),
+            *itertools.chain.from_iterable(("--env", f"{p}*") for p in _PMI_PREFIXES),
+            *itertools.chain.from_iterable(("--env", name) for name in passed),
+            *itertools.chain.from_iterable(("--env", f"{k}={v}") for k, v in self.python_path().items()),
+            "--entrypoint", PYTHON, ref,
+        ]  # fmt: skip
+        return [sys.executable, "-c", _PASS_PMI_FD, "podman", *run]
+
+    def end(self, job_id: str) -> None:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            listed = subprocess.run(
+                ["podman", "ps", "-aq", "--filter", f"label={JOB_LABEL}={job_id}"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            if listed.stdout.split():
+                subprocess.run(["podman", "rm", "-f", *listed.stdout.split()], capture_output=True, timeout=60)
+
+
+class ApptainerRanks(RankImages):
+    """One ``apptainer exec`` per rank (untested here: no Apptainer on this machine).
+
+    Apptainer shares the host's network, IPC, pids and file descriptors by default and
+    passes the environment (PMI variables included) through; the SIF is the operator's
+    (``oremda-lab build --engine apptainer``).
+    """
+
+    engine = "apptainer"
+
+    def __init__(self, binds: dict[str, str] | None = None, sif_dir: str | Path | None = None):
+        super().__init__(binds)
+        self.sif_dir = sif_dir
+
+    def check(self) -> NodeFailure | None:
+        if shutil.which("apptainer") is None and shutil.which("singularity") is None:
+            return NodeFailure("images='apptainer' needs the apptainer (or singularity) command on PATH")
+        return None
+
+    def reference(self, spec: OperatorSpec) -> str:
+        from oremda_lab.runtime.apptainer import sif_for_reference, sif_path
+
+        if spec.image and names_image(spec.image):
+            return str(sif_for_reference(spec.image, self.sif_dir))
+        return str(sif_path(spec, folder=self.sif_dir))
+
+    def image_id(self, ref: str) -> str:
+        from oremda_lab.spec.operator import file_digest
+
+        if not Path(ref).is_file():
+            raise NodeFailure(f"no SIF image {ref}; build it: oremda-lab build --engine apptainer")
+        return file_digest(Path(ref))
+
+    def command(self, ref: str, job_id: str, session: str, data_dir: str, passed: Sequence[str]) -> list[str]:
+        command = shutil.which("apptainer") or shutil.which("singularity") or "apptainer"
+        binds = {session: session, **self.binds}
+        return [
+            command, "exec", "--bind", ",".join(f"{h}:{c}" for h, c in binds.items()),
+            "--bind", f"{data_dir}:{DATA_MOUNT}:ro", "--pwd", DATA_MOUNT,
+            *itertools.chain.from_iterable(("--env", f"{k}={v}") for k, v in self.python_path().items()),
+            ref, PYTHON,
+        ]  # fmt: skip
+
+
+IMAGE_ENGINES: dict[str, type[RankImages]] = {"podman": PodmanRanks, "apptainer": ApptainerRanks}
 
 
 def node_options(extra: dict[str, Any]) -> dict[str, Any]:

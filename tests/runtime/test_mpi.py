@@ -24,6 +24,7 @@ from oremda_lab.runtime.base import NodeFailure, Task
 from oremda_lab.runtime.local import LocalRuntime
 from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, write_operator
+from oremda_lab.worker.rank import mpi_shared_files
 
 pytestmark = pytest.mark.mpi
 
@@ -95,12 +96,19 @@ def arena():
 
 
 def mpi_host_pids():
-    out = subprocess.run(["pgrep", "-f", "oremda_lab.worker.rank"], capture_output=True, text=True).stdout
+    """Rank processes of this test process's sessions (other processes may run MPI jobs meanwhile)."""
+    pattern = f"oremda_lab.worker.rank .*--session [^ ]*/oremda-{os.getpid()}-"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 
 
 def mpi_shm_files():
-    return {p.name for p in Path("/dev/shm").glob("mpich_shm_*")} if Path("/dev/shm").is_dir() else set()
+    """MPICH's shared-memory files that no process maps (others' live jobs map theirs)."""
+    files = {str(p) for p in Path("/dev/shm").glob("mpich_shm_*")} if Path("/dev/shm").is_dir() else set()
+    if files:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            files -= mpi_shared_files(pid)
+    return {Path(f).name for f in files}
 
 
 @pytest.fixture(autouse=True)

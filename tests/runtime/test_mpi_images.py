@@ -1,0 +1,135 @@
+"""MPI ranks inside operator images (``MPIRuntime(images="podman")``): the hybrid model.
+
+The launcher (MPICH's ``mpiexec``) starts one ``podman run`` per rank; each runs the rank
+program shipped in the operator's image with the kernel's MPI bound in. Needs mpi4py,
+``mpiexec``, the ``podman`` command and the operator images in Podman's local store
+(``oremda-lab build --engine podman --from-docker``; the fixture builds the ones used);
+the tests carry the ``mpi`` and ``podman`` markers. ``images="apptainer"`` is implemented
+but not tested here (no Apptainer on this machine).
+"""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_docker import engine_client
+from test_mpi import mpi_host_pids, mpi_shm_files
+
+from oremda_lab.dataplane.arena import Arena
+from oremda_lab.dataplane.refs import ObjectRef
+from oremda_lab.engine import Engine
+from oremda_lab.images.build import ImageBuilder
+from oremda_lab.registry import Registry, default_registry
+from oremda_lab.runtime import make_runtime
+from oremda_lab.runtime.base import Task
+from oremda_lab.runtime.mpi import JOB_LABEL
+from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, fault_pipeline
+
+pytestmark = [pytest.mark.mpi, pytest.mark.podman]
+
+OPERATORS = ["virtual_detector", "bragg_vector_map"]
+
+
+def job_containers() -> list[str]:
+    out = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", f"label={JOB_LABEL}"], capture_output=True, text=True, timeout=60
+    )
+    return out.stdout.split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def images():
+    """The images these tests run, built (and copied to Podman) if missing or outdated."""
+    client = engine_client("podman")
+    registry = Registry([FAULT_OPERATORS])
+    ImageBuilder(client, engine="podman", registry=registry, log=lambda m: None).build(["fault", *OPERATORS])
+
+
+@pytest.fixture(autouse=True)
+def nothing_left():
+    before, files, containers = mpi_host_pids(), mpi_shm_files(), set(job_containers())
+    yield
+    deadline = time.monotonic() + 10
+    while (mpi_host_pids() - before or set(job_containers()) - containers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not mpi_host_pids() - before, "MPI ranks outlived their runtime"
+    assert not set(job_containers()) - containers, "a rank's container outlived its job"
+    assert not mpi_shm_files() - files, "a killed MPI job left its shared memory in /dev/shm"
+
+
+class TestMPIRanksInPodman(RuntimeContract):
+    runtime = "mpi"
+    options = {"ranks": 2, "images": "podman", "start_timeout": 120}
+
+
+def four_d(seed: int = 4) -> np.ndarray:
+    """A small 4D-STEM scan: a bright disk whose size varies over the scan, plus noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:32, :32]
+    r = np.hypot(y - 16, x - 16)
+    radius = 4 + 6 * rng.random((12, 10))
+    data = (r[None, None] <= radius[..., None, None]).astype(np.float32) * 100
+    return data + rng.random(data.shape, dtype=np.float32)
+
+
+UPSTREAM_SUM = {"run_locations": [0, 1], "parallel": True, "parallel_output_to_join": "out",
+                "parallel_output_join_method": "sum"}  # fmt: skip
+CASES = [
+    # the scan split over the ranks by the runtime, each rank's images joined (concatenate)
+    ("virtual_detector", {"data": True}, {"inner_radius": 3, "outer_radius": 9}, {}),
+    # upstream's way: every rank reads its own rows of the file, partial maps summed
+    ("bragg_vector_map", {}, {"filename": "scan.npy"}, UPSTREAM_SUM),
+]
+
+
+@pytest.mark.parametrize("operator, inputs, params, extra", CASES, ids=[c[0] for c in CASES])
+def test_ranks_in_images_equal_ranks_in_the_kernels_python(tmp_path, operator, inputs, params, extra):
+    """Both data-parallel operators on 2 ranks, in their images and in the kernel's Python."""
+    data = four_d()
+    np.save(tmp_path / "scan.npy", data)
+    spec = default_registry().get(operator)
+    results, environments = {}, {}
+    with Arena.create() as arena:
+        wire = {"data": {"ref": arena.put(data, "scan--data").to_dict(), "meta": {}}} if inputs else {}
+        for images in (None, "podman"):
+            options = {"images": images} if images else {}
+            with make_runtime("mpi", arena, ranks=2, data_dir=tmp_path, start_timeout=120, **options) as runtime:
+                assert not runtime.start({"n": spec})
+                task = Task(f"t-{images}", "n", spec, spec.resolved_params(params), wire, slot="n", extra=extra)
+                (out,) = runtime.submit(task).result(timeout=120).outputs.values()
+                results[images] = np.array(arena.get(ObjectRef.from_dict(out["ref"])))
+                environments[images] = runtime.environment("n")
+    np.testing.assert_allclose(results["podman"], results[None], rtol=1e-6)
+    # the image's own Python ran it, not the kernel's
+    assert environments["podman"]["executable"] == "/usr/bin/python3"
+    assert environments["podman"]["id"].startswith("image:sha256:")
+    assert environments[None]["id"] == "kernel"
+
+
+def test_a_killed_rank_is_a_node_failure_and_its_containers_go(tmp_path):
+    pipeline = fault_pipeline({"mode": "sleep", "seconds": 60})
+    engine = Engine("mpi", tmp_path, registry=Registry([FAULT_OPERATORS]), ranks=2, images="podman",
+                    timeout=120, start_timeout=120)  # fmt: skip
+    try:
+        future = engine.submit(pipeline)
+        deadline = time.monotonic() + 120
+        while not engine.runtime._jobs or len(next(iter(engine.runtime._jobs.values())).ranks) < 2:
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        (job,) = engine.runtime._jobs.values()
+        assert len(job_containers()) >= 2
+        os.kill(job.ranks[job.assigned.get("n0", 0)]["pid"], signal.SIGKILL)
+        run = future.result(timeout=60)
+        error = run.nodes["n0"].error
+        assert "died" in error["message"], error
+        pipeline.set_param("n0", "mode", "ok")
+        assert engine.run(pipeline).ok  # a new job, new containers
+    finally:
+        session = engine.arena.path
+        engine.close()
+    assert not Path(session).exists()
