@@ -1,0 +1,336 @@
+"""4D-STEM larger than memory: virtual detector and Bragg vector map from a .npy on disk, vs LiberTEM.
+
+    python bench/bench_scale.py [--gib 28] [--bvm-gib 1] [--folder /var/tmp/oremda-scale]
+        [--workers 2] [--budget-gib 2] [--libertem-python PATH] [--keep] [--record docs/benchmarks.md]
+
+Generates ``scan.npy`` (``--gib`` GiB of uint16 patterns, ``--detector`` pixels square:
+a zero beam and a lattice of weaker disks, Poisson noise; a block of scan rows repeated)
+in ``--folder`` and removes it at the end unless ``--keep`` (28 GiB need that much free
+disk). The Bragg vector map, which is compute-bound (an FFT per pattern), runs on
+``bvm.npy``, the first ``--bvm-gib`` GiB of the same patterns.
+
+Contenders, on the same cores (``--workers``):
+
+* oremda, local runtime: ``npy_reader`` -> ``virtual_detector`` / ``bragg_vector_map``;
+  the reader gives a lazy reference, ``--workers`` workers each read their partition in
+  chunks within the memory budget (``--budget-gib``, ``Engine(shm_bytes=)``);
+* oremda, MPI runtime with ``--workers`` ranks, the same pipeline;
+* LiberTEM (its own ``npy`` dataset reading, ``pipelined`` executor with ``--workers``
+  cpus): its ring analysis, and a UDF calling our ``bragg_map`` per partition. It runs
+  in ``--libertem-python`` (an interpreter with libertem installed; default this one
+  if it has libertem), in a child process.
+
+Each run is timed once (a second run would read from the page cache the first one
+left, unlike a dataset larger than memory), after a warm-up on a small file. Memory
+growth is sampled every 0.1 s: RAM in use (MemTotal - MemAvailable, which counts
+/dev/shm and leaves out reclaimable page cache) minus its value before the run. The
+machine is shared: other processes move that figure too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker, for every contender
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from oremda_lab.engine import Engine  # noqa: E402
+from oremda_lab.spec.pipeline import Pipeline  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RING = {"inner_radius": 16.0, "outer_radius": 48.0}
+GIB = 1 << 30
+
+
+def patterns(rows: int, scan_x: int, detector: int, seed: int = 0) -> np.ndarray:
+    """``rows`` scan rows of uint16 diffraction patterns: a zero beam and weaker Bragg disks, Poisson noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:detector, :detector] - detector // 2
+    clean = np.zeros((rows, scan_x, detector, detector), np.float32)
+    step = detector // 6
+    for gy in range(-2, 3):
+        for gx in range(-2, 3):
+            disk = ((y - gy * step) ** 2 + (x - gx * step) ** 2 <= (detector // 20) ** 2).astype(np.float32)
+            weight = 200.0 if gy == gx == 0 else rng.uniform(2, 10, (rows, scan_x, 1, 1)).astype(np.float32)
+            clean += weight * disk
+    return rng.poisson(clean).astype(np.uint16)
+
+
+def generate(path: Path, gib: float, scan_x: int, detector: int) -> tuple[int, ...]:
+    """Write a .npy of about ``gib`` GiB by repeating a block of scan rows; returns its shape."""
+    block = patterns(16, scan_x, detector)
+    rows = max(1, int(gib * GIB) // block[0].nbytes)
+    shape = (rows, scan_x, detector, detector)
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=shape)
+    offset = header.offset
+    del header
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        for start in range(0, rows, len(block)):
+            f.write(block[: rows - start].tobytes())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # written pages leave the cache
+    return shape
+
+
+class Memory:
+    """Samples RAM in use (MemTotal - MemAvailable) in a thread; ``growth`` is the peak over the start."""
+
+    def __enter__(self) -> Memory:
+        self.start = self.peak = used()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, used())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def used() -> int:
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
+
+
+def pipeline(filename: str, operator: str, params: dict) -> Pipeline:
+    return Pipeline.from_json({
+        "nodes": [{"id": "read", "image": "oremda/npy_reader", "params": {"filename": filename}},
+                  {"id": "op", "image": f"oremda/{operator}", "params": params}],
+        "edges": [{"type": "data", "from": {"id": "read", "port": "data"}, "to": {"id": "op", "port": "data"}}],
+    })  # fmt: skip
+
+
+def run_ours(folder: Path, runtime: str, workers: int, budget: int, jobs: list) -> dict:
+    """Time each (name, file, operator, params) job on one engine, warmed on ``small.npy``."""
+    os.environ["OREMDA_PARALLEL_WORKERS"] = str(workers)
+    options = {"ranks": workers, "start_timeout": 120} if runtime == "mpi" else {}
+    results = {}
+    with Engine(runtime, folder, shm_bytes=budget, **options) as engine:
+        for name, filename, operator, params in jobs:
+            assert engine.run(pipeline("small.npy", operator, params)).ok  # workers started, code imported
+            with Memory() as memory:
+                start = time.perf_counter()
+                run = engine.run(pipeline(filename, operator, params))
+                seconds = time.perf_counter() - start
+            if not run.ok:
+                raise RuntimeError(f"{runtime}: {run.errors}")
+            out = run.outputs["op"]["image" if operator == "virtual_detector" else "out"].data
+            np.save(folder / f"ours-{runtime}-{name}.npy", out)
+            results[name] = {"seconds": seconds, "growth": memory.growth}
+    return results
+
+
+LIBERTEM = r"""
+import importlib.util, json, sys, time
+import numpy as np
+from libertem.api import Context
+from libertem.udf import UDF
+
+args = json.loads(sys.argv[1])
+found = importlib.util.spec_from_file_location("bvm_run", args["bvm"])
+bvm = importlib.util.module_from_spec(found)
+found.loader.exec_module(bvm)
+p = args["bvm_params"]
+
+class BraggUDF(UDF):
+    def get_result_buffers(self):
+        return {"out": self.buffer(kind="single", extra_shape=tuple(self.meta.dataset_shape.sig), dtype=np.float64)}
+
+    def process_partition(self, partition):
+        self.results.out[:] += bvm.bragg_map(partition, p["template_radius"], p["threshold"], p["min_distance"],
+                                             p["max_peaks"], p["edge"], p["relative_to"])
+
+    def merge(self, dest, src):
+        dest.out[:] += src.out
+
+ctx = Context.make_with("pipelined", cpus=args["workers"])
+def job(path, name):
+    ds = ctx.load("npy", path=path)
+    if name == "virtual_detector":
+        c = ds.shape.sig[0] // 2
+        ring = ctx.create_ring_analysis(dataset=ds, cx=c, cy=c, ri=args["ri"], ro=args["ro"])
+        return lambda: ctx.run(ring).intensity.raw_data
+    return lambda: ctx.run_udf(dataset=ds, udf=BraggUDF())["out"].data
+
+for name, path in (("virtual_detector", args["small"]), ("bragg_vector_map", args["small"])):
+    job(path, name)()  # warm: workers started, code imported
+print("READY", flush=True)
+sys.stdin.readline()
+for name, path in args["jobs"]:
+    run = job(path, name)
+    start = time.perf_counter()
+    out = run()
+    seconds = time.perf_counter() - start
+    np.save(args["out"] + f"-{name}.npy", out)
+    print(json.dumps({"name": name, "seconds": seconds}), flush=True)
+    sys.stdin.readline()
+ctx.close()
+"""
+
+
+def run_libertem(python: str, folder: Path, workers: int, jobs: list, bvm_params: dict) -> dict:
+    """LiberTEM in a child process; memory sampled here around each job."""
+    args = {
+        "bvm": str(ROOT / "operators" / "bragg_vector_map" / "run.py"), "bvm_params": bvm_params,
+        "workers": workers, "ri": RING["inner_radius"], "ro": RING["outer_radius"],
+        "small": str(folder / "small.npy"), "out": str(folder / "libertem"),
+        "jobs": [(operator, str(folder / filename)) for _, filename, operator, _ in jobs],
+    }  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the Bragg UDF imports our operator's module
+    child = subprocess.Popen([python, "-c", LIBERTEM, json.dumps(args)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    results = {}
+    try:
+        while child.stdout.readline().strip() != "READY":
+            if child.poll() is not None:
+                raise RuntimeError("LiberTEM failed to start")
+        for name, *_ in jobs:
+            with Memory() as memory:
+                child.stdin.write("\n")
+                child.stdin.flush()
+                line = child.stdout.readline()
+            if not line:
+                raise RuntimeError("LiberTEM ended early")
+            results[name] = {"seconds": json.loads(line)["seconds"], "growth": memory.growth}
+        child.stdin.write("\n")
+        child.stdin.flush()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=120)
+    return results
+
+
+def libertem_python(given: str | None) -> str | None:
+    if given:
+        return given
+    try:
+        import libertem  # noqa: F401
+    except ImportError:
+        return None
+    return sys.executable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gib", type=float, default=28.0, help="size of the virtual-detector dataset")
+    parser.add_argument("--bvm-gib", type=float, default=1.0, help="size of the Bragg-vector-map dataset")
+    parser.add_argument("--detector", type=int, default=128)
+    parser.add_argument("--scan-x", type=int, default=256)
+    parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "oremda-scale")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--budget-gib", type=float, default=2.0, help="the engine's memory budget")
+    parser.add_argument("--runtimes", default="local,mpi")
+    parser.add_argument("--libertem-python", help="a Python with libertem (default: this one, if it has it)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--record", type=Path, help="append the results to this Markdown file")
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        shape = generate(args.folder / "scan.npy", args.gib, args.scan_x, args.detector)
+        bvm_shape = generate(args.folder / "bvm.npy", args.bvm_gib, args.scan_x, args.detector)
+        np.save(args.folder / "small.npy", patterns(2, 8, args.detector))
+        print(f"generated {shape} and {bvm_shape} in {time.perf_counter() - started:.0f} s", flush=True)
+        jobs = [("virtual_detector", "scan.npy", "virtual_detector", RING),
+                ("bragg_vector_map", "bvm.npy", "bragg_vector_map", {})]  # fmt: skip
+        results = {}
+        for runtime in args.runtimes.split(","):
+            results[f"oremda {runtime}"] = run_ours(
+                args.folder, runtime, args.workers, int(args.budget_gib * GIB), jobs
+            )
+            print(runtime, results[f"oremda {runtime}"], flush=True)
+        python = libertem_python(args.libertem_python)
+        if python:
+            from oremda_lab.registry import default_registry
+
+            resolved = default_registry().get("bragg_vector_map").resolved_params({})
+            results["LiberTEM pipelined"] = run_libertem(python, args.folder, args.workers, jobs, resolved)
+            print("LiberTEM", results["LiberTEM pipelined"], flush=True)
+            for name, *_ in jobs:  # every contender computed the same images
+                reference = np.load(args.folder / f"libertem-{name}.npy")
+                for runtime in args.runtimes.split(","):
+                    ours = np.load(args.folder / f"ours-{runtime}-{name}.npy")
+                    np.testing.assert_allclose(ours, reference.reshape(ours.shape), rtol=1e-4, err_msg=name)
+        text = report(args, shape, bvm_shape, results)
+        print(text)
+        if args.record:
+            record(args.record, text)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.folder, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, shape: tuple, bvm_shape: tuple, results: dict) -> str:
+    sizes = {"virtual_detector": (shape, np.prod(shape) * 2), "bragg_vector_map": (bvm_shape, np.prod(bvm_shape) * 2)}
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    lines = [
+        f"Data: uint16 .npy on disk, virtual detector on {shape} ({sizes['virtual_detector'][1] / GIB:.1f} GiB; "
+        f"RAM {ram / GIB:.0f} GiB), Bragg vector map on {bvm_shape} ({sizes['bragg_vector_map'][1] / GIB:.1f} GiB); "
+        f"{args.workers} workers/ranks/cpus each; oremda budget {args.budget_gib:g} GiB; each run timed once, cold "
+        "for the larger-than-RAM file.",
+        "",
+        "| contender | virtual detector (GiB/s) | memory growth (GiB) | Bragg vector map (frames/s) "
+        "| memory growth (GiB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    frames = int(np.prod(bvm_shape[:2]))
+    for who, r in results.items():
+        vd, bvm = r["virtual_detector"], r["bragg_vector_map"]
+        lines.append(
+            f"| {who} | {sizes['virtual_detector'][1] / GIB / vd['seconds']:.2f} | {vd['growth'] / GIB:.2f} | "
+            f"{frames / bvm['seconds']:,.0f} | {bvm['growth'] / GIB:.2f} |"
+        )
+    if "LiberTEM pipelined" in results:
+        lines.append("")
+        for who in results:
+            if who.startswith("oremda"):
+                ratios = [results["LiberTEM pipelined"][op]["seconds"] / results[who][op]["seconds"]
+                          for op in ("virtual_detector", "bragg_vector_map")]  # fmt: skip
+                lines.append(f"- {who} vs LiberTEM: virtual detector {ratios[0]:.2f}x, Bragg vector map "
+                             f"{ratios[1]:.2f}x (> 1: oremda faster)")  # fmt: skip
+    lines.append(
+        f"- load average (1 min) when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)"
+    )
+    return "\n".join(lines)
+
+
+def record(path: Path, text: str) -> None:
+    """Append a dated run under the "Larger than memory" section (created if missing)."""
+    existing = path.read_text() if path.exists() else "# Benchmarks\n"
+    heading = "\n## Larger than memory\n"
+    if heading not in existing:
+        existing = existing.rstrip("\n") + "\n" + heading + (
+            "\nWritten by `python bench/bench_scale.py --record docs/benchmarks.md` (see docs/scale.md; "
+            "CI does not run it).\n"
+        )  # fmt: skip
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    command = " ".join(["python", "bench/bench_scale.py", *sys.argv[1:]])
+    entry = f"\n### bench/bench_scale.py, {stamp}\n\n`{command}`\n\n{text}\n"
+    start = existing.index(heading) + len(heading)
+    end = existing.find("\n## ", start)  # the section ends where the next one starts
+    end = len(existing) if end < 0 else end
+    path.write_text(existing[:end].rstrip("\n") + "\n" + entry + existing[end:])
+
+
+if __name__ == "__main__":
+    main()
