@@ -232,3 +232,18 @@ def test_the_cli_prints_a_partitioned_node_s_progress(tmp_path, two_workers, cap
                  "--runtime", "local"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert any(line.endswith("vd: running 100% 2/2 partitions") for line in lines), lines
+
+
+def test_the_digitalmicrograph_reference_reads_rows_as_rosettasciio_does(mos2_dm3):
+    """No 4D DM4 file can be made without Gatan's software: the lazy DM path is checked on a real 2D DM3 image."""
+    from rsciio.digitalmicrograph import file_reader
+
+    from oremda_lab.dataplane import lazy
+
+    whole = file_reader(str(mos2_dm3))[0]["data"]
+    ref = lazy.dm4(mos2_dm3.parent, mos2_dm3.name)
+    assert ref.shape == whole.shape and ref.format == "dm4"
+    np.testing.assert_array_equal(
+        ref.part(1, 3).read(mos2_dm3.parent), whole[ref.part(1, 3).rows[0] : ref.part(1, 3).rows[1]]
+    )
+    np.testing.assert_array_equal(ref.read(mos2_dm3.parent, 5, 9), whole[5:9])
