@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from oremda_lab.spec.pipeline import Blocked, Pipeline
 
@@ -109,3 +111,63 @@ def test_validate_lists_what_readiness_locates(path):
     p = Pipeline.from_json(raw)
     where = {str(x).split(".")[0].split(":")[0] for x in p.validate()}
     assert where == set(p.readiness().blocked)
+
+
+# -- generated graphs: what readiness lets run is a valid pipeline by validate()'s own rules --
+
+KINDS = {  # operator -> (input ports, output ports); None: a display
+    "tiff_reader": ((), ("out",)),
+    "gaussian_blur": (("image",), ("image",)),
+    "fft2d": (("in",), ("real", "imag")),
+    "picture": (("in",), ("out",)),
+    "crop2d": (("image",), ("image",)),
+    None: (("in",), ()),
+}
+node_kinds = st.lists(st.sampled_from(list(KINDS)), min_size=1, max_size=7)
+
+
+@st.composite
+def graphs(draw):
+    kinds = draw(node_kinds)
+    ids = [f"n{i}" for i in range(len(kinds))]
+    nodes = []
+    for node_id, kind in zip(ids, kinds, strict=True):
+        if kind is None:
+            nodes.append({"id": node_id, "type": "display", "display": draw(st.sampled_from(["2D", "3D"]))})
+        else:
+            params = {"sigma": draw(st.sampled_from([1.0, -1.0]))} if kind == "gaussian_blur" else {}
+            nodes.append({"id": node_id, "image": f"oremda/{kind}", "params": params})
+    edges = []
+    for _ in range(draw(st.integers(0, 10))):
+        a, b = draw(st.sampled_from(ids + ["ghost"])), draw(st.sampled_from(ids + ["ghost"]))
+        outs = KINDS[kinds[ids.index(a)]][1] if a in ids else ("out",)
+        ins = KINDS[kinds[ids.index(b)]][0] if b in ids else ("in",)
+        port_a = draw(st.sampled_from([*outs, "nope"]))
+        port_b = draw(st.sampled_from([*ins, "nope"]))
+        kind = draw(st.sampled_from(["data", "display", "binary"]))
+        edges.append({"type": kind, "from": {"id": a, "port": port_a}, "to": {"id": b, "port": port_b}})
+    return {"nodes": nodes, "edges": edges}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=graphs())
+def test_the_runnable_part_of_any_graph_is_a_valid_pipeline(doc):
+    p = Pipeline.from_json(doc)
+    blocked = p.readiness().blocked
+    assert set(blocked) <= set(p.nodes)
+    assert all(b.state in ("waiting", "error") and b.message for b in blocked.values())
+    runnable = [n for n in doc["nodes"] if n["id"] not in blocked]
+    kept = {n["id"] for n in runnable}
+    edges = [e for e in doc["edges"] if e["from"]["id"] in kept and e["to"]["id"] in kept]
+    assert Pipeline.from_json({"nodes": runnable, "edges": edges}).validate() == []
+    # Nothing is blocked without a reason validate() gives, or a blocked node upstream.
+    problems = p.validate()
+    for node_id, why in blocked.items():
+        upstream = {e["from"]["id"] for e in doc["edges"] if e["to"]["id"] == node_id}
+        if why.message.startswith("waiting for upstream: "):
+            assert set(why.message.removeprefix("waiting for upstream: ").split(", ")) <= upstream & set(blocked)
+        elif why.message.startswith("waiting for input: "):
+            for port in why.message.removeprefix("waiting for input: ").split(", "):
+                assert f"{node_id}.{port}: required input is not connected" in map(str, problems)
+        else:
+            assert any(x.message in why.message for x in problems), (node_id, why, problems)
