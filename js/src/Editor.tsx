@@ -15,7 +15,7 @@ import {
 import type { Command, DisplayPayload, Example, NodeStatus, OperatorInfo, PipelineJSON, Reply, RunState } from "./types";
 import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, portsOf } from "./ports";
 import { History, freshId, inverse } from "./commands";
-import { NODE_WIDTH, autoLayout, needsLayout } from "./layout";
+import { NODE_WIDTH, autoLayout, freeSpot, needsLayout } from "./layout";
 import { Channel, type Model, REQUEST_TIMEOUT_MS, trace } from "./model";
 import { ParamStream } from "./params";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
@@ -70,7 +70,7 @@ const NO_OPS: OperatorInfo[] = [];
 const NO_EXAMPLES: Example[] = [];
 
 /** True when the screen rectangle tl..br lies inside `box`, `margin` pixels in. */
-export function isInside(box: { left: number; top: number; right: number; bottom: number }, tl: { x: number; y: number }, br: { x: number; y: number }, margin = 0): boolean {
+function isInside(box: { left: number; top: number; right: number; bottom: number }, tl: { x: number; y: number }, br: { x: number; y: number }, margin = 0): boolean {
   return tl.x >= box.left + margin && tl.y >= box.top + margin && br.x <= box.right - margin && br.y <= box.bottom - margin;
 }
 
@@ -263,7 +263,16 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const addItem = useCallback(
     (item: PaletteItem, position?: { x: number; y: number }) => {
       const id = freshId(graphRef.current, item);
-      const pos = position ?? flow.screenToFlowPosition({ x: (wrapper.current?.getBoundingClientRect().left ?? 0) + 200, y: (wrapper.current?.getBoundingClientRect().top ?? 0) + 120 });
+      // Dropped: where the pointer is. Added by keyboard or double-click: near the top left
+      // of the view, below any node that would be covered.
+      const box = wrapper.current?.getBoundingClientRect();
+      const pos =
+        position ??
+        freeSpot(
+          flow.screenToFlowPosition({ x: (box?.left ?? 0) + 60, y: (box?.top ?? 0) + 40 }),
+          flow.getNodes().map((n) => ({ ...n.position, width: n.measured?.width ?? NODE_WIDTH, height: n.measured?.height ?? 64 })),
+          { width: NODE_WIDTH, height: 84 },
+        );
       const cmd: Command = { op: "add_node", id, position: { x: Math.round(pos.x), y: Math.round(pos.y) } };
       if (item.display) cmd.display = item.display;
       else cmd.image = item.image;

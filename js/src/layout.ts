@@ -33,3 +33,26 @@ export function autoLayout(graph: PipelineJSON, catalog: Catalog): Record<string
 export function needsLayout(graph: PipelineJSON): boolean {
   return graph.nodes.some((n) => !n.position);
 }
+
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * Where a node of `size` placed near `pos` covers no other node: moved down, below each
+ * node it would overlap, until it is clear (a node added by keyboard or double-click).
+ */
+export function freeSpot(pos: { x: number; y: number }, boxes: Box[], size: { width: number; height: number }, gap = 16): { x: number; y: number } {
+  const at = { ...pos };
+  for (let i = 0; i <= boxes.length; i++) {
+    const hit = boxes.find(
+      (b) => at.x < b.x + b.width + gap && b.x < at.x + size.width + gap && at.y < b.y + b.height + gap && b.y < at.y + size.height + gap,
+    );
+    if (!hit) break;
+    at.y = hit.y + hit.height + gap;
+  }
+  return at;
+}

@@ -147,7 +147,16 @@ function ParamControl({
   let input: ReactElement;
   switch (c.kind) {
     case "slider":
-      input = <Slider control={c} value={value} resync={state?.resync ?? 0} onChange={onChange} onGesture={onGesture} />;
+      input = (
+        <Slider
+          control={c}
+          value={value}
+          resync={state?.resync ?? 0}
+          pending={Boolean(state?.pending)}
+          onChange={onChange}
+          onGesture={onGesture}
+        />
+      );
       break;
     case "dropdown":
       input = (
@@ -189,22 +198,34 @@ function ParamControl({
 /** How long the thumb keeps its own value after a move before the kernel's value wins again. */
 export const SLIDER_HOLD_MS = 800;
 
+/**
+ * When the thumb may take the kernel's value: never while one of its own values is still
+ * on its way (the kernel's is older: keys pressed on a slow machine would then count from
+ * a stale value), else SLIDER_HOLD_MS after the last move. Returns the ms to wait, or null.
+ */
+export function adoptAfter(now: number, lastMove: number, pending: boolean): number | null {
+  if (pending) return null;
+  return Math.max(0, lastMove + SLIDER_HOLD_MS - now);
+}
+
 function Slider({
   control: c,
   value,
   resync,
+  pending,
   onChange,
   onGesture,
 }: {
   control: Control;
   value: unknown;
   resync: number;
+  pending: boolean;
   onChange: (v: unknown) => void;
   onGesture: (phase: "begin" | "end") => void;
 }) {
   // The thumb follows the pointer (or keys) at once; replies to older moves must not pull it
-  // back, so the kernel's value is adopted only once the user has paused, or at once when
-  // the kernel refused a value or did not answer (`resync`).
+  // back, so the kernel's value is adopted only once the user has paused and no value of
+  // ours is in flight, or as soon as the kernel refused a value or did not answer (`resync`).
   const num = typeof value === "number" ? value : Array.isArray(value) ? Number(value[0]) : Number(c.default ?? c.min ?? 0);
   const [local, setLocal] = useState(num);
   const lastMove = useRef(0);
@@ -214,14 +235,15 @@ function Slider({
       seenResync.current = resync;
       lastMove.current = 0;
     }
-    const wait = lastMove.current + SLIDER_HOLD_MS - performance.now();
-    if (wait <= 0) {
+    const wait = adoptAfter(performance.now(), lastMove.current, pending);
+    if (wait === null) return; // runs again when the reply is in
+    if (wait === 0) {
       setLocal(num);
       return;
     }
     const timer = setTimeout(() => setLocal(num), wait);
     return () => clearTimeout(timer);
-  }, [num, resync]);
+  }, [num, resync, pending]);
   const parse = (s: string) => (c.integer ? Math.round(Number(s)) : Number(s));
   return (
     <div className="oremda-slider">

@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { autoLayout, needsLayout } from "../src/layout.ts";
+import { autoLayout, freeSpot, needsLayout } from "../src/layout.ts";
 import { makeCatalog } from "../src/ports.ts";
 import { Coalescer } from "../src/model.ts";
-import { filterItems, paletteItems, parseValue } from "../src/panels.tsx";
+import { SLIDER_HOLD_MS, adoptAfter, filterItems, paletteItems, parseValue } from "../src/panels.tsx";
 import type { OperatorInfo, PipelineJSON } from "../src/types.ts";
 
 const ops: OperatorInfo[] = [
@@ -56,4 +56,24 @@ test("a stream of slider values keeps one message in flight and sends the newest
   waiters.shift()!();
   await new Promise((r) => setTimeout(r, 0));
   assert.deepEqual(sent, [1, 10]);
+});
+
+test("a node added without a position goes where it covers no other node", () => {
+  const size = { width: 160, height: 80 };
+  assert.deepEqual(freeSpot({ x: 0, y: 0 }, [], size), { x: 0, y: 0 });
+  const boxes = [
+    { x: 10, y: 10, width: 160, height: 64 },
+    { x: 40, y: 90, width: 160, height: 84 }, // right below the first: skipped as well
+    { x: 400, y: 0, width: 160, height: 64 }, // beside: not in the way
+  ];
+  const at = freeSpot({ x: 0, y: 0 }, boxes, size);
+  assert.deepEqual(at, { x: 0, y: 90 + 84 + 16 });
+  for (const b of boxes) assert.ok(at.y >= b.y + b.height || at.x + size.width <= b.x, JSON.stringify(b));
+});
+
+test("a slider takes the kernel's value only after a pause and never while its own value is on its way", () => {
+  assert.equal(adoptAfter(1000, 900, false), SLIDER_HOLD_MS - 100); // moved 100 ms ago: wait
+  assert.equal(adoptAfter(5000, 900, false), 0); // paused: take it now
+  assert.equal(adoptAfter(5000, 900, true), null); // a slow reply: keep counting from our own value
+  assert.equal(adoptAfter(5000, 0, false), 0); // after a refusal or a lost reply (lastMove reset)
 });
