@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from oremda_lab import Engine
 from oremda_lab.spec.pipeline import Blocked, Pipeline
 
 UPSTREAM = sorted((Path(__file__).resolve().parents[1] / "upstream_pipelines").glob("*.json"))
@@ -171,3 +174,26 @@ def test_the_runnable_part_of_any_graph_is_a_valid_pipeline(doc):
                 assert f"{node_id}.{port}: required input is not connected" in map(str, problems)
         else:
             assert any(x.message in why.message for x in problems), (node_id, why, problems)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    tifffile.imwrite(data / "a.tif", np.random.default_rng(1).random((32, 32), dtype=np.float32))
+    with Engine("inline", data) as engine:
+        yield engine
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=graphs())
+def test_the_engine_runs_the_runnable_part_of_any_graph(engine, doc):
+    for node in doc["nodes"]:
+        if node.get("image") == "oremda/tiff_reader":
+            node["params"] = {"filename": "a.tif"}
+    p = Pipeline.from_json(doc)
+    blocked = p.readiness().blocked
+    run = engine.run(p, timeout=120)
+    assert set(run.nodes) == set(p.nodes)
+    assert {n: r.status for n, r in run.nodes.items() if n in blocked} == {n: b.state for n, b in blocked.items()}
+    finished = ("done", "cached", "error", "skipped")
+    assert all(r.status in finished for n, r in run.nodes.items() if n not in blocked), run.nodes
