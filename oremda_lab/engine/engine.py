@@ -214,8 +214,9 @@ class Engine:
     Parameters
     ----------
     runtime
-        ``"local"`` (default), ``"inline"``, ``"docker"``, ``"podman"``, ``"apptainer"``
-        or ``"mpi"``; else the ``OREMDA_RUNTIME`` environment variable decides.
+        ``"local"``, ``"inline"``, ``"docker"``, ``"podman"``, ``"apptainer"`` or
+        ``"mpi"``; None (default): :func:`oremda_lab.runtime.default_runtime` decides
+        (``OREMDA_RUNTIME``, else the Jupyter config, else ``"local"``).
     data_dir
         Folder that file parameters (e.g. a reader's ``filename``) are relative to.
     timeout
