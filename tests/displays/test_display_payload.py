@@ -5,6 +5,8 @@ in float64, and the uint8 scaling by its definition, then the payload's bytes ar
 read back the way the browser reads them (``width * height`` grey levels, row-major).
 """
 
+import time
+
 import numpy as np
 import pytest
 
@@ -39,9 +41,12 @@ def test_picture_payload_round_trip(mos2_image):
     # scaled linearly between the min/max the picture operator measured.
     image = mos2_image.astype(np.float32)
     lo, hi = float(image.min()), float(image.max())
+    before = time.time() * 1000
     payload = encode(
         Node("v", type="display", display="2D"), [PortValue(image, {"kind": "picture", "min": lo, "max": hi})], 4
     )
+    assert before <= payload["encoded_at"] <= time.time() * 1000  # the wall clock the page compares with
+    assert payload["revision"] == 4
     (layer,) = payload["layers"]
     assert (layer["width"], layer["height"], layer["scale"], layer["shape"]) == (512, 512, 2, [1024, 1024])
     assert isinstance(layer["pixels"], bytes)  # a binary comm buffer, not JSON or base64
