@@ -134,7 +134,7 @@ def test_a_display_is_shown_as_soon_as_its_producers_are_done(engine, tmp_path):
     fast, fast_edges = plotted("f", "fast")
     slow, slow_edges = plotted("s", "slow")
     p = build(
-        {"f": {"op": "fault", "size": 4}, "s": {"op": "fault", "mode": "wait", "seconds": 30}, **fast, **slow},
+        {"f": {"op": "fault", "size": 4}, "s": {"op": "fault", "mode": "wait", "seconds": 120}, **fast, **slow},
         [*fast_edges, *slow_edges],
     )
     events = []
@@ -160,7 +160,7 @@ def test_a_display_is_shown_as_soon_as_its_producers_are_done(engine, tmp_path):
 
 
 def test_lanes_run_side_by_side_and_newest_wins_within_one(engine, tmp_path):
-    waiting = build({"a": {"op": "fault", "mode": "wait", "seconds": 30}}, [])
+    waiting = build({"a": {"op": "fault", "mode": "wait", "seconds": 120}}, [])
     started = threading.Event()
     engine.subscribe(lambda e: started.set() if (e.node, e.state) == ("a", "running") else None)
     first = engine.submit(waiting, lane="one")
