@@ -68,7 +68,7 @@ def test_a_half_built_graph_runs_its_finished_part(engine):
             "blur1": {"op": "gaussian_blur"},
             "pic": {"op": "picture"},
             "view2": {"display": "2D"},
-        },  # fmt: skip
+        },
         [*shown_edges, "blur1.image -> pic.in", "pic.out -> view2.in"],
     )
     assert "blur1.image: required input is not connected" in [str(problem) for problem in p.validate()]
