@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from oremda_lab.spec.operator import OperatorSpec, ParamSpec
@@ -126,6 +127,10 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
         value = param.clamp(change["new"])
         if kind == "json":
             value = json.loads(value)
+        if kind == "slider" and _same_number(value, current()):
+            # The browser's slider echoes a value the kernel set, re-derived from its step
+            # (1.9 comes back as 1.9000000000000001): not an edit, so no second run.
+            return
         syncing = True
         try:
             pipeline.set_param(node, name, value)
@@ -149,6 +154,12 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
     widget.observe(to_pipeline, "value")
     widget._oremda_unobserve = pipeline.observe(from_pipeline)  # kept so callers can unbind
     return widget
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Equal numbers up to float rounding (a slider's step arithmetic)."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return numbers and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _as_text(value: Any, kind: str) -> str:

@@ -73,6 +73,12 @@ def test_param_widget_binds_both_ways_and_clamps():
     rev = p.revision
     s.value = 1.25  # no change, no edit
     assert p.revision == rev
+    p.set_param("b", "sigma", 1.9)
+    rev = p.revision
+    s.value = 19 * 0.1  # the browser's slider echoes 1.9 from its step: 1.9000000000000001, not an edit
+    assert p.revision == rev and p.nodes["b"].params["sigma"] == 1.9
+    s.value = 2.0  # one step is an edit
+    assert p.revision == rev + 1 and p.nodes["b"].params["sigma"] == 2.0
 
 
 def test_param_widget_dropdown_and_unknown_param():
