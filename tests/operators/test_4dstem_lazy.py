@@ -247,3 +247,53 @@ def test_the_digitalmicrograph_reference_reads_rows_as_rosettasciio_does(mos2_dm
         ref.part(1, 3).read(mos2_dm3.parent), whole[ref.part(1, 3).rows[0] : ref.part(1, 3).rows[1]]
     )
     np.testing.assert_array_equal(ref.read(mos2_dm3.parent, 5, 9), whole[5:9])
+
+
+PICKY = """
+import time
+
+import numpy as np
+
+from oremda_lab.worker.sdk import operator
+
+
+@operator
+def picky(inputs, params):
+    data = inputs["data"].data
+    if data.max() == 65535:
+        raise ValueError("a saturated pattern")
+    time.sleep(0.05)
+    return {"total": data.sum(axis=0, dtype=np.float64)}
+"""
+
+
+def test_a_failed_partition_fails_its_node_and_leaves_nothing(tmp_path, two_workers):
+    from oremda_lab.registry import Registry
+    from oremda_lab.testing import write_operator
+
+    description = {
+        "name": "picky", "version": "1.0.0", "entrypoint": "run",
+        "ports": {"input": {"data": {"type": "data"}}, "output": {"total": {"type": "data"}}},
+        "parallel": {"split": {"port": "data", "axis": 0}, "join": {"total": "sum"}},
+    }  # fmt: skip
+    write_operator(tmp_path / "ops", description, PICKY)
+    registry = Registry([tmp_path / "ops"])
+    data = dataset()
+    np.save(tmp_path / "good.npy", data)
+    data[-1, -1, 0, 0] = 65535  # the last partition's last chunk fails
+    np.save(tmp_path / "bad.npy", data)
+    doc = {
+        "nodes": [{"id": "read", "image": "oremda/npy_reader", "params": {"filename": "good.npy"}},
+                  {"id": "p", "image": "oremda/picky", "params": {}}],
+        "edges": [{"type": "data", "from": {"id": "read", "port": "data"}, "to": {"id": "p", "port": "data"}}],
+    }  # fmt: skip
+    with Engine("local", tmp_path, registry=registry, shm_bytes=2 * 8 * 64 << 10) as engine:
+        good = engine.run(Pipeline.from_json(doc, catalog=registry))
+        assert good.ok, good.errors
+        np.testing.assert_allclose(good.outputs["p"]["total"].data, dataset().sum(axis=0, dtype=np.float64))
+        doc["nodes"][0]["params"]["filename"] = "bad.npy"
+        bad = engine.run(Pipeline.from_json(doc, catalog=registry))
+        assert bad.nodes["p"].status == "error"
+        assert "a saturated pattern" in bad.errors["p"]["message"]
+        assert not stray_objects(engine)
+        assert not list((engine.arena.path / "cancel").iterdir())
