@@ -153,9 +153,10 @@ def _link_lock(root: Path, session: Path) -> None:
             fd = os.open(lock, os.O_RDONLY)  # no O_CREAT: another user's file in /dev/shm refuses it
         except FileNotFoundError:
             try:
-                fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 continue
+            os.fchmod(fd, 0o666)  # past the umask: other users may link it (fs.protected_hardlinks)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink == 0:

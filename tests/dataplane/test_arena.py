@@ -222,3 +222,25 @@ def test_signal_group_spares_a_pid_that_another_process_took():
     finally:
         leader.kill()
         leader.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_another_users_session_shares_the_lock(small_shm):
+    """fs.protected_hardlinks lets a user link only files it may write: the root lock is 0666."""
+    with Arena.create():
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # as user nobody (no exec: its interpreter may sit in a folder nobody cannot read)
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with Arena.create() as theirs:
+                    shared = os.path.samefile(theirs.path / "shm.lock", small_shm / ROOT_LOCK)
+                    os.write(write, f"{shared} {os.stat(theirs.path).st_uid}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 100).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == "True 65534"
