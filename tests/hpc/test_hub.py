@@ -1,0 +1,120 @@
+"""JupyterHub on Slurm, end to end: log in, the server starts as a Slurm job, the editor runs on MPI in it.
+
+The hub's spawner environment sets ``OREMDA_RUNTIME=mpi`` and the ``srun`` launcher, and
+its batch script sets ``OREMDA_MPI_RANKS`` from the job's tasks, as docs/hpc.md tells
+an admin to; the notebook is the getting-started one, with ``PipelineEditor(pipeline)``
+and no engine given. Screenshots land in tests/browser/artifacts/hub-*.png.
+"""
+
+import getpass
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from hub import jupyterhub
+from slurm import Cluster, require
+
+BROWSER = Path(__file__).resolve().parents[1] / "browser"
+sys.path.insert(0, str(BROWSER))
+from lab import ARTIFACTS, CHROMIUM, chromium_page, open_notebook, run_all_cells, run_code_in_new_cell  # noqa: E402
+
+pytestmark = pytest.mark.browser
+RANKS = 2
+USER = getpass.getuser()  # the hub's own user: the job runs as it (exec_prefix = "")
+CANVAS = "canvas[data-display='view']"
+
+NOTEBOOK_CODE = """\
+from oremda_lab import Pipeline, PipelineEditor
+
+pipeline = Pipeline.from_json({
+    "nodes": [
+        {"id": "data", "image": "oremda/data_container"},
+        {"id": "read", "image": "oremda/tiff_reader"},
+        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1.5}},
+        {"id": "pic", "image": "oremda/picture"},
+        {"id": "view", "type": "display", "display": "2D"},
+    ],
+    "edges": [
+        {"type": "binary", "from": {"id": "data", "port": "data"}, "to": {"id": "read", "port": "data"}},
+        {"type": "data", "from": {"id": "read", "port": "out"}, "to": {"id": "blur", "port": "image"}},
+        {"type": "data", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}},
+        {"type": "display", "from": {"id": "pic", "port": "out"}, "to": {"id": "view", "port": "in"}},
+    ],
+})
+editor = PipelineEditor(pipeline)  # the engine's runtime: what the hub's environment selects
+editor
+"""
+
+
+def notebook(path: Path) -> None:
+    cell = {
+        "id": "editor",
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {},
+        "outputs": [],
+        "source": NOTEBOOK_CODE,
+    }
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(
+        json.dumps({"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5})
+    )
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"hub-{name}.png"))
+
+
+def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, tmp_path):
+    require(shutil.which(CHROMIUM) is not None, f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    require(shutil.which("configurable-http-proxy") is not None, "npm install -g configurable-http-proxy")
+    pytest.importorskip("batchspawner")
+    pytest.importorskip("playwright")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook(notebooks / "hpc.ipynb")
+    launcher = "srun -n {ranks} --mpi=pmi2"
+    environment = {"OREMDA_RUNTIME": "mpi", "OREMDA_MPI_LAUNCHER": launcher}
+    with jupyterhub(cluster, tmp_path, notebooks, environment, ranks=RANKS) as hub, chromium_page() as page:
+        try:
+            page.goto(f"{hub}/hub/login", wait_until="domcontentloaded")
+            page.fill("#username_input", USER)
+            page.fill("#password_input", "any")
+            shot(page, "01-login")
+            page.click("#login_submit")
+            # the hub submits the server as a batch job and redirects to it once it answers
+            page.wait_for_url(re.compile(f"/user/{USER}/lab"), timeout=120_000)
+            jobs = cluster.run("squeue", "-h", "-o", "%i %j %T").stdout.split("\n")
+            server = [line.split() for line in jobs if " jupyterhub " in line]
+            assert len(server) == 1 and server[0][2] == "RUNNING", jobs
+            job_id = server[0][0]
+            page.wait_for_selector(".jp-LabShell", timeout=60_000)
+            shot(page, "02-lab")
+
+            open_notebook(page, f"{hub}/user/{USER}", "hpc.ipynb")
+            run_all_cells(page)
+            page.locator(".oremda-editor").first.wait_for(timeout=60_000)
+            shown = f'() => Number(document.querySelector("{CANVAS}")?.dataset.frame || 0) >= 1'
+            page.wait_for_function(shown, timeout=120_000)
+            page.wait_for_selector(".oremda-node[data-node-id='blur']:is([data-state='done'], [data-state='cached'])")
+            page.locator(".oremda-editor").first.scroll_into_view_if_needed()
+            shot(page, "03-display")
+
+            where = run_code_in_new_cell(
+                page,
+                "import os; r = editor.engine.runtime\n"
+                "print(r.name, r.ranks, ' '.join(r.launcher), os.environ['SLURM_JOB_ID'], sep='|')",
+            )
+            assert where.strip().split("|") == ["mpi", str(RANKS), launcher, job_id]
+            # the ranks are a step of the server's job (warm between runs)
+            steps = cluster.run("squeue", "-h", "-s", "-j", job_id, "-o", "%i %A").stdout.split()
+            assert f"{job_id}.0" in steps, steps
+            shot(page, "04-runtime")
+        finally:
+            shot(page, "last")
+    # the hub cancelled the server's job when it stopped
+    cluster.wait_no_jobs()
