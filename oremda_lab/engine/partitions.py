@@ -18,7 +18,9 @@ does not split such tasks itself (``Runtime.splits_parallel``; MPI ranks do):
   concatenate, stack, first), into one object of the node's task; the partial
   outputs are freed;
 * a failed partition cancels the others (the node task's cancel marker covers its
-  partitions) and fails the node with its error; nothing of the node stays in the session.
+  partitions) and fails the node with its error; nothing of the node stays in the session;
+* data-parallel nodes on lazy data run one at a time (on any runtime), so the chunk
+  buffers of all workers together stay within the memory budget.
 """
 
 from __future__ import annotations
@@ -35,14 +37,23 @@ from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult
 from oremda_lab.worker.sdk import PART_SEPARATOR
 
+# Data-parallel nodes on lazy data run one at a time: each uses every worker (or rank),
+# whose chunks are sized to share the memory budget among them.
+_one_at_a_time = threading.Lock()
+
+
+def lazy_split(task: Task) -> lazy.LazyArray | None:
+    """The lazy reference a data-parallel task splits, or None."""
+    if not task.spec.parallel:
+        return None
+    port = (task.spec.parallel.get("split") or {}).get("port")
+    return lazy.from_wire(task.inputs.get(port) or {})
+
 
 def count(runtime: Runtime, task: Task) -> int:
     """How many partitions ``task`` runs as here (1: not partitioned)."""
-    if runtime.splits_parallel or not task.spec.parallel:
-        return 1
-    port = (task.spec.parallel.get("split") or {}).get("port")
-    source = lazy.from_wire(task.inputs.get(port) or {})
-    if source is None:
+    source = lazy_split(task)
+    if runtime.splits_parallel or source is None:
         return 1
     return max(1, min(lazy.workers_env(), source.shape[0]))
 
@@ -53,15 +64,20 @@ def slot(node: str, index: int) -> str:
 
 
 def submit(runtime: Runtime, task: Task) -> Future[TaskResult]:
-    """Run ``task``: on its worker, or as partitions on several workers joined into one result."""
-    parts = count(runtime, task)
-    if parts == 1:
+    """Run ``task``: on its worker, or as partitions on several workers joined into one result.
+
+    A task on lazy data waits for the one before it (a superseded one then stops at
+    its first chunk: its cancel marker is there).
+    """
+    if lazy_split(task) is None:
         return runtime.submit(task)
+    parts = count(runtime, task)
     future: Future[TaskResult] = Future()
 
     def run() -> None:
         try:
-            future.set_result(_run(runtime, task, parts))
+            with _one_at_a_time:
+                future.set_result(_run(runtime, task, parts) if parts > 1 else runtime.submit(task).result())
         except BaseException as e:  # the scheduler reports it as the node's error
             future.set_exception(e)
 
