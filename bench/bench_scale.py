@@ -245,6 +245,9 @@ def main() -> None:
     parser.add_argument("--record", type=Path, help="append the results to this Markdown file")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(args.folder).free
+    if free < (args.gib + args.bvm_gib + 4) * GIB:  # leave 4 GiB: the machine may be shared
+        sys.exit(f"{args.folder}: {free / GIB:.1f} GiB free, not enough for {args.gib + args.bvm_gib:g} GiB plus 4")
     try:
         started = time.perf_counter()
         shape = generate(args.folder / "scan.npy", args.gib, args.scan_x, args.detector)
