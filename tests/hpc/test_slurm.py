@@ -159,13 +159,22 @@ def test_pipeline_in_sbatch_equals_local(cluster, job_files, expected):
     script.write_text(
         "#!/bin/bash\n"
         f"#SBATCH --ntasks={RANKS} --time=5 --output={out.parent}/slurm-%j.log\n"
-        f"exec {sys.executable} {HERE / 'pipeline_job.py'} {job_files / 'pipeline.json'} {job_files} {out}\n"
+        "set -e\n"
+        f"{sys.executable} {HERE / 'pipeline_job.py'} {job_files / 'pipeline.json'} {job_files} {out}\n"
+        # the CLI as a batch script would run it: its runtime too comes from the environment
+        f"{Path(sys.executable).parent / 'oremda-lab'} run {job_files / 'pipeline.json'} --data {job_files}"
+        f" --record {out.parent / 'record.json'} --quiet\n"
     )
-    done = cluster.run("sbatch", "--wait", "--parsable", str(script), env=job_env(cluster, job_files))
+    env = job_env(cluster, job_files)
+    done = subprocess.run(
+        ["sbatch", "--wait", "--parsable", str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
     job_id = done.stdout.strip().split(";")[0]
     log = (out.parent / f"slurm-{job_id}.log").read_text()
-    assert out.exists(), log
+    assert done.returncode == 0, f"{done.stderr}\n{log}"
     check(out, expected, np.load(job_files / "scan.npy"), job_id)
+    record = json.loads((out.parent / "record.json").read_text())
+    assert record["ok"] and record["provenance"]["runtime"] == "mpi", log
     cluster.wait_no_jobs()
 
 
