@@ -15,8 +15,10 @@ State and policy
   Undo/redo lives in the front end as a stack of accepted commands and their inverses.
 * Every edit that changes what runs (not a moved node) submits a snapshot to the
   engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
-  scheduler thread, which become the ``status`` and ``run`` traits. When a run
-  finishes, its display nodes become the ``displays`` trait (see ``_display.py``).
+  scheduler thread, which become the ``status`` and ``run`` traits. A display node's
+  ``done`` event carries its layers: it goes to the ``displays`` trait at once (see
+  ``_display.py``), not at the end of the run. A partial graph is submitted too: what
+  can run runs, the rest reports ``waiting``.
 * Several editors may share one engine: each submits in its own lane (newest wins only
   among its own runs) and listens only to the events of its own runs.
 * Callbacks never raise into the kernel's message loop: failures show in the widget.

@@ -36,6 +36,12 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str,
     """Start ``jupyter lab`` (or ``app="notebook"``: Notebook 7) and yield its base URL; stop it by pid afterwards."""
     port = free_port()
     workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
+    # No "get notified about Jupyter news?" toast: it covers the bottom right of the page.
+    settings = Path(workspaces) / "settings"
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"jupyter-{app}.log", "w")  # noqa: SIM115 (closed below)
     cmd = [
@@ -44,10 +50,11 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str,
         f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
     if app == "lab":
-        cmd += [f"--LabApp.workspaces_dir={workspaces}", "--LabApp.news_url=",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+        cmd += [f"--LabApp.workspaces_dir={workspaces}", f"--LabApp.user_settings_dir={settings}",
+                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
     else:
-        cmd += [f"--JupyterNotebookApp.workspaces_dir={workspaces}"]
+        cmd += [f"--JupyterNotebookApp.workspaces_dir={workspaces}",
+                f"--JupyterNotebookApp.user_settings_dir={settings}"]  # fmt: skip
     cmd += extra_args
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -94,10 +101,31 @@ def chromium_page(width: int = 1400, height: int = 1000):
 
 def open_notebook(page, url: str, path: str, timeout: float = 60_000, app: str = "lab") -> None:
     """Open a notebook in Lab (or ``app="notebook"``: Notebook 7) and wait until its kernel is idle."""
-    page.goto(f"{url}/lab/tree/{path}" if app == "lab" else f"{url}/notebooks/{path}", wait_until="domcontentloaded")
+    # ?reset: Lab starts from an empty workspace, not with the tabs an earlier test left open.
+    address = f"{url}/lab/tree/{path}?reset" if app == "lab" else f"{url}/notebooks/{path}"
+    page.goto(address, wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel", timeout=timeout)
     wait_kernel_idle(page, timeout)
     accept_kernel_dialog(page)
+
+
+def stop_kernels(url: str) -> None:
+    """Shut down every session's kernel on the server (its editors' engines and workers go with it)."""
+    import http.cookiejar
+    import json
+
+    # A DELETE needs the server's XSRF cookie echoed in a header, as the browser does.
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{url}/api/sessions", timeout=10) as r:
+        sessions = json.load(r)
+    opener.open(f"{url}/", timeout=30).close()  # the front page sets _xsrf
+    xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
+    for session in sessions:
+        request = urllib.request.Request(
+            f"{url}/api/sessions/{session['id']}", method="DELETE", headers={"X-XSRFToken": xsrf}
+        )
+        opener.open(request, timeout=30).close()
 
 
 def accept_kernel_dialog(page) -> None:
@@ -170,12 +198,6 @@ ROW = "[data-param-row='sigma']"
 VALUE = "[data-param-value='sigma']"
 ERROR = "[data-param-error='sigma']"
 FRAME = "() => Number(document.querySelector(\"canvas[data-display='view']\")?.dataset.frame || 0)"
-
-
-def shot(page, name):
-    """Screenshot of the editor into tests/browser/artifacts/NAME.png."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.locator(EDITOR).first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def value_is(page, text, timeout=30_000):

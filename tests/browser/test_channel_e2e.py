@@ -1,4 +1,4 @@
-"""The request channel in a real JupyterLab: a kernel that does not answer never freezes a control.
+"""The request channel in JupyterLab 4 and Notebook 7: a kernel that does not answer never freezes a control.
 
 The kernel stops answering twice: its editor drops messages (the handler is removed from
 a cell), then the kernel is restarted (the comm is gone). Screenshots land in
@@ -13,10 +13,8 @@ from lab import (
     SLIDER,
     VALUE,
     lab_menu,
-    open_notebook,
     run_all_cells,
     run_code_in_new_cell,
-    shot,
     value_is,
 )
 
@@ -30,8 +28,9 @@ def open_editor(page):
     value_is(page, "1.5")
 
 
-def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, lab_url):
-    open_notebook(page, lab_url, "notebooks/getting_started.ipynb")
+def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
+    shot = front.shot
+    front.open(page, "notebooks/getting_started.ipynb")
     open_editor(page)
     timeout_ms = int(page.locator(EDITOR).first.get_attribute("data-request-timeout-ms"))
 

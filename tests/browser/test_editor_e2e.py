@@ -1,12 +1,12 @@
-"""End to end: the getting-started notebook in a real JupyterLab, driven like a user would.
+"""End to end: the getting-started notebook in JupyterLab 4 and Notebook 7, driven like a user would.
 
-Screenshots of every step land in tests/browser/artifacts/.
+Screenshots of every step land in tests/browser/artifacts/ (prefixed lab- or notebook-).
 """
 
 import json
 from pathlib import Path
 
-from lab import ARTIFACTS, open_notebook, run_all_cells, run_code_in_new_cell
+from lab import ARTIFACTS, run_all_cells, run_code_in_new_cell
 
 EDITOR = ".oremda-editor"
 CANVAS = "canvas[data-display='view']"
@@ -16,11 +16,6 @@ CHECKSUM = """c => {
   for (let i = 0; i < d.length; i += 4) s = (s * 31 + d[i]) | 0;
   return [Number(c.dataset.frame), s];
 }"""
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def handle(page, node, port, side):
@@ -36,8 +31,9 @@ def drag_between(page, source, target):
     page.mouse.up()
 
 
-def test_getting_started_in_jupyterlab(page, lab_url):
-    open_notebook(page, lab_url, "notebooks/getting_started.ipynb")
+def test_getting_started(page, front):
+    shot = front.shot
+    front.open(page, "notebooks/getting_started.ipynb")
     run_all_cells(page)
     editor = page.locator(EDITOR).first
     editor.wait_for(timeout=60_000)

@@ -5,9 +5,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from widget_helpers import BLUR_DISPLAY, RecordingComm, command, front_end_says, wait_for
+from widget_helpers import (
+    BLUR_DISPLAY,
+    STEPS_OPERATOR,
+    STEPS_RUN,
+    RecordingComm,
+    command,
+    front_end_says,
+    wait_for,
+)
 
 from oremda_lab import Engine, Pipeline, PipelineEditor, PipelineError
+from oremda_lab.testing import write_operator
 from oremda_lab.widget.editor import STATUS_INTERVAL_S, _run_key
 
 CASES = json.loads((Path(__file__).parent / "connection_cases.json").read_text())
@@ -373,3 +382,22 @@ def test_large_pictures_are_block_averaged():
     img = np.random.default_rng(0).random((1024, 1000))
     layer = encode(Node("v", type="display", display="2D"), [PortValue(img, {"kind": "picture"})], 1)["layers"][0]
     assert (layer["width"], layer["height"], layer["scale"], len(layer["pixels"])) == (500, 512, 2, 500 * 512)
+
+
+
+@pytest.mark.parametrize("runtime", ["inline", "local"])
+def test_progress_reported_by_an_operator_reaches_its_node(comm, tmp_path, runtime):
+    from oremda_lab.registry import Registry
+
+    write_operator(tmp_path, STEPS_OPERATOR, STEPS_RUN)
+    seen = []
+    with Engine(runtime, registry=Registry([tmp_path])) as engine:
+        e = PipelineEditor({"nodes": [{"id": "s", "image": "oremda/steps"}], "edges": []}, engine, comm=comm)
+        e.observe(lambda change: seen.append(change["new"].get("s")), "status")
+        wait_for(lambda: e.run["state"] in ("done", "error"), timeout=60)
+        assert e.run["state"] == "done", e.run
+        e.close()
+    reports = [(s["progress"], s["message"]) for s in seen if s and s["state"] == "running" and s.get("progress")]
+    assert reports, seen
+    assert all(0 < p <= 1 and m == f"{round(p * 4)}/4 steps" for p, m in reports), reports
+    assert seen[-1]["state"] == "done" and seen[-1].get("progress") is None

@@ -22,6 +22,33 @@ BLUR_DISPLAY = {
 }
 
 
+# A test operator that takes its time and reports progress (oremda_lab.testing.write_operator).
+STEPS_OPERATOR = {
+    "name": "steps",
+    "version": "1.0.0",
+    "description": "Test operator: counts to `n`, reporting progress at each step.",
+    "entrypoint": "run",
+    "ports": {"input": {}, "output": {"out": {"type": "data"}}},
+    "params": {"n": {"type": "integer", "default": 4, "min": 1}},
+}
+STEPS_RUN = """
+import time
+
+import numpy as np
+
+from oremda_lab.worker.sdk import PortValue, operator, report_progress
+
+
+@operator
+def steps(inputs, params):
+    n = params["n"]
+    for i in range(n):
+        time.sleep(0.25)
+        report_progress((i + 1) / n, f"{i + 1}/{n} steps")
+    return {"out": PortValue(np.arange(n, dtype=np.float64), {})}
+"""
+
+
 class RecordingComm:
     """Records what the kernel side sends (as ipywidgets' own tests do)."""
 
