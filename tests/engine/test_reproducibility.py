@@ -19,6 +19,7 @@ import pytest
 from scipy import ndimage
 
 from oremda_lab import Engine, Pipeline
+from oremda_lab.registry import Registry
 from oremda_lab.testing import FAULT_OPERATORS
 
 PIPELINE = {
@@ -64,7 +65,7 @@ def sha256(array: np.ndarray) -> str:
 
 
 def test_an_export_reruns_bit_identical_in_a_fresh_process(setup, tmp_path):
-    data, _, pipeline = setup
+    data, fault, pipeline = setup
     first = cli(pipeline, data, tmp_path / "first.json")
     assert first.returncode == 0, first.stderr
     record = json.loads((tmp_path / "first.json").read_text())
@@ -82,8 +83,10 @@ def test_an_export_reruns_bit_identical_in_a_fresh_process(setup, tmp_path):
     assert rerun["outputs"]["plus1"]["out"] == {"dtype": "<f8", "shape": [48, 40], "sha256": sha256(x + 1)}
     # The blur: the same bytes from this process on the inline runtime, and the values of
     # scipy's filter (the operator may use a faster kernel, equal within float rounding).
-    with Engine("inline", data) as engine:
-        here = engine.run(Pipeline.load(pipeline, catalog=engine.registry)).outputs["blur"]["image"].data
+    with Engine("inline", data, registry=Registry([fault.parent])) as engine:
+        run = engine.run(Pipeline.load(pipeline, catalog=engine.registry))
+        assert run.ok, run.errors
+        here = run.outputs["blur"]["image"].data
         assert rerun["outputs"]["blur"]["image"] == {"dtype": here.dtype.str, "shape": [48, 40], "sha256": sha256(here)}
         np.testing.assert_allclose(here, ndimage.gaussian_filter(x + 1, 1.5), rtol=1e-6)
 
