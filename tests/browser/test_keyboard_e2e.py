@@ -5,6 +5,7 @@ element; a focused slider inside an output used to match the command-mode bindin
 ArrowRight (``:focus`` selectors), so the value stayed and focus jumped to a cell. Here
 the keys go to: the slider (arrows), a dropdown (arrows), the palette (search, arrows,
 Enter), a number box (type, Enter), a checkbox (Space), and the canvas (Delete, Ctrl+Z).
+The nodes added by keyboard leave the graph partly built: they wait, the rest still runs.
 """
 
 from lab import EDITOR, FRAME, SLIDER, VALUE, run_all_cells, run_code_in_new_cell, value_is
@@ -73,6 +74,23 @@ def test_every_control_by_keyboard(page, front):
     front.shot(page, "kb-02-palette-number-checkbox")
     code = 'n = pipeline.nodes; print(n["virtual_detector1"].params["inner_radius"], n["fft2d1"].params["shift"])'
     assert kernel_says(page, code) == "6 True"
+
+    # The graph is only partly built now: the new nodes wait and say why, the rest still runs.
+    for node, port in (("virtual_detector1", "data"), ("fft2d1", "in")):
+        waiting = page.locator(f".oremda-node[data-node-id='{node}'][data-state='waiting'] .oremda-node-waiting")
+        waiting.wait_for()
+        assert waiting.inner_text() == f"waiting for input: {port}"
+    page.locator(".react-flow__node[data-id='blur'] .oremda-node-title b").click()
+    page.locator(SLIDER).focus()
+    frame = page.evaluate(FRAME)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        f"() => ({FRAME})() > {frame} && document.querySelector('[data-run-state]').dataset.runState === 'done'",
+        timeout=30_000,
+    )
+    value_is(page, "1.6")
+    page.keyboard.press("Control+z")
+    value_is(page, "1.5")
 
     # Delete removes the selected node; Ctrl+Z brings it back; the notebook's cells are untouched.
     cells = page.locator(".jp-Notebook .jp-Cell").count()
