@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from oremda_lab.dataplane.arena import Arena, owner_alive
-from oremda_lab.dataplane.lazy import LazyArray
+from oremda_lab.dataplane.lazy import JOIN_METHODS, LazyArray
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import invoke, protocol
 from oremda_lab.worker.main import environment_report, load_operator, send_progress
@@ -70,7 +70,6 @@ DONE = "done"
 INDEX_ENV = "OREMDA_PARALLEL_INDEX"
 SIZE_ENV = "OREMDA_PARALLEL_SIZE"
 
-JOIN_METHODS = ("sum", "max", "min", "concatenate", "stack", "first")
 _INPUT_TAG = 1000
 _OUTPUT_TAG = 2000
 
