@@ -48,8 +48,10 @@ import math
 import mmap
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -636,6 +638,43 @@ def signal_group(leader: dict[str, Any], sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_marked(variable: str, value: str, passes: int = 20) -> list[int]:
+    """SIGKILL every process whose environment holds ``variable=value``; returns their pids.
+
+    A runtime's workers carry its key in their environment and every process they start
+    inherits it, wherever it moved (another session, another parent): a last sweep
+    when the runtime stops. Linux (``/proc``); only processes this user may inspect.
+    """
+    marker, killed = f"{variable}={value}".encode(), []
+    for _ in range(passes):  # again: one may have forked while the last pass killed
+        found = []
+        for entry in os.scandir("/proc") if os.path.isdir("/proc") else []:
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"{entry.path}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        found.append(int(entry.name))
+            except OSError:
+                continue  # gone, or not ours to read
+        found = [pid for pid in found if _living(pid)]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed += found
+        time.sleep(0.01)  # SIGKILL is asynchronous
+    return sorted(set(killed))
+
+
+def _living(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def owner_record(pid: int | None = None) -> dict[str, Any]:

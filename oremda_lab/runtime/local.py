@@ -18,7 +18,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from oremda_lab.dataplane.arena import owner_record
+from oremda_lab.dataplane.arena import kill_marked, owner_record
 from oremda_lab.runtime.base import NodeFailure, Runtime, WorkerHandle, end_group
 from oremda_lab.runtime.environments import (
     Environment,
@@ -28,6 +28,7 @@ from oremda_lab.runtime.environments import (
     worker_path,
 )
 from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.worker import protocol
 
 
 class ProcessHandle(WorkerHandle):
@@ -110,7 +111,11 @@ class LocalRuntime(Runtime):
         return self.environment_of(spec).id
 
     def stop(self) -> None:
-        """Stop the workers, then the fork servers."""
+        """Stop the workers, then the fork servers, then whatever still carries this runtime's key.
+
+        The fork servers take their workers' descendants along; the last sweep finds those
+        that lost that chain (a fork server that was itself killed, say by the OOM killer).
+        """
         super().stop()
         with self._server_lock:
             for server in self._servers.values():
@@ -122,6 +127,7 @@ class LocalRuntime(Runtime):
                     server.kill()
                     server.wait()
             self._servers.clear()
+        kill_marked(protocol.AUTHKEY_ENV, self.authkey.hex())
 
     def _fork_server(self, env: Environment) -> subprocess.Popen:
         server = self._servers.get(env.id)

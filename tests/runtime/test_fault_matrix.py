@@ -314,6 +314,18 @@ def test_a_dead_workers_escaped_children_go_with_it(data: Path) -> None:
         assert engine.run(fault_pipeline({})).ok
 
 
+def test_close_sweeps_children_whose_fork_server_was_killed(data: Path) -> None:
+    """With its fork server SIGKILLed (the OOM killer, say), a worker's escaped child goes on close."""
+    with target("local").make_engine(data) as engine:
+        session = Session.of(engine)
+        child = engine.run(fault_pipeline({"mode": "daemon"})).outputs["n0"]["out"].meta["child"]
+        (server,) = engine.runtime._servers.values()
+        server.kill()  # its workers die by their parent-death signal; their orphans go to init
+        server.wait()
+        assert child in session_processes(session), process_state(child)
+    assert leftovers(session) == []
+
+
 HUNG_ENGINE = """
 import sys, threading
 from oremda_lab import Engine
