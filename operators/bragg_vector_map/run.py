@@ -5,7 +5,8 @@ import os
 import numpy as np
 from scipy import fft, ndimage
 
-from oremda_lab.worker.sdk import PortValue, data_path, operator
+from oremda_lab.dataplane import lazy
+from oremda_lab.worker.sdk import PortValue, as_port_value, cancelled, data_root, operator, report_progress
 
 _CHUNK = 128  # patterns per vectorized step
 
@@ -72,26 +73,30 @@ def bragg_map(data, template_radius=4, threshold=0.1, min_distance=3, max_peaks=
     return total.reshape(shape)
 
 
-def _my_rows(n):
-    # Upstream-style parallel runs (no split input): each rank reads its own scan rows.
+def _my_rows(filename):
+    """Upstream-style parallel runs (no split input): this rank's scan rows of the file, as a lazy reference."""
     index, size = int(os.environ.get("OREMDA_PARALLEL_INDEX", 0)), int(os.environ.get("OREMDA_PARALLEL_SIZE", 1))
-    base, extra = divmod(n, size)
-    start = index * base + min(index, extra)
-    return start, start + base + (1 if index < extra else 0)
+    return lazy.npy(data_root(), filename).part(index, size), size
+
+
+def _map(data, params):
+    if data.ndim < 3:
+        raise ValueError(f"expected 4D-STEM data (..., det_y, det_x), got shape {data.shape}")
+    return bragg_map(data, float(params["template_radius"]), float(params["threshold"]), int(params["min_distance"]),
+                     int(params["max_peaks"]), int(params["edge"]), int(params.get("relative_to", 1)))  # fmt: skip
 
 
 @operator
 def bragg_vector_map(inputs, params):
     port = inputs.get("data")
     if port is not None and port.data is not None:
-        data, meta = port.data, dict(port.meta)
-    elif params.get("filename"):
-        whole = np.load(data_path(params["filename"]), mmap_mode="r")
-        data, meta = whole[slice(*_my_rows(len(whole)))], {"filename": params["filename"]}
-    else:
+        return {"out": PortValue(_map(port.data, params), dict(port.meta))}
+    if not params.get("filename"):
         raise ValueError("give 4D-STEM data on the 'data' input or a .npy file in 'filename'")
-    if data.ndim < 3:
-        raise ValueError(f"expected 4D-STEM data (..., det_y, det_x), got shape {data.shape}")
-    out = bragg_map(data, float(params["template_radius"]), float(params["threshold"]), int(params["min_distance"]),
-                    int(params["max_peaks"]), int(params["edge"]), int(params.get("relative_to", 1)))  # fmt: skip
-    return {"out": PortValue(out, meta)}
+    # Read in chunks, summed, as for a lazy input (the same loop: progress, cancel, bounded memory).
+    rows, ranks = _my_rows(params["filename"])
+    context = lazy.Context(data_root(), None, ranks, report_progress, cancelled)
+    parallel = {"split": {"port": "data", "axis": 0}, "join": {"out": "sum"}}
+    inputs = {"data": PortValue(rows, {"filename": params["filename"]})}
+    return lazy.call(lambda values: {"out": PortValue(_map(values["data"].data, params), values["data"].meta)},
+                     inputs, parallel, context, as_port_value)  # fmt: skip
