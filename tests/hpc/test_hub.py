@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from hub import jupyterhub
-from slurm import Cluster, require
+from slurm import Cluster, require, running
 
 BROWSER = Path(__file__).resolve().parents[1] / "browser"
 sys.path.insert(0, str(BROWSER))
@@ -24,7 +24,7 @@ from lab import ARTIFACTS, CHROMIUM, chromium_page, open_notebook, run_all_cells
 pytestmark = pytest.mark.browser
 RANKS = 2
 USER = getpass.getuser()  # the hub's own user: the job runs as it (exec_prefix = "")
-CANVAS = "canvas[data-display='view']"
+FRAME = "() => Number(document.querySelector(\"canvas[data-display='view']\")?.dataset.frame || 0)"
 
 NOTEBOOK_CODE = """\
 from oremda_lab import Pipeline, PipelineEditor
@@ -98,8 +98,7 @@ def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, 
             open_notebook(page, f"{hub}/user/{USER}", "hpc.ipynb")
             run_all_cells(page)
             page.locator(".oremda-editor").first.wait_for(timeout=60_000)
-            shown = f'() => Number(document.querySelector("{CANVAS}")?.dataset.frame || 0) >= 1'
-            page.wait_for_function(shown, timeout=120_000)
+            page.wait_for_function(f"() => ({FRAME})() >= 1", timeout=120_000)
             page.wait_for_selector(".oremda-node[data-node-id='blur']:is([data-state='done'], [data-state='cached'])")
             page.locator(".oremda-editor").first.scroll_into_view_if_needed()
             shot(page, "03-display")
@@ -110,11 +109,16 @@ def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, 
                 "print(r.name, r.ranks, ' '.join(r.launcher), os.environ['SLURM_JOB_ID'], sep='|')",
             )
             assert where.strip().split("|") == ["mpi", str(RANKS), launcher, job_id]
-            # the ranks are a step of the server's job (warm between runs)
-            steps = cluster.run("squeue", "-h", "-s", "-j", job_id, "-o", "%i %A").stdout.split()
-            assert f"{job_id}.0" in steps, steps
+            # an edit re-runs on the same warm ranks: one step of the server's job
+            frame = page.evaluate(FRAME)
+            run_code_in_new_cell(page, 'pipeline.set_param("blur", "sigma", 4.0); print("set")')
+            page.wait_for_function(f"() => ({FRAME})() > {frame}", timeout=60_000)
+            steps = cluster.run("squeue", "-h", "-s", "-j", job_id, "-o", "%i").stdout.split()
+            assert sorted(steps) == [f"{job_id}.0", f"{job_id}.batch"], steps  # the server runs in .batch
             shot(page, "04-runtime")
+            proxy = int((tmp_path / "proxy.pid").read_text())
         finally:
             shot(page, "last")
-    # the hub cancelled the server's job when it stopped
+    # the hub cancelled the server's job when it stopped, and the proxy is gone too
     cluster.wait_no_jobs()
+    assert not running(proxy)
