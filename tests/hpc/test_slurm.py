@@ -65,8 +65,7 @@ def ring_sum(data: np.ndarray, inner: float, outer: float) -> np.ndarray:
 def job_files(tmp_path_factory):
     """Data, a probe operator and the pipeline (reader -> virtual detector, Bragg vector map, probe)."""
     folder = tmp_path_factory.mktemp("slurm-job")
-    # (positions, det_y, det_x): a 4D file would reach the operators as a lazy reference
-    np.save(folder / "scan.npy", scan().reshape(-1, 32, 32))
+    np.save(folder / "scan.npy", scan())  # 4D: the reader gives a lazy reference, each rank reads its rows
     operators = folder / "operators"
     description = {
         "name": "where",
