@@ -1,7 +1,8 @@
 """oremda-lab: reproducible electron-microscopy pipelines in Jupyter.
 
 Metadata lives in pyproject.toml; this file adds what setuptools cannot declare there:
-the operator library folder shipped as a package, and the widget bundle build.
+the operator library and the example pipelines shipped from top-level folders (``operators/``
+as ``oremda_operators``, ``pipelines/`` as ``oremda_lab/pipelines``), and the widget bundle build.
 """
 
 import subprocess
@@ -26,9 +27,10 @@ class BuildWithWidget(build_py):
 
 
 setup(
-    package_dir={"oremda_lab": "oremda_lab", "oremda_operators": "operators"},
+    package_dir={"oremda_lab": "oremda_lab", "oremda_lab.pipelines": "pipelines", "oremda_operators": "operators"},
     package_data={
         "oremda_lab": ["spec/*.json", "widget/static/*", "testing_operators/*/*"],
+        "oremda_lab.pipelines": ["*.json"],
         "oremda_operators": ["*/*.json", "*/*.py", "*/*.tif", "*/*.txt"],
     },
     cmdclass={"build_py": BuildWithWidget},

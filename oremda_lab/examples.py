@@ -147,8 +147,14 @@ def example_data(names: list[str] | None = None) -> Path:
     return folder
 
 
-#: The example pipelines of a source checkout (``pipelines/*.json``), offered by the editor's Examples menu.
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+def _pipelines_folder() -> Path:
+    """``oremda_lab/pipelines`` in an installed wheel (setup.py puts them there), else the checkout's."""
+    installed = Path(__file__).resolve().parent / "pipelines"
+    return installed if installed.is_dir() else installed.parents[1] / "pipelines"
+
+
+#: The example pipelines (``pipelines/*.json`` of the source), offered by the editor's Examples menu.
+PIPELINES = _pipelines_folder()
 
 
 def example_pipelines(folder: str | Path | None = None) -> dict[str, Path]:
