@@ -192,8 +192,8 @@ def _end_jobs(cluster: Cluster, timeout: float = 20) -> None:
             pass  # _sweep ends their processes
 
 
-def _sweep(conf: Path) -> None:
-    """Kill, by pid, processes whose environment names this cluster's config.
+def processes(conf: Path) -> list[int]:
+    """Pids of processes whose environment names this cluster's config.
 
     slurmd passes ``SLURM_CONF`` to each ``slurmstepd``, and jobs submitted with
     :attr:`Cluster.env` carry it to their commands and MPI ranks; no other process has
@@ -208,6 +208,12 @@ def _sweep(conf: Path) -> None:
                     ours.append(int(entry.name))
             except OSError:
                 continue
+    return ours
+
+
+def _sweep(conf: Path) -> None:
+    """Kill, by pid, what is left of this cluster's processes (see :func:`processes`)."""
+    ours = processes(conf)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in ours:
             try:
