@@ -102,12 +102,13 @@ def make_runtime(name: str | None, arena: Arena, **options: Any) -> Runtime:
     """Create the runtime called ``name`` (default: :func:`default_runtime`) over ``arena``.
 
     The configured options of the default runtime apply to it when named too; ``options``
-    given here win.
+    given here win, except ``None`` (not given: ``Engine`` passes ``timeout=None``).
     """
     default = default_runtime()
     name = name or default.name
     if name == default.name:
-        options = {**default.options, **options}
+        given = {k: v for k, v in options.items() if v is not None or k not in default.options}
+        options = {**default.options, **given}
     if name not in NAMED_RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {name!r}; choose one of {', '.join(NAMED_RUNTIMES)}")
     module, _, cls = NAMED_RUNTIMES[name].partition(":")

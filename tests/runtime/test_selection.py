@@ -82,3 +82,13 @@ def test_engine_without_a_runtime_uses_the_default(clean_env, monkeypatch, tmp_p
         assert engine.runtime.ranks == 2
     with Engine("inline", tmp_path) as engine:
         assert engine.runtime.name == "inline"
+
+
+def test_engine_takes_the_configured_options(clean_env, tmp_path):
+    """The Jupyter config's options reach Engine()'s runtime; Engine's own None defaults do not mask them."""
+    config = {"runtime": "inline", "options": {"timeout": 42, "start_timeout": 7}}
+    (clean_env / "oremda_lab.json").write_text(json.dumps(config))
+    with Engine(data_dir=tmp_path) as engine:
+        assert (engine.runtime.name, engine.runtime.timeout, engine.runtime.start_timeout) == ("inline", 42, 7)
+    with Engine(data_dir=tmp_path, timeout=5) as engine:
+        assert (engine.runtime.timeout, engine.runtime.start_timeout) == (5, 7)
