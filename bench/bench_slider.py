@@ -134,7 +134,8 @@ display(baseline(image, "bench-baseline"), baseline(image_big, "bench-baseline-4
 ARM = """([kind, target]) => {
   window.__t0 = null;
   window.__result = undefined;
-  document.addEventListener('keydown', () => { window.__t0 = performance.now(); }, {capture: true, once: true});
+  document.addEventListener('keydown', () => { window.__t0 = performance.now(); window.__t0wall = Date.now(); },
+                            {capture: true, once: true});
   const painted = (resolve) =>
     requestAnimationFrame(() => setTimeout(() => resolve(window.__result = performance.now() - window.__t0), 0));
   window.__done = new Promise((resolve) => {
@@ -158,6 +159,13 @@ ARM = """([kind, target]) => {
       obs.observe(box, {childList: true, subtree: true, attributes: true});
     }
   });
+}"""
+
+# The kernel's and the page's wall clocks for the last frame, relative to the keydown (ms).
+WALL = """id => {
+  const c = document.querySelector(`canvas[data-display='${id}']`);
+  const at = (v) => (v ? Number(v) - window.__t0wall : null);
+  return {'encoded (kernel clock)': at(c.dataset.encodedAt), 'drawn (wall clock)': at(c.dataset.drawnAt)};
 }"""
 
 # The red channel of a display's canvas (grey pictures: the level drawn), base64.
@@ -232,12 +240,15 @@ def measure(page, kind: str, target: str, slider, moves: int, warmup: int, trace
         if i >= warmup:
             times.append(dt)
             marks = page.evaluate("() => window.__oremdaTrace.map(([l, t]) => [l, t - window.__t0])")
+            if kind in EDITORS:  # wall clocks shared by kernel and page: when the kernel had encoded the picture
+                stamps = page.evaluate(WALL, target)
+                marks += [[label, t] for label, t in stamps.items() if t is not None]
             if bar is not None:  # the run bar says "done (63 ms)": the engine's own run time
                 found = re.search(r"done \(([0-9.]+) (ms|s)\)", bar.inner_text())
                 if found:
                     marks.append(["engine run", float(found[1]) * (1 if found[2] == "ms" else 1000)])
-                kernel = bar.get_attribute("data-kernel-ms")
-                if kernel:
+                kernel = bar.get_attribute("data-kernel-ms")  # since the editor's last command: not for "bound"
+                if kernel and kind != "bound":
                     marks.append(["kernel", float(kernel)])
             traces.append(marks)
         time.sleep(0.15)  # let the kernel go idle: each move is measured on its own
@@ -265,7 +276,8 @@ def check_exact(page, kind: str, image: np.ndarray) -> dict[str, float]:
     return {"sigma": sigma, "kernel_max_rel_error": kernel_error, "canvas_max_level_error": int(levels)}
 
 
-PHASES = ("send set_param", "change:graph", "change:displays", "drawn", "engine run", "kernel")
+PHASES = ("send set_param", "change:graph", "encoded (kernel clock)", "change:displays", "drawn", "engine run",
+          "kernel")  # fmt: skip
 
 
 def phases(traces: list[list]) -> dict[str, float]:
@@ -357,7 +369,9 @@ def main() -> None:
     results["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     results["server"] = NODELAY if args.nodelay else "jupyter_server default (Nagle on)"
     results["when"] = time.strftime("%Y-%m-%d %H:%M")
-    results["command"] = " ".join(["python", "bench/bench_slider.py", *sys.argv[1:]])
+    results["nice"] = os.nice(0)  # < 0: run ahead of the machine's other jobs (`nice -n -10 python ...`)
+    prefix = ["nice", "-n", str(results["nice"])] if results["nice"] else []
+    results["command"] = " ".join([*prefix, "python", "bench/bench_slider.py", *sys.argv[1:]])
     print(json.dumps(results, indent=2))
     print(table(results))
     if args.json:
@@ -415,7 +429,8 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
             f"- {kind}: final image at sigma {ex['sigma']}: full-resolution result vs scipy max relative error "
             f"{ex['kernel_max_rel_error']:.1e}, canvas vs scipy's result scaled for display: max "
             f"{ex['canvas_max_level_error']} grey level(s). Median ms after the keydown: message sent "
-            f"{ph.get('send set_param')}, graph echoed {ph.get('change:graph')}, display data arrived "
+            f"{ph.get('send set_param')}, graph echoed {ph.get('change:graph')}, picture encoded in the kernel "
+            f"{ph.get('encoded (kernel clock)')}, display data arrived "
             f"{ph.get('change:displays')}, canvas drawn {ph.get('drawn')}; engine run {ph.get('engine run')}, "
             f"kernel (command received to results sent) {ph.get('kernel')}"
         )
