@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,21 @@ def shm_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 small_shm = pytest.fixture(shm_folder, name="small_shm")
+
+
+def seen(engine: Engine, node: str, state: str = "running", *, progress: bool = False) -> threading.Event:
+    """A flag set once ``engine`` emits ``state`` for ``node`` (with a progress value if ``progress``).
+
+    Subscribe before submitting; ``flag.wait(timeout)`` then tells that a run reached that point.
+    """
+    flag = threading.Event()
+
+    def hear(event: Any) -> None:
+        if event.node == node and event.state == state and (not progress or event.progress is not None):
+            flag.set()
+
+    engine.subscribe(hear)
+    return flag
 
 
 def stray_objects(engine: Engine) -> set[str]:

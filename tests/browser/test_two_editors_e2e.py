@@ -6,28 +6,17 @@ one Engine: A's slider updates A's display only, and B's stays as it was.
 """
 
 import json
+import sys
 
 from lab import ROOT, run_all_cells, run_code_in_new_cell, start_code_in_new_cell
 from test_editor_e2e import CHECKSUM
 
-GRAPH = {
-    "nodes": [
-        {"id": "data", "image": "oremda/data_container"},
-        {"id": "read", "image": "oremda/tiff_reader"},
-        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1.5}},
-        {"id": "pic", "image": "oremda/picture"},
-        {"id": "view", "type": "display", "display": "2D"},
-    ],
-    "edges": [
-        {"type": "binary", "from": {"id": "data", "port": "data"}, "to": {"id": "read", "port": "data"}},
-        {"type": "data", "from": {"id": "read", "port": "out"}, "to": {"id": "blur", "port": "image"}},
-        {"type": "data", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}},
-        {"type": "display", "from": {"id": "pic", "port": "out"}, "to": {"id": "view", "port": "in"}},
-    ],
-}
+sys.path.insert(0, str(ROOT / "tests" / "widget"))
+from widget_helpers import BLUR_DISPLAY  # noqa: E402
+
 CELLS = [
     "from oremda_lab import Engine, Pipeline, PipelineEditor\n\n"
-    f"engine = Engine()\ndoc = {json.dumps(GRAPH)}\n"
+    f"engine = Engine()\ndoc = {json.dumps(BLUR_DISPLAY)}\n"
     "a = PipelineEditor(Pipeline.from_json(doc), engine, height=330)\na",
     "b = PipelineEditor(Pipeline.from_json(doc), engine, auto_run=False, height=330)\nb",
 ]

@@ -1,6 +1,5 @@
 import asyncio
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import tifffile
 
 from oremda_lab import Engine, Pipeline, PipelineError
 from oremda_lab.registry import Registry
-from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline
+from oremda_lab.testing import FAULT_OPERATORS, fault_pipeline, seen
 
 
 @pytest.fixture
@@ -30,17 +29,10 @@ def test_events_follow_each_node(engine):
     assert [(e.node, e.state) for e in events[-3:]] == [("n0", "cached"), ("n1", "cached"), (None, "finished")]
 
 
-def running(engine, node):
-    """An event set once ``node`` of some run is handed to the runtime."""
-    seen = threading.Event()
-    engine.subscribe(lambda e: seen.set() if (e.node, e.state) == (node, "running") else None)
-    return seen
-
-
 def test_newest_submission_wins(engine, tmp_path):
     # n0 waits for the file "gate": the first run is certainly in flight while newer ones arrive.
     pipeline = fault_pipeline({"mode": "wait", "seconds": 60, "tag": "0"}, {})
-    started = running(engine, "n0")
+    started = seen(engine, "n0")
     first = engine.submit(pipeline)
     assert started.wait(60)
     futures = []
@@ -146,7 +138,7 @@ def test_unknown_runtime_is_a_clear_error(tmp_path):
 @pytest.mark.timeout(120)  # the task hangs for an hour: only a close that does not wait ends in time
 def test_close_does_not_wait_for_a_running_task(tmp_path):
     engine = Engine("local", tmp_path, registry=Registry([FAULT_OPERATORS]))
-    started = running(engine, "n0")
+    started = seen(engine, "n0")
     future = engine.submit(fault_pipeline({"mode": "hang"}))
     assert started.wait(60)
     engine.close()

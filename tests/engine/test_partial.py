@@ -9,7 +9,6 @@ file that the test opens only when the fast display has been shown.
 
 import os
 import shutil
-import threading
 import uuid
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 from oremda_lab import Engine, Pipeline, PipelineError
 from oremda_lab.registry import Registry
 from oremda_lab.runtime import RuntimeUnavailable
-from oremda_lab.testing import FAULT_OPERATORS
+from oremda_lab.testing import FAULT_OPERATORS, seen
 
 REGISTRY = Registry([FAULT_OPERATORS])
 
@@ -166,8 +165,7 @@ def test_a_display_is_shown_as_soon_as_its_producers_are_done(engine, tmp_path):
 
 def test_lanes_run_side_by_side_and_newest_wins_within_one(engine, tmp_path):
     waiting = build({"a": {"op": "fault", "mode": "wait", "seconds": 120}}, [])
-    started = threading.Event()
-    engine.subscribe(lambda e: started.set() if (e.node, e.state) == ("a", "running") else None)
+    started = seen(engine, "a")
     first = engine.submit(waiting, lane="one")
     assert started.wait(30)
     other = build({"b": {"op": "fault", "tag": "x"}}, [])

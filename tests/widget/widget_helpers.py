@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+# The getting-started notebook's graph (tests/browser and tests/hpc build their notebooks from it).
 BLUR_DISPLAY = {
     "nodes": [
         {"id": "data", "image": "oremda/data_container"},
         {"id": "read", "image": "oremda/tiff_reader"},
-        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 2}},
+        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1.5}},
         {"id": "pic", "image": "oremda/picture"},
         {"id": "view", "type": "display", "display": "2D"},
     ],
