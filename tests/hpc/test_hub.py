@@ -2,8 +2,8 @@
 
 The hub's spawner environment sets ``OREMDA_RUNTIME=mpi`` and the ``srun`` launcher, and
 its batch script sets ``OREMDA_MPI_RANKS`` from the job's tasks, as docs/hpc.md tells
-an admin to; the notebook is the getting-started one, with ``PipelineEditor(pipeline)``
-and no engine given. Screenshots land in tests/browser/artifacts/hub-*.png.
+an admin to; the notebook loads the getting-started graph and makes
+``PipelineEditor(pipeline)`` with no engine given. Screenshots land in tests/browser/artifacts/hub-*.png.
 """
 
 import getpass
@@ -17,9 +17,10 @@ import pytest
 from hub import jupyterhub
 from slurm import Cluster, require, running
 
-BROWSER = Path(__file__).resolve().parents[1] / "browser"
-sys.path.insert(0, str(BROWSER))
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS / "browser"), str(TESTS / "widget")]
 from lab import ARTIFACTS, CHROMIUM, chromium_page, open_notebook, run_all_cells, run_code_in_new_cell  # noqa: E402
+from widget_helpers import BLUR_DISPLAY  # noqa: E402
 
 pytestmark = pytest.mark.browser
 RANKS = 2
@@ -29,39 +30,20 @@ FRAME = "() => Number(document.querySelector(\"canvas[data-display='view']\")?.d
 NOTEBOOK_CODE = """\
 from oremda_lab import Pipeline, PipelineEditor
 
-pipeline = Pipeline.from_json({
-    "nodes": [
-        {"id": "data", "image": "oremda/data_container"},
-        {"id": "read", "image": "oremda/tiff_reader"},
-        {"id": "blur", "image": "oremda/gaussian_blur", "params": {"sigma": 1.5}},
-        {"id": "pic", "image": "oremda/picture"},
-        {"id": "view", "type": "display", "display": "2D"},
-    ],
-    "edges": [
-        {"type": "binary", "from": {"id": "data", "port": "data"}, "to": {"id": "read", "port": "data"}},
-        {"type": "data", "from": {"id": "read", "port": "out"}, "to": {"id": "blur", "port": "image"}},
-        {"type": "data", "from": {"id": "blur", "port": "image"}, "to": {"id": "pic", "port": "in"}},
-        {"type": "display", "from": {"id": "pic", "port": "out"}, "to": {"id": "view", "port": "in"}},
-    ],
-})
+pipeline = Pipeline.load("pipeline.json")
 editor = PipelineEditor(pipeline)  # the engine's runtime: what the hub's environment selects
 editor
 """
 
 
-def notebook(path: Path) -> None:
-    cell = {
-        "id": "editor",
-        "cell_type": "code",
-        "execution_count": None,
-        "metadata": {},
-        "outputs": [],
-        "source": NOTEBOOK_CODE,
-    }
+def notebook(folder: Path) -> None:
+    """The user's files: the getting-started graph as ``pipeline.json`` and a notebook that loads it."""
+    (folder / "pipeline.json").write_text(json.dumps(BLUR_DISPLAY, indent=2))
+    cell = {"id": "editor", "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": NOTEBOOK_CODE}  # fmt: skip
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path.write_text(
-        json.dumps({"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5})
-    )
+    doc = {"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
+    (folder / "hpc.ipynb").write_text(json.dumps(doc))
 
 
 def shot(page, name: str) -> None:
@@ -76,7 +58,7 @@ def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, 
     pytest.importorskip("playwright")
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    notebook(notebooks / "hpc.ipynb")
+    notebook(notebooks)
     launcher = "srun -n {ranks} --mpi=pmi2"
     environment = {"OREMDA_RUNTIME": "mpi", "OREMDA_MPI_LAUNCHER": launcher}
     with jupyterhub(cluster, tmp_path, notebooks, environment, ranks=RANKS) as hub, chromium_page() as page:
