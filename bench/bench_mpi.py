@@ -1,6 +1,6 @@
 """Throughput of the 4D-STEM operators on MPI ranks, and side by side with LiberTEM.
 
-    python bench/bench_mpi.py [--scan 128] [--reps 3] [--record docs/benchmarks.md]
+    python bench/bench_mpi.py [--scan 128] [--reps 3] [--images podman] [--record docs/benchmarks.md]
 
 Data: the abTEM-simulated MoS2 dataset of tests/operators/test_4dstem.py (16 x 16
 scan, 64 x 64 detector, float32 counts), tiled to a --scan x --scan scan (the crystal
@@ -12,6 +12,11 @@ and runs the same algorithms: its own ring mask analysis (ApplyMasksUDF) for the
 virtual detector, and a UDF calling our bragg_map() per partition for the Bragg
 vector map. Throughput is frames (diffraction patterns) per second, best of --reps
 rounds; each round runs every contender in turn, so changing load hits all alike.
+
+``--images podman`` adds the same ranks running the operators inside their images
+(``MPIRuntime(images="podman")``: one container per rank, the kernel's MPI bound in)
+and reports their time against ranks in the kernel's Python (goal: within 1.1x).
+Without LiberTEM installed its rows are left out.
 """
 
 import argparse
@@ -140,7 +145,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--record", type=Path, help="append the table to this Markdown file's MPI section")
+    parser.add_argument("--images", choices=("podman", "apptainer"), help="also run the ranks in operator images")
     args = parser.parse_args()
+    libertem = importlib.util.find_spec("libertem") is not None
+    mpi_best = f"oremda mpi, {args.cores} rank(s)"
+    lt_best = f"LiberTEM pipelined ({args.cores} cores)"
+    in_images = f"oremda mpi in {args.images} images, {args.cores} rank(s)"
     data, info = dataset(args.scan)
     frames = data.shape[0] * data.shape[1]
     print(f"data: {data.shape} {data.dtype} ({data.nbytes / 2**20:.0f} MiB, {info['source']}), {args.cores} cores")
@@ -150,13 +160,12 @@ def main() -> None:
         contenders = {"oremda local (1 process)": Ours(stack, arena, ref, "local")}
         for ranks in sorted({1, 2, args.cores}):
             contenders[f"oremda mpi, {ranks} rank(s)"] = Ours(stack, arena, ref, "mpi", ranks=ranks)
-        contenders["LiberTEM inline (1 core)"] = LiberTEM(stack, data, "inline", 1, Path(tmp))
-        contenders[f"LiberTEM pipelined ({args.cores} cores)"] = LiberTEM(
-            stack, data, "pipelined", args.cores, Path(tmp)
-        )
+        if args.images:
+            contenders[in_images] = Ours(stack, arena, ref, "mpi", ranks=args.cores, images=args.images)
+        if libertem:
+            contenders["LiberTEM inline (1 core)"] = LiberTEM(stack, data, "inline", 1, Path(tmp))
+            contenders[lt_best] = LiberTEM(stack, data, "pipelined", args.cores, Path(tmp))
         results = measure(contenders, args.reps)
-    mpi_best = f"oremda mpi, {args.cores} rank(s)"
-    lt_best = f"LiberTEM pipelined ({args.cores} cores)"
     lines = [
         f"Data: MoS2 4D-STEM ({info['source']}), scan {data.shape[0]} x {data.shape[1]}, detector "
         f"{data.shape[2]} x {data.shape[3]}, float32, {data.nbytes / 2**20:.0f} MiB; {args.cores} cores "
@@ -170,12 +179,22 @@ def main() -> None:
     lines.append("")
     for op in ("virtual_detector", "bragg_vector_map"):
         scaling = results["oremda mpi, 1 rank(s)"][op] / results[mpi_best][op]
-        vs_lt = results[lt_best][op] / results[mpi_best][op]
-        vs_inline = results["LiberTEM inline (1 core)"][op] / results["oremda mpi, 1 rank(s)"][op]
-        lines.append(
-            f"- {op}: {args.cores} ranks vs 1 rank: {scaling:.2f}x; oremda {args.cores} ranks vs {lt_best}: "
-            f"{vs_lt:.2f}x; oremda 1 rank vs LiberTEM inline: {vs_inline:.2f}x (ratios > 1: oremda faster)"
-        )
+        line = f"- {op}: {args.cores} ranks vs 1 rank: {scaling:.2f}x"
+        if libertem:
+            vs_lt = results[lt_best][op] / results[mpi_best][op]
+            vs_inline = results["LiberTEM inline (1 core)"][op] / results["oremda mpi, 1 rank(s)"][op]
+            line += (
+                f"; oremda {args.cores} ranks vs {lt_best}: {vs_lt:.2f}x; oremda 1 rank vs LiberTEM inline: "
+                f"{vs_inline:.2f}x (ratios > 1: oremda faster)"
+            )
+        if args.images:
+            line += (
+                f"; ranks in {args.images} images take {results[in_images][op] / results[mpi_best][op]:.2f}x "
+                f"the time of ranks in the kernel's Python (goal: at most 1.1x)"
+            )
+        lines.append(line)
+    if not libertem:
+        lines.append("- LiberTEM is not installed here: its rows are left out (`pip install libertem`)")
     lines.append(
         f"- load average (1 min) when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
         "(other jobs on the machine skew the multi-core numbers)"

@@ -100,6 +100,19 @@ JOB_LABEL = "oremda.mpi-job"  # on the containers of a job's ranks
 IMAGE_SITE = "/opt/oremda/lib"  # where images keep this package's worker half
 _MPI_MOUNT = "/opt/oremda/mpi"  # where the bound MPI (mpi4py, libmpi) appears in a rank's container
 _PMI_PREFIXES = ("PMI", "PMIX", "MPI_LOCAL", "HYDRA", "SLURM")
+# A rank's parent in its container: runs the rank program (the arguments after the
+# first), forwards SIGTERM/SIGINT to it, and writes its exit status (negative: its
+# signal) to <first argument>-pid<rank pid>.status.
+RANK_WRAPPER = """
+import signal, subprocess, sys
+child = subprocess.Popen([sys.executable, *sys.argv[2:]], close_fds=False)
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda n, _frame: child.send_signal(n))
+code = child.wait()
+with open(f"{sys.argv[1]}-pid{child.pid}.status", "w") as out:
+    out.write(str(code))
+sys.exit(code if code >= 0 else 128 - code)
+"""
 # Run by the launcher per rank: hands the PMI descriptor (PMI_FD) to `podman run`, which
 # passes descriptors 3..N only when all are open, then becomes that command.
 _PASS_PMI_FD = """
@@ -149,6 +162,19 @@ class MPIJob(WorkerHandle):
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def rank_status(self) -> int | None:
+        """The exit status of a rank that ended badly, as its container's wrapper recorded it.
+
+        Container engines report a rank's death to no one the launcher hears in time
+        (``podman run`` exits only after the engine cleaned up), so in images each rank
+        runs under a wrapper that writes its exit status next to the job's log.
+        """
+        statuses = []
+        for rank in self.ranks.values():
+            with contextlib.suppress(OSError, ValueError):
+                statuses.append(int(Path(f"{self.log.with_suffix('')}-pid{rank['pid']}.status").read_text()))
+        return next((s for s in statuses if s != 0), None)
 
     def healthy(self) -> bool:
         """Whether the job and every one of its ranks still run."""
@@ -287,6 +313,8 @@ class MPIRuntime(Runtime):
     ):
         if int(ranks) < 1:
             raise ValueError(f"ranks must be at least 1, not {ranks}")
+        if images is not None and images not in IMAGE_ENGINES:
+            raise ValueError(f"images must be one of {', '.join(IMAGE_ENGINES)}, not {images!r}")
         super().__init__(arena, **options)
         self.ranks = int(ranks)
         self.launcher = list(launcher or shlex.split(os.environ.get(LAUNCHER_ENV, "")) or DEFAULT_LAUNCHER)
@@ -295,8 +323,6 @@ class MPIRuntime(Runtime):
         self.python = python
         self.images: RankImages | None = None
         if images is not None:
-            if images not in IMAGE_ENGINES:
-                raise ValueError(f"images must be one of {', '.join(IMAGE_ENGINES)}, not {images!r}")
             self.images = IMAGE_ENGINES[images](binds, sif_dir)
         self._image_ids: dict[str, str] = {}
         self._jobs: dict[str, MPIJob] = {}  # job key (see job_key) -> the job
@@ -595,7 +621,7 @@ class MPIRuntime(Runtime):
             if worker.conn is not None:
                 worker.conn.close()
         tail = job.log_tail()
-        status = _rank_status(tail)
+        status = _rank_status(tail) if self.images is None else job.rank_status()
         if status is not None:
             message += f" (exit status {status})"
         return NodeFailure(message, log_tail=tail, exit_status=status)
@@ -781,7 +807,7 @@ class PodmanRanks(RankImages):
             *itertools.chain.from_iterable(("--env", f"{p}*") for p in _PMI_PREFIXES),
             *itertools.chain.from_iterable(("--env", name) for name in passed),
             *itertools.chain.from_iterable(("--env", f"{k}={v}") for k, v in self.python_path().items()),
-            "--entrypoint", PYTHON, ref,
+            "--entrypoint", PYTHON, ref, "-c", RANK_WRAPPER, f"{session}/run/{job_id}",
         ]  # fmt: skip
         return [sys.executable, "-c", _PASS_PMI_FD, "podman", *run]
 
@@ -835,7 +861,7 @@ class ApptainerRanks(RankImages):
             command, "exec", "--bind", ",".join(f"{h}:{c}" for h, c in binds.items()),
             "--bind", f"{data_dir}:{DATA_MOUNT}:ro", "--pwd", DATA_MOUNT,
             *itertools.chain.from_iterable(("--env", f"{k}={v}") for k, v in self.python_path().items()),
-            ref, PYTHON,
+            ref, PYTHON, "-c", RANK_WRAPPER, f"{session}/run/{job_id}",
         ]  # fmt: skip
 
 
