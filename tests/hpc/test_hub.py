@@ -7,6 +7,7 @@ an admin to; the notebook loads the getting-started graph and makes
 """
 
 import getpass
+import importlib.util
 import json
 import re
 import shutil
@@ -54,8 +55,8 @@ def shot(page, name: str) -> None:
 def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, tmp_path):
     require(shutil.which(CHROMIUM) is not None, f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     require(shutil.which("configurable-http-proxy") is not None, "npm install -g configurable-http-proxy")
-    pytest.importorskip("batchspawner")
-    pytest.importorskip("playwright")
+    for module in ("batchspawner", "playwright"):
+        require(importlib.util.find_spec(module) is not None, f"pip install {module}")
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     notebook(notebooks)
