@@ -53,12 +53,10 @@ def missing_commands() -> list[str]:
 
 @dataclass
 class Cluster:
-    """A running cluster: its folder, config and the environment that reaches it."""
+    """A running cluster: its folder (config, state, logs) and the environment that reaches it."""
 
     folder: Path
     conf: Path
-    node: str
-    cpus: int
 
     @property
     def env(self) -> dict[str, str]:
@@ -163,7 +161,7 @@ def slurm_cluster(folder: Path | None = None, cpus: int = 4, memory_mb: int = 80
         "slurmctld": [_sbin("slurmctld"), "-D", "-f", str(conf)],
         "slurmd": [_sbin("slurmd"), "-D", "-f", str(conf)],
     }  # fmt: skip
-    cluster = Cluster(folder, conf, node, cpus)
+    cluster = Cluster(folder, conf)
     try:
         with ExitStack() as stack:
             for name in DAEMONS:
