@@ -248,7 +248,7 @@ def _show_ready_displays(
         del displays[node_id]
         layers = display_layers(pipeline, node_id, results)
         failed = sorted(p for p in producers if results[p].status in ("error", "skipped"))
-        if producers and not layers and failed:
+        if not layers and failed:
             error = {"message": f"upstream {', '.join(failed)} failed"}
             _finish(results[node_id], emit, node_id, "skipped", error=error)
         else:

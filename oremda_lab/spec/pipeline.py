@@ -438,9 +438,9 @@ class Pipeline:
 
         A node with problems of its own (unknown image, bad parameter, a bad edge into it,
         a cycle through it) is blocked as ``error``; one with a required input not
-        connected is ``waiting`` for that input; an operator node downstream of a blocked
-        node is ``waiting`` for it, and so is a display node all of whose producers are
-        blocked (a display with one runnable producer shows that one). Only problems of
+        connected (a display's ``in`` included) is ``waiting`` for that input; an operator
+        node downstream of a blocked node is ``waiting`` for it, and so is a display node
+        all of whose producers are blocked (a display with one runnable producer shows that one). Only problems of
         the document itself (its ``provenance`` block) are :attr:`Readiness.problems`.
         ``errors`` (node id -> message) adds what only a runtime knows, e.g. an image it
         cannot find; such a message replaces the node's own findings.
@@ -542,14 +542,13 @@ class Pipeline:
             findings += [_Finding(p, (edge.target.id,)) for p in _edge_problems(edge, self.nodes, ports)]
             fed[edge.target] = fed.get(edge.target, 0) + 1
         for node_id, (inputs, _) in ports.items():
-            if self.nodes[node_id].type == "display":
-                continue
+            layers = self.nodes[node_id].type == "display"  # its one input takes any number of edges
             for port in inputs.values():
                 count = fed.get(Endpoint(node_id, port.name), 0)
                 where = f"{node_id}.{port.name}"
                 if count == 0 and port.required:
                     findings.append(_Finding(Problem(where, "required input is not connected"), (node_id,), port.name))
-                if count > 1:
+                if count > 1 and not layers:
                     findings.append(_Finding(Problem(where, f"input has {count} edges; only one allowed"), (node_id,)))
         for cycle in _find_cycles(self.nodes, self.edges):
             findings.append(_Finding(Problem(cycle[0], "cycle: " + " -> ".join(cycle)), tuple(cycle[:-1])))

@@ -45,6 +45,17 @@ def test_an_unconnected_input_waits_and_so_does_what_follows():
     }
 
 
+def test_a_display_with_nothing_connected_waits_for_its_input(engine):
+    # Like an operator's unconnected input (C1), not "done" with nothing to show.
+    p = doc({"src": "tiff_reader", "view": None}, [])
+    p.nodes["src"].params["filename"] = "a.tif"
+    assert [str(x) for x in p.validate()] == ["view.in: required input is not connected"]
+    assert p.readiness().blocked == {"view": Blocked("waiting", "waiting for input: in")}
+    run = engine.run(p, timeout=60)
+    assert (run.nodes["src"].status, run.nodes["view"].status) == ("done", "waiting")
+    assert run.waiting == {"view": "waiting for input: in"} and not run.ok
+
+
 def test_a_display_with_one_runnable_producer_is_not_blocked():
     p = doc(
         {"src": "tiff_reader", "a": "picture", "blur": "gaussian_blur", "b": "picture", "view": None},
