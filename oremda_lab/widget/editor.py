@@ -382,14 +382,7 @@ class PipelineEditor(anywidget.AnyWidget):
                 if event.state == "done" and event.layers is not None:
                     # Progressive: a display shows as soon as its producers are done.
                     self._show_display(event.node, list(event.layers), view)
-                self._pending_status[event.node] = {
-                    "state": event.state,
-                    "duration_s": event.duration_s,
-                    "cached": bool(event.cached),
-                    "error": event.error,
-                    "message": event.message or None,  # preparing: what; waiting: why; running: progress
-                    "progress": event.progress,
-                }
+                self._pending_status[event.node] = _node_status(event.state, event, event.progress)
                 if self._status_timer is None:
                     self._status_timer = threading.Timer(STATUS_INTERVAL_S, self._flush_status)
                     self._status_timer.daemon = True
@@ -414,13 +407,13 @@ class PipelineEditor(anywidget.AnyWidget):
                 self._pending_status = {}
 
     def _on_done(self, future: Any) -> None:
+        with self._lock:
+            view = self._runs.pop(future.run_id, None) or _RunView([])
         try:
             run = future.result()
         except Exception as e:
             self._set_run("error", message=_message(e))
             return
-        with self._lock:
-            view = self._runs.pop(run.id, None) or _RunView([])
         if run.superseded:
             return
         try:
@@ -443,7 +436,7 @@ class PipelineEditor(anywidget.AnyWidget):
                         shown[node_id] = {**old, "stale": True}
                     else:
                         shown[node_id] = _display.encode(node, layers, self._display_revision, self.picture_max_px)
-                self.status = {n: _final_status(r) for n, r in run.nodes.items()}
+                self.status = {n: _node_status(r.status, r) for n, r in run.nodes.items()}
                 self.displays = shown
                 errors = run.errors
                 if errors:
@@ -476,11 +469,14 @@ class _RunView:
         return {"problems": self.problems} if self.problems else {}
 
 
-def _final_status(result: Any) -> dict[str, Any]:
-    """A node's status when its run ends (a waiting node says what it waits for)."""
+def _node_status(state: str, source: Any, progress: float | None = None) -> dict[str, Any]:
+    """A node's entry of the ``status`` trait, from a :class:`NodeEvent` or (run ended) a ``NodeResult``.
+
+    ``message``: what a preparing node prepares, why a waiting one waits, a running one's progress.
+    """
     return {
-        "state": result.status, "duration_s": result.duration_s, "cached": result.cached, "error": result.error,
-        "message": result.message or None,
+        "state": state, "duration_s": source.duration_s, "cached": bool(source.cached), "error": source.error,
+        "message": source.message or None, "progress": progress,
     }  # fmt: skip
 
 

@@ -169,6 +169,7 @@ class FakeEngine:
         self.submitted = []
         self.lanes = []
         self.subscribers = []
+        self.futures = []
 
     def submit(self, pipeline, *, lane=None):
         from concurrent.futures import Future
@@ -177,11 +178,26 @@ class FakeEngine:
         self.lanes.append(lane)
         future = Future()
         future.run_id = len(self.submitted)
+        self.futures.append(future)
         return future
 
     def subscribe(self, cb):
         self.subscribers.append(cb)
         return lambda: self.subscribers.remove(cb)
+
+
+def test_a_run_that_fails_before_it_starts_is_forgotten(comm):
+    from oremda_lab import NodeEvent
+
+    engine = FakeEngine()
+    e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+    engine.futures[0].set_exception(RuntimeError("the engine was closed before this run started"))
+    assert e.run == {"state": "error", "message": "the engine was closed before this run started"}
+    # The editor no longer takes that run id as its own (nothing kept per failed run).
+    engine.subscribers[0](NodeEvent(1, "blur", "running"))
+    e._flush_status()
+    assert "blur" not in e.status
+    e.close()
 
 
 def test_node_status_and_errors_reach_the_widget(comm):
@@ -318,6 +334,7 @@ def test_a_partial_graph_runs_what_it_can_and_displays_arrive_as_their_producers
         wait_for(lambda: e.run["state"] == "done" and e.displays["view"]["revision"] > rev)
         assert e.status["fft"] == {
             "state": "waiting", "duration_s": None, "cached": False, "error": None, "message": "waiting for input: in",
+            "progress": None,
         }  # fmt: skip
         assert e.status["blur"]["state"] == "done" and e.run["problems"] == ["fft.in: required input is not connected"]
         # The display was sent when its producers were done: before the message that ends the run.
