@@ -468,13 +468,7 @@ class Engine:
 
     def _images_to_pull(self, pipeline: Pipeline) -> dict[str, str]:
         """Node -> the exact image it names that the runtime lacks and can pull."""
-        if not self.runtime.can_pull:
-            return {}
-        return {
-            node_id: node.image
-            for node_id, node in pipeline.nodes.items()
-            if node.type == "operator" and node.image and names_image(node.image) and pipeline.spec(node_id) is None
-        }
+        return _unknown_images(pipeline) if self.runtime.can_pull else {}
 
     def _pull(self, images: dict[str, str], run_id: int) -> dict[str, str]:
         """Pull each image, as ``preparing`` events of its node; returns node -> why its pull failed."""
@@ -496,11 +490,12 @@ class Engine:
         These become that node's error (its downstream waits); the rest of the graph runs.
         """
         why = {}
+        if not self.runtime.can_pull:
+            for node_id, image in _unknown_images(pipeline).items():
+                why[node_id] = f"{image!r} names an image; use --runtime docker|podman to run it"
         for node_id, node in pipeline.nodes.items():
             spec = pipeline.spec(node_id) if node.type == "operator" else None
             if spec is None:
-                if node.image and names_image(node.image) and not self.runtime.can_pull:
-                    why[node_id] = f"{node.image!r} names an image; use --runtime docker|podman to run it"
                 continue
             try:
                 self.runtime.image_digest(spec)
@@ -629,3 +624,12 @@ class Engine:
                     f"operator {spec.name} changed since this pipeline was exported ({then[:19]} -> {now[:19]})",
                     stacklevel=3,
                 )
+
+
+def _unknown_images(pipeline: Pipeline) -> dict[str, str]:
+    """Node -> the exact image it names (a registry reference) that no known operator describes."""
+    return {
+        node_id: node.image
+        for node_id, node in pipeline.nodes.items()
+        if node.type == "operator" and node.image and names_image(node.image) and pipeline.spec(node_id) is None
+    }
