@@ -157,11 +157,10 @@ def _pipelines_folder() -> Path:
 PIPELINES = _pipelines_folder()
 
 
-def example_pipelines(folder: str | Path | None = None) -> dict[str, Path]:
+def example_pipelines() -> dict[str, Path]:
     """The bundled example pipelines, name -> JSON file, sorted (empty when the folder is absent).
 
     >>> sorted(example_pipelines())[:2]
     ['blur_display', 'eels_background']
     """
-    root = Path(folder) if folder else PIPELINES
-    return {path.stem: path for path in sorted(root.glob("*.json"))} if root.is_dir() else {}
+    return {path.stem: path for path in sorted(PIPELINES.glob("*.json"))} if PIPELINES.is_dir() else {}
