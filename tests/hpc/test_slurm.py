@@ -135,9 +135,17 @@ def check(out: Path, expected: dict[str, np.ndarray], data: np.ndarray, job_id: 
     assert where[:, 3].sum() == data.shape[0]
 
 
-def test_pipeline_in_salloc_equals_local(cluster, job_files, expected):
-    out = job_files / "salloc" / "out.npz"
+@pytest.mark.parametrize("selected_by", ["environment", "jupyter-config"])
+def test_pipeline_in_salloc_equals_local(cluster, job_files, expected, selected_by):
+    """The runtime comes from ``OREMDA_*`` variables, or from a facility's ``oremda_lab.json``."""
+    out = job_files / f"salloc-{selected_by}" / "out.npz"
     out.parent.mkdir()
+    env = job_env(cluster, job_files)
+    if selected_by == "jupyter-config":
+        options = {"ranks": RANKS, "launcher": LAUNCHER}
+        (out.parent / "oremda_lab.json").write_text(json.dumps({"runtime": "mpi", "options": options}))
+        env = {k: v for k, v in env.items() if k not in ("OREMDA_RUNTIME", "OREMDA_MPI_RANKS", "OREMDA_MPI_LAUNCHER")}
+        env["JUPYTER_CONFIG_DIR"] = str(out.parent)
     command = [
         sys.executable,
         str(HERE / "pipeline_job.py"),
@@ -145,7 +153,7 @@ def test_pipeline_in_salloc_equals_local(cluster, job_files, expected):
         str(job_files),
         str(out),
     ]
-    done = cluster.run("salloc", "-n", str(RANKS), "--time=5", *command, env=job_env(cluster, job_files))
+    done = cluster.run("salloc", "-n", str(RANKS), "--time=5", *command, env=env)
     job_id = next(w for w in done.stderr.split() if w.isdigit())  # "salloc: Granted job allocation N"
     check(out, expected, np.load(job_files / "scan.npy"), job_id)
     cluster.wait_no_jobs()
