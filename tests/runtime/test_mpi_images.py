@@ -8,9 +8,11 @@ the tests carry the ``mpi`` and ``podman`` markers. ``images="apptainer"`` is im
 but not tested here (no Apptainer on this machine).
 """
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,3 +139,19 @@ def test_a_killed_rank_is_a_node_failure_and_its_containers_go(tmp_path):
         session = engine.arena.path
         engine.close()
     assert not Path(session).exists()
+
+
+def test_the_cli_runs_ranks_in_images_and_records_the_image(tmp_path):
+    """`oremda-lab run ... --runtime mpi --ranks 2 --images podman`, upstream's placement fields in the JSON."""
+    np.save(tmp_path / "scan.npy", four_d())
+    node = {"id": "bvm", "image": "oremda/bragg_vector_map", "params": {"filename": "scan.npy"}, **UPSTREAM_SUM}
+    (tmp_path / "p.json").write_text(json.dumps({"nodes": [node], "edges": []}))
+    command = [sys.executable, "-m", "oremda_lab.cli", "run", str(tmp_path / "p.json"), "--data", str(tmp_path),
+               "--out", str(tmp_path / "out"), "--runtime", "mpi", "--ranks", "2", "--images", "podman",
+               "--record", str(tmp_path / "record.json"), "--quiet"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["nodes"]["bvm"]["status"] == "done"
+    pin = record["provenance"]["nodes"]["bvm"]
+    assert pin["image"] == "localhost/oremda/bragg_vector_map:1.0.0" and pin["image_id"].startswith("sha256:")
