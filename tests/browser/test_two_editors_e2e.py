@@ -108,12 +108,13 @@ def test_two_editors_share_one_engine(page, front):
     for _ in range(10):
         page.keyboard.press("ArrowRight")
     wait_frame(page, 0, before)
-    page.wait_for_timeout(500)  # time for any stray event to reach B
+    # A's run is done, so B has heard all of A's events; anything B would have sent went
+    # out before this cell's output (one kernel channel, in order).
+    sigmas = 'print(a.pipeline.nodes["blur"].params["sigma"], b.pipeline.nodes["blur"].params["sigma"], b.run["state"])'
+    assert run_code_in_new_cell(page, sigmas).strip() == "2.5 1.5 done"
     assert b.locator("canvas[data-display='view']").evaluate(CHECKSUM) == b_pixels
     assert b.locator("[data-run-state]").get_attribute("data-run-state") == "done"
     assert b.locator(".oremda-node").evaluate_all(STATES) == b_states
-    sigmas = 'print(a.pipeline.nodes["blur"].params["sigma"], b.pipeline.nodes["blur"].params["sigma"])'
-    assert run_code_in_new_cell(page, sigmas).strip() == "2.5 1.5"
 
     # The parameter panel is docked beside the canvas: it never covers the node being edited,
     # also for the rightmost node (the view pans to keep it visible).
