@@ -253,6 +253,7 @@ class Runtime(ABC):
         self.address = str(arena.path / "run" / f"ctl-{uuid.uuid4().hex[:8]}.sock")
         self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
         os.chmod(self.address, 0o777)  # workers in containers run as another user
+        self._listeners = [self._listener]
         self._workers: dict[str, _Worker] = {}
         self._by_id: dict[str, _Worker] = {}
         self._environments: dict[str, dict[str, Any]] = {}
@@ -271,6 +272,16 @@ class Runtime(ABC):
     @abstractmethod
     def launch(self, spec: OperatorSpec, worker_id: str) -> WorkerHandle:
         """Start a worker for ``spec`` that runs :meth:`worker_command` and connects back."""
+
+    def listen_tcp(self, host: str) -> tuple[str, int]:
+        """Accept workers over TCP on ``host`` too (workers on other machines); the address to give them.
+
+        The same handshake as over the session's Unix socket: the runtime's key, then HELLO.
+        """
+        listener = Listener((host, 0), family="AF_INET", authkey=self.authkey)
+        self._listeners.append(listener)
+        threading.Thread(target=self._accept, args=(listener,), name="oremda-accept-tcp", daemon=True).start()
+        return listener.address
 
     def worker_args(self, worker_id: str, operator_dir: str) -> list[str]:
         """Arguments of ``python -m oremda_lab.worker`` (paths as seen inside the worker)."""
@@ -426,7 +437,8 @@ class Runtime(ABC):
                 except OSError:
                     pass
         list(self._pool.map(lambda w: self._reap(w, grace=2.0), workers))
-        self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         Path(self.address).unlink(missing_ok=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -65,7 +65,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
 
@@ -329,11 +328,8 @@ class MPIRuntime(Runtime):
         self.keep_bytes = int(keep_bytes)
         self._job_lock = threading.Lock()
         self._seq = itertools.count(1)
-        self._tcp: Listener | None = None
-        if control_host or self.remote_ranks:
-            self._tcp = Listener((control_host or "127.0.0.1", 0), family="AF_INET", authkey=self.authkey)
-            # ranks on other machines: the same HELLO handshake as over the Unix socket
-            threading.Thread(target=self._accept, args=(self._tcp,), name="oremda-mpi-accept", daemon=True).start()
+        # ranks on other machines: the hub's HELLO handshake over TCP too
+        self._tcp = self.listen_tcp(control_host or "127.0.0.1") if control_host or self.remote_ranks else None
 
     # -- placement -------------------------------------------------------------------
 
@@ -478,8 +474,6 @@ class MPIRuntime(Runtime):
         with self._job_lock:
             for job in list(self._jobs.values()):
                 self._drop_job(job, polite=True)
-        if self._tcp is not None:
-            self._tcp.close()
         super().stop()
 
     # -- the job -------------------------------------------------------------------
@@ -495,7 +489,7 @@ class MPIRuntime(Runtime):
             "--host", socket.gethostname(), "--job", job_id, "--keep-bytes", str(self.keep_bytes),
         ]  # fmt: skip
         if self._tcp is not None:
-            host, port = self._tcp.address
+            host, port = self._tcp
             cmd += ["--tcp", f"{host}:{port}"]
         if self.remote_ranks:
             cmd += ["--remote", ",".join(map(str, self.remote_ranks))]
