@@ -205,6 +205,44 @@ def test_error_on_one_rank_fails_the_task_without_a_hang(tmp_path, arena):
     np.testing.assert_array_equal(got["rows"][0], x)
 
 
+ECHO = """
+import numpy as np
+from oremda_lab.worker.sdk import PortValue, operator, output_array
+
+@operator
+def echo(inputs, params, state):
+    state["runs"] = state.get("runs", 0) + 1
+    made = output_array(inputs["x"].data.shape, inputs["x"].data.dtype)
+    made[...] = inputs["x"].data * 2
+    return {"same": inputs["x"], "made": made, "runs": PortValue(None, {"runs": state["runs"]})}
+"""
+
+
+def test_ranks_invoke_operators_as_workers_do(tmp_path, arena):
+    """One invoke for worker processes and ranks: state from operator.json, pass-through, output_array."""
+    description = {
+        "name": "echo", "entrypoint": "run", "stateful": True,  # stateful only in operator.json
+        "ports": {"input": {"x": {"type": "data"}}, "output": {p: {"type": "data"} for p in ("same", "made", "runs")}},
+    }  # fmt: skip
+    spec = Registry([write_operator(tmp_path, description, ECHO)]).get("echo")
+    x = arena.put(np.arange(6.0), "src--x")
+    seen = {}
+    for name, runtime in (("local", LocalRuntime(arena)), ("mpi", make_runtime("mpi", arena, ranks=2))):
+        with runtime:
+            assert not runtime.start({"node": spec})
+            for _ in range(2):
+                wire = {"x": {"ref": x.to_dict(), "meta": {}}}
+                task = Task(f"t{uuid.uuid4().hex[:6]}", "node", spec, {}, wire, slot="node")
+                outputs = runtime.submit(task).result(timeout=60).outputs
+            seen[name] = outputs
+            made = ObjectRef.from_dict(outputs["made"]["ref"])
+            np.testing.assert_array_equal(arena.get(made), np.arange(6.0) * 2)
+    for outputs in seen.values():
+        assert outputs["same"]["ref"]["name"] == "src--x"  # passed on by reference, no copy
+        assert outputs["made"]["ref"]["name"].endswith("--alloc0")  # computed in shared memory, stored as is
+        assert outputs["runs"]["meta"] == {"runs": 2}  # the node's state kept between runs
+
+
 # -- failures ----------------------------------------------------------------------
 
 
