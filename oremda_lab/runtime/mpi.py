@@ -503,9 +503,15 @@ class MPIRuntime(Runtime):
         return self.images.command(key, job_id, str(self.arena.path), str(self.data_dir), passed)
 
     def rank_env(self) -> dict[str, str]:
-        """The environment the launcher and its ranks get."""
+        """The environment the launcher and its ranks get.
+
+        Without ``SLURM_EXPORT_ENV``: a kernel started by ``sbatch --export=LIST``
+        (batchspawner's way) inherits it, and ``srun`` would then pass the ranks only
+        that list, not the session's key.
+        """
         data_dir = DATA_MOUNT if self.images is not None else None
-        return {**_ONE_THREAD, **os.environ, **self.worker_env(data_dir), **self.env}
+        inherited = {k: v for k, v in os.environ.items() if k != "SLURM_EXPORT_ENV"}
+        return {**_ONE_THREAD, **inherited, **self.worker_env(data_dir), **self.env}
 
     def check(self) -> NodeFailure | None:
         """Why no job can start here (no MPI, no container engine), or None."""

@@ -58,6 +58,7 @@ from oremda_lab.dataplane.arena import Arena, owner_alive
 from oremda_lab.dataplane.lazy import JOIN_METHODS, LazyArray
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import invoke, protocol
+from oremda_lab.worker.forkserver import adopt_orphans, kill_descendants
 from oremda_lab.worker.main import environment_report, load_operator, send_progress
 from oremda_lab.worker.sdk import PortValue, TaskContext
 
@@ -139,13 +140,26 @@ def die_with_owner(session: str, host: str) -> None:
     def watch() -> None:
         if owner_alive(owner):  # the pidfd may name a later process that reused the pid
             select.select([pidfd], [], [])
-        for path in mpi_shared_files():  # no MPI_Finalize will unlink them
-            Path(path).unlink(missing_ok=True)
-        if os.getpgid(0) == os.getpid():  # the rank leads its group: its operator's children go too
-            os.killpg(0, signal.SIGKILL)
-        os.kill(os.getpid(), signal.SIGKILL)
+        end_rank()
 
     threading.Thread(target=watch, name="oremda-owner-watch", daemon=True).start()
+
+
+def end_rank(*_: object) -> None:
+    """End this rank now and leave nothing behind; also its SIGTERM handler.
+
+    Unlinks the MPI library's shared-memory files (no ``MPI_Finalize`` will), kills the
+    operator's processes (every descendant, the rank being their subreaper, and its
+    process group when it leads one), then the rank itself. Slurm ends a job (``scancel``,
+    its time limit, the hub stopping a server) with SIGTERM to every process at once, so
+    this runs on SIGTERM too; the launcher's own SIGTERM (the runtime ending a job) as well.
+    """
+    for path in mpi_shared_files():
+        Path(path).unlink(missing_ok=True)
+    kill_descendants(os.getpid(), within=2.0)
+    if os.getpgid(0) == os.getpid():
+        os.killpg(0, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _take(array: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
@@ -585,6 +599,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.remote = {int(r) for r in args.remote.split(",") if r}
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <rank pid>`: stacks to the job log
+    adopt_orphans()  # what an operator starts stays below the rank, for end_rank to find
+    signal.signal(signal.SIGTERM, end_rank)
     die_with_owner(args.session, args.host)
     from mpi4py import MPI  # only here, inside the job: MPI_Init must not run in the kernel
 

@@ -20,7 +20,7 @@ from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.engine import Engine
 from oremda_lab.registry import Registry
 from oremda_lab.runtime import make_runtime
-from oremda_lab.runtime.base import NodeFailure, Task
+from oremda_lab.runtime.base import NodeFailure, Task, process_alive
 from oremda_lab.runtime.local import LocalRuntime
 from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.testing import FAULT_OPERATORS, RuntimeContract, write_operator
@@ -288,6 +288,23 @@ def test_rank_killed_from_outside_is_a_node_failure(tmp_path):
         session = engine.arena.path
         engine.close()
     assert not session.exists()
+
+
+def test_sigterm_to_every_rank_leaves_no_mpi_shared_memory(arena):
+    """What Slurm does when a job ends (scancel, time limit, the hub stopping a server): SIGTERM to all at once."""
+    with make_runtime("mpi", arena, ranks=2, start_timeout=60) as runtime:
+        assert not runtime.start({"n": Registry([FAULT_OPERATORS]).get("fault")})
+        job = runtime._jobs[""]
+        files = [Path(f) for f in job.shared_files if Path(f).name.startswith("mpich_shm_")]
+        assert files and all(f.exists() for f in files)
+        for rank in job.ranks.values():
+            os.kill(rank["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(process_alive(r) for r in job.ranks.values()):
+            assert time.monotonic() < deadline, "a rank outlived SIGTERM"
+            time.sleep(0.05)
+        # before the runtime ends the job (whose kill would remove them too)
+        assert not any(f.exists() for f in files), "MPI's shared memory outlived the ranks"
 
 
 def test_reused_shared_memory_is_read_afresh(tmp_path, arena):
