@@ -694,48 +694,42 @@ def _edge_problems(edge: Edge, nodes: dict[str, Node], ports: dict) -> list[Prob
 
 
 def _find_cycles(nodes: dict[str, Node], edges: list[Edge]) -> list[list[str]]:
-    """Disjoint cycles, each as a node path (first node repeated at the end), until none is left.
+    """Disjoint cycles, each as a node path (first node repeated at the end); without them the rest is acyclic.
 
-    Once a cycle's nodes are set aside the rest is searched again, so what remains is
-    acyclic: a node on another cycle through them is downstream of them.
-    """
-    cycles: list[list[str]] = []
-    left = dict(nodes)
-    while (cycle := _find_cycle(left, edges)) is not None:
-        cycles.append(cycle)
-        for node_id in cycle:
-            left.pop(node_id, None)
-    return cycles
-
-
-def _find_cycle(nodes: dict[str, Node], edges: list[Edge]) -> list[str] | None:
-    """A cycle as a node path (first node repeated at the end), or None.
-
-    Depth-first with an explicit stack: a chain of thousands of nodes is fine.
+    One depth-first pass with an explicit stack (a chain of thousands of nodes is fine, and
+    so are thousands of cycles): a cycle found is set aside at once and the search goes on
+    from the node before it, so a node on another cycle through them is downstream of them.
     """
     children: dict[str, list[str]] = {n: [] for n in nodes}
     for e in edges:
         if e.source.id in children and e.target.id in children:
             children[e.source.id].append(e.target.id)
-    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    finished: set[str] = set()  # done, or on a cycle already found
+    cycles: list[list[str]] = []
     for root in nodes:
-        if root in state:
+        if root in finished:
             continue
-        path = [root]
-        state[root] = 1
+        path, at = [root], {root: 0}  # the current path and each node's place on it
         stack = [iter(children[root])]
         while stack:
             child = next(stack[-1], None)
             if child is None:
-                state[path.pop()] = 2
+                done = path.pop()
+                del at[done]
+                finished.add(done)
                 stack.pop()
-            elif state.get(child) == 1:
-                return path[path.index(child) :] + [child]
-            elif child not in state:
-                state[child] = 1
+            elif child in at:
+                cycle = path[at[child] :]
+                cycles.append([*cycle, child])
+                finished.update(cycle)
+                del path[at[child] :], stack[at[child] :]
+                for node_id in cycle:
+                    del at[node_id]
+            elif child not in finished:
+                at[child] = len(path)
                 path.append(child)
                 stack.append(iter(children[child]))
-    return None
+    return cycles
 
 
 def _shape_problems(doc: dict[str, Any]) -> list[Problem]:

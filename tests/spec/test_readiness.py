@@ -100,6 +100,34 @@ def test_every_disjoint_cycle_is_found_and_its_downstream_waits():
     assert blocked["c4"].message == "waiting for upstream: c3"
 
 
+class Walks(list):
+    """A list that counts how often it is iterated over."""
+
+    count = 0
+
+    def __iter__(self):
+        self.count += 1
+        return super().__iter__()
+
+
+def test_thousands_of_cycles_off_a_long_chain_are_found_in_one_pass():
+    # A chain n0 -> ... -> n1999, each n_i also feeding a two-node cycle c_i <-> d_i. Searching
+    # again from the start after each cycle walked the chain once per cycle (quadratic).
+    n = 2000
+    nodes = {f"{x}{i}": "gaussian_blur" for i in range(n) for x in "ncd"}
+    edges = [f"n{i}.image -> n{i + 1}.image" for i in range(n - 1)]
+    edges += [e for i in range(n) for e in (f"n{i}.image -> c{i}.image", f"c{i}.image -> d{i}.image",
+                                            f"d{i}.image -> c{i}.image")]  # fmt: skip
+    p = doc(nodes, edges)
+    p.edges = walks = Walks(p.edges)
+    cycles = [str(x) for x in p.validate() if "cycle" in x.message]
+    assert sorted(cycles) == sorted(f"c{i}: cycle: c{i} -> d{i} -> c{i}" for i in range(n))
+    assert walks.count < 10  # a few passes over the edges, not one per cycle
+    blocked = p.readiness().blocked
+    on_cycles = [blocked[f"{x}{i}"] for i in range(n) for x in "cd"]
+    assert all(b.state == "error" and "cycle: c" in b.message for b in on_cycles)
+
+
 def test_only_document_problems_are_global():
     p = doc({"blur": "gaussian_blur"}, [])
     p.extra["provenance"] = {"operators": {"blur": 1}}
