@@ -53,7 +53,6 @@ c.SlurmSpawner.batch_script = '''#!/bin/bash
 #SBATCH --partition={{{{partition}}}}
 #SBATCH --time={{{{runtime}}}}
 #SBATCH {{{{options}}}}
-unset SLURM_EXPORT_ENV                  # else srun passes the ranks only the --export list
 export OREMDA_MPI_RANKS=$SLURM_NTASKS   # the engine's ranks: the job's tasks
 {{{{cmd}}}}
 '''

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from hub import jupyterhub
-from slurm import Cluster, require, running
+from slurm import Cluster, processes, require, running
+
+from oremda_lab.worker.rank import mpi_shared_files
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS / "browser"), str(TESTS / "widget")]
@@ -45,6 +47,13 @@ def notebook(folder: Path) -> None:
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     doc = {"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
     (folder / "hpc.ipynb").write_text(json.dumps(doc))
+
+
+def cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def shot(page, name: str) -> None:
@@ -100,8 +109,14 @@ def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, 
             assert sorted(steps) == [f"{job_id}.0", f"{job_id}.batch"], steps  # the server runs in .batch
             shot(page, "04-runtime")
             proxy = int((tmp_path / "proxy.pid").read_text())
+            ranks = [pid for pid in processes(cluster.conf) if cmdline(pid)[1:3] == [b"-m", b"oremda_lab.worker.rank"]]
+            assert len(ranks) == RANKS, ranks
+            mpi_files = set().union(*(mpi_shared_files(pid) for pid in ranks))
+            assert mpi_files  # MPICH's own segments, which ranks killed by the job's end could leave
         finally:
             shot(page, "last")
     # the hub cancelled the server's job when it stopped, and the proxy is gone too
     cluster.wait_no_jobs()
     assert not running(proxy)
+    assert not any(running(pid) for pid in ranks)
+    assert not [f for f in mpi_files if Path(f).exists()], "the job's end left MPI shared memory behind"

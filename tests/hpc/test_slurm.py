@@ -159,20 +159,28 @@ def test_pipeline_in_salloc_equals_local(cluster, job_files, expected, selected_
     cluster.wait_no_jobs()
 
 
-def test_pipeline_in_sbatch_equals_local(cluster, job_files, expected):
-    out = job_files / "sbatch" / "out.npz"
+@pytest.mark.parametrize("export", ["ALL", "list"])
+def test_pipeline_in_sbatch_equals_local(cluster, job_files, expected, export):
+    """``export="list"``: submitted as batchspawner does, ``--export=`` naming the variables to pass.
+
+    Slurm then sets ``SLURM_EXPORT_ENV`` in the job, which every ``srun`` in it obeys too.
+    """
+    out = job_files / f"sbatch-{export}" / "out.npz"
     out.parent.mkdir()
-    script = job_files / "sbatch" / "job.sh"
+    script = job_files / f"sbatch-{export}" / "job.sh"
+    env = job_env(cluster, job_files)
+    names = (
+        "ALL" if export == "ALL" else ",".join(sorted(k for k in env if k.startswith(("OREMDA_", "SLURM_"))) + ["PATH"])
+    )
     script.write_text(
         "#!/bin/bash\n"
-        f"#SBATCH --ntasks={RANKS} --time=5 --output={out.parent}/slurm-%j.log\n"
+        f"#SBATCH --ntasks={RANKS} --time=5 --output={out.parent}/slurm-%j.log --export={names}\n"
         "set -e\n"
         f"{sys.executable} {HERE / 'pipeline_job.py'} {job_files / 'pipeline.json'} {job_files} {out}\n"
         # the CLI as a batch script would run it: its runtime too comes from the environment
         f"{Path(sys.executable).parent / 'oremda-lab'} run {job_files / 'pipeline.json'} --data {job_files}"
         f" --record {out.parent / 'record.json'} --quiet\n"
     )
-    env = job_env(cluster, job_files)
     done = subprocess.run(
         ["sbatch", "--wait", "--parsable", str(script)], env=env, capture_output=True, text=True, timeout=300
     )
