@@ -609,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
         host.serve()
     finally:
         host.conn.close()
+        kill_descendants(os.getpid(), within=2.0)  # a polite stop too: what its operators started goes
     sys.stdout.flush()
 
 
