@@ -58,7 +58,6 @@ class Fault:
     shm: bool = False  # runs with a 64 MiB tmpfs as the shared memory
     status: int | None = None  # the worker's exit status, when it dies
     fed: bool = True  # the faulty node gets an input (else it makes its own array of `size`)
-    left: dict[str, str] = field(default_factory=dict)  # runtime -> why this row does not hold there yet
 
 
 FAULTS = [
@@ -96,12 +95,7 @@ FAULTS = [
         fed=False,
     ),  # fmt: skip
     Fault("operator forks a child", {"mode": "spawn"}, None),
-    Fault(
-        "operator's child leaves the group (setsid, double fork)",
-        {"mode": "daemon"},
-        None,
-        left={"mpi": "not yet: a rank kills its process group only, and is no subreaper"},
-    ),
+    Fault("operator's child leaves the group (setsid, double fork)", {"mode": "daemon"}, None),
 ]
 KILLED = "engine SIGKILLed mid-run, then a new engine"
 
@@ -123,7 +117,6 @@ def rows(faults: list[Fault]) -> list:
         pytest.param(f, r, marks=marks(r), id=f"{re.sub(r'[^a-z0-9]+', '-', f.name.lower()).strip('-')}-{r}")
         for f in faults
         for r in RUNTIMES
-        if r not in f.left
     ]
 
 
@@ -352,8 +345,7 @@ def test_killed_engine(runtime: str, data: Path, observed, images) -> None:
     contract = target(runtime)
     prepare(runtime, contract, False, images)
     options = {**contract.options, "timeout": 600}
-    daemon = next(f for f in FAULTS if f.params.get("mode") == "daemon")
-    spawn = "ok" if not contract.isolated else "spawn" if runtime in daemon.left else "spawn,daemon"
+    spawn = "spawn,daemon" if contract.isolated else "ok"
     read, write = os.pipe()
     engine_process = subprocess.Popen(
         # Inline workers are threads: a child of theirs would be the killed engine's, beyond any runtime.
@@ -390,10 +382,7 @@ def table(observed: dict[str, dict[str, str]]) -> str:
     names = [f.name for f in FAULTS] + [KILLED]
     lines = ["| fault | " + " | ".join(RUNTIMES) + " |", "|---" * (len(RUNTIMES) + 1) + "|"]
     for name in names:
-        left = next((f.left for f in FAULTS if f.name == name), {})
-        cells = [
-            observed.get(name, {}).get(r, left.get(r, "n/a" if _not_applicable(name, r) else "")) for r in RUNTIMES
-        ]
+        cells = [observed.get(name, {}).get(r, "n/a" if _not_applicable(name, r) else "") for r in RUNTIMES]
         lines.append(f"| {name} | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
