@@ -81,8 +81,9 @@ from oremda_lab.runtime.base import (
     process_alive,
     wait_for_message,
 )
-from oremda_lab.runtime.docker import DATA_MOUNT, OPERATOR_DIR, PYTHON, image_ref
+from oremda_lab.runtime.docker import DATA_MOUNT, OPERATOR_DIR, PYTHON, SOURCE_DIGEST_LABEL, image_ref
 from oremda_lab.spec.operator import OperatorSpec
+from oremda_lab.spec.pipeline import operator_name
 from oremda_lab.worker import protocol
 from oremda_lab.worker import rank as rank_program
 
@@ -412,6 +413,13 @@ class MPIRuntime(Runtime):
         """
         folder = self.operator_folder(spec)
         key = self.job_key(spec)
+        if self.images is not None and spec.path is not None:  # as the container runtimes check
+            built = self.images.built_from(key)
+            if built and built != spec.digest:
+                raise NodeFailure(
+                    f"image {key} was built from another version of {spec.name} than {spec.path}; rebuild it: "
+                    f"oremda-lab build --engine {self.images.engine} {spec.name}"
+                )
         with self._job_lock:
             job = self._jobs.get(key)
             loaded = job.loaded.get(spec.name) if job is not None else None
@@ -752,6 +760,10 @@ class RankImages:
         """The image's id, or :class:`NodeFailure` when the engine lacks it."""
         raise NotImplementedError
 
+    def built_from(self, ref: str) -> str | None:
+        """The digest of the operator folder the image was built from (its label), where known."""
+        return None
+
     def command(self, ref: str, job_id: str, session: str, data_dir: str, passed: Sequence[str]) -> list[str]:
         """A rank's command up to the image's Python (the rank program's arguments follow)."""
         raise NotImplementedError
@@ -787,12 +799,20 @@ class PodmanRanks(RankImages):
         return None
 
     def image_id(self, ref: str) -> str:
+        return f"sha256:{self._inspect(ref, '{{.Id}}').removeprefix('sha256:')}"
+
+    def built_from(self, ref: str) -> str | None:
+        return self._inspect(ref, f'{{{{index .Labels "{SOURCE_DIGEST_LABEL}"}}}}') or None
+
+    @staticmethod
+    def _inspect(ref: str, template: str) -> str:
         done = subprocess.run(
-            ["podman", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, timeout=60
+            ["podman", "image", "inspect", "--format", template, ref], capture_output=True, text=True, timeout=60
         )
         if done.returncode != 0:
-            raise NodeFailure(f"no image {ref} in podman; build it: oremda-lab build --engine podman {ref}")
-        return f"sha256:{done.stdout.strip().removeprefix('sha256:')}"
+            hint = f"oremda-lab build --engine podman {operator_name(ref)}"
+            raise NodeFailure(f"no image {ref} in podman's local store; build it: {hint}")
+        return done.stdout.strip().removeprefix("<no value>")
 
     def command(self, ref: str, job_id: str, session: str, data_dir: str, passed: Sequence[str]) -> list[str]:
         run = [

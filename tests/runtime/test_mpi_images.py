@@ -10,6 +10,7 @@ but not tested here (no Apptainer on this machine).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,3 +156,15 @@ def test_the_cli_runs_ranks_in_images_and_records_the_image(tmp_path):
     assert record["nodes"]["bvm"]["status"] == "done"
     pin = record["provenance"]["nodes"]["bvm"]
     assert pin["image"] == "localhost/oremda/bragg_vector_map:1.0.0" and pin["image_id"].startswith("sha256:")
+
+
+def test_an_image_built_from_other_code_is_refused(tmp_path):
+    """As on the container runtimes: the folder changed since its image was built."""
+    folder = tmp_path / "ops" / "fault"
+    shutil.copytree(FAULT_OPERATORS / "fault", folder)
+    (folder / "note.txt").write_text("changed after the image was built")
+    spec = Registry([tmp_path / "ops"]).get("fault")
+    with Arena.create() as arena, make_runtime("mpi", arena, ranks=2, images="podman") as runtime:
+        failures = runtime.start({"n": spec})
+    assert "was built from another version of fault" in failures["n"].message
+    assert "oremda-lab build --engine podman fault" in failures["n"].message
