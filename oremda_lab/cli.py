@@ -165,17 +165,14 @@ def _run(args: argparse.Namespace) -> int:
             engine.pull(pipeline)  # a pulled operator's parameters are known only after the pull
         for node, param, value in sets:
             pipeline.set_param(node, param, value)
-        run = engine.run(pipeline)
         args.out.mkdir(parents=True, exist_ok=True)
-        written = [
-            to_png(pipeline.nodes[node_id], layers, _display_path(args.out, node_id))
-            for node_id, layers in run.displays.items()
-            if run.nodes[node_id].status == "done"
-        ]
+        writer = _PngWriter(pipeline, args.out)
+        engine.subscribe(writer)
+        run = engine.run(pipeline)
+        if writer.failure is not None:
+            raise writer.failure
         if args.record:  # while the engine is open: the record identifies the outputs' bytes
             args.record.write_text(json.dumps(run.record(), indent=2, default=str) + "\n")
-    for path in written:
-        print(f"wrote {path}")
     for node_id, error in run.errors.items():
         print(f"oremda-lab: node {_shown(node_id)} failed: {error['message']}", file=sys.stderr)
         if error.get("log_tail"):
@@ -185,6 +182,30 @@ def _run(args: argparse.Namespace) -> int:
     outcome = "ok" if run.ok else "failed" if run.errors or run.superseded else "incomplete"
     print(f"{outcome} in {run.duration_s:.2f} s")
     return 0 if run.ok else 1
+
+
+class _PngWriter:
+    """Writes a display's PNG as soon as its ``done`` event arrives (its producers are done).
+
+    A display that did not run (waiting, or skipped behind a failure) writes nothing. The
+    first failure to write stops further writes and is kept in ``failure``, for the caller
+    to raise once the run ends (an event subscriber's exception cannot stop the engine).
+    """
+
+    def __init__(self, pipeline: Pipeline, out: Path):
+        self.pipeline = pipeline
+        self.out = out
+        self.failure: Exception | None = None
+
+    def __call__(self, event: NodeEvent) -> None:
+        if event.state != "done" or event.layers is None or self.failure is not None:
+            return
+        try:
+            path = to_png(self.pipeline.nodes[event.node], list(event.layers), _display_path(self.out, event.node))
+        except Exception as e:
+            self.failure = e
+            return
+        print(f"wrote {path}", flush=True)
 
 
 def _shown(node_id: str) -> str:

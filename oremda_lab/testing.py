@@ -92,6 +92,24 @@ def fault_pipeline(*chain: dict[str, Any]) -> Pipeline:
     return Pipeline.from_json({"nodes": nodes, "edges": edges}, catalog=Registry([FAULT_OPERATORS]))
 
 
+def gated_displays(seconds: float = 120) -> Pipeline:
+    """Two 1D displays: ``fast`` (``f`` -> ``fast_plot``) and ``slow`` (``s`` -> ``slow_plot``).
+
+    ``f`` emits 4 ones; ``s`` waits for the data file ``gate`` (failing after ``seconds``).
+    A test of progressive displays opens the gate once ``fast`` has been shown, so the
+    order of events, not the clock, proves ``fast`` was shown before the run ended.
+    """
+    pipeline = Pipeline(catalog=Registry([FAULT_OPERATORS]))
+    for source, display, params in (("f", "fast", {"size": 4}), ("s", "slow", {"mode": "wait", "seconds": seconds})):
+        pipeline.add_node("oremda/fault", id=source, params=params)
+        pipeline.add_node("oremda/plot", id=f"{display}_plot")
+        pipeline.add_node(display="1D", id=display)
+        pipeline.connect(source, "out", f"{display}_plot", "x")
+        pipeline.connect(source, "out", f"{display}_plot", "y")
+        pipeline.connect(f"{display}_plot", "out", display, "in")
+    return pipeline
+
+
 @contextlib.contextmanager
 def small_tmpfs(size: str = "64m") -> Iterator[Path]:
     """A fresh tmpfs of ``size`` (root only), unmounted and removed after.

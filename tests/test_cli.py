@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from oremda_lab import cli
 from oremda_lab.cli import UserError, _display_path, main
+from oremda_lab.registry import default_registry
+from oremda_lab.testing import FAULT_OPERATORS, gated_displays
 
 PIPELINE = {
     "nodes": [
@@ -125,6 +128,39 @@ def test_a_partial_graph_runs_its_runnable_part_and_exits_1(workspace, capsys):
         "view2": "waiting",
     }  # fmt: skip
     assert nodes["blur2"]["message"] == "waiting for input: image"
+
+
+def test_each_display_png_is_written_as_soon_as_its_producers_are_done(tmp_path, capsys, monkeypatch, request):
+    # The slow branch waits for a gate that opens only when a PNG has been written:
+    # fast.png must be on disk within the run, before the slow branch is done.
+    monkeypatch.setenv("OREMDA_OPERATORS_PATH", str(FAULT_OPERATORS))
+    default_registry.cache_clear()  # the default registry reads the variable when it is made
+    request.addfinalizer(default_registry.cache_clear)
+    (tmp_path / "p.json").write_text(json.dumps(gated_displays(seconds=60).to_json()))
+    write = cli.to_png
+
+    def written(display, layers, path):
+        path = write(display, layers, path)
+        (tmp_path / "gate").touch()
+        return path
+
+    monkeypatch.setattr(cli, "to_png", written)
+    out_dir, record = tmp_path / "out", tmp_path / "record.json"
+    args = ["run", str(tmp_path / "p.json"), "--data", str(tmp_path), "--out", str(out_dir), "--record", str(record)]
+    code = main([*args, "--runtime", "inline"])
+    lines = [line.split("] ", 1)[-1] for line in capsys.readouterr().out.splitlines()]  # without the clock
+    assert code == 0, lines
+
+    def at(start):
+        return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+    assert at(f"wrote {out_dir.resolve() / 'fast.png'}") < at("s: done") < at("slow: done")
+    assert at("slow: done") < at(f"wrote {out_dir.resolve() / 'slow.png'}") < at("ok in")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["fast.png", "slow.png"]
+    nodes = json.loads(record.read_text())["nodes"]
+    assert {n: r["status"] for n, r in nodes.items()} == dict.fromkeys(
+        ["f", "fast_plot", "fast", "s", "slow_plot", "slow"], "done"
+    )
 
 
 def test_operators_lists_ports_and_params(capsys):

@@ -17,7 +17,7 @@ import pytest
 from oremda_lab import Engine, Pipeline, PipelineError
 from oremda_lab.registry import Registry
 from oremda_lab.runtime import RuntimeUnavailable
-from oremda_lab.testing import FAULT_OPERATORS, seen
+from oremda_lab.testing import FAULT_OPERATORS, gated_displays, seen
 
 REGISTRY = Registry([FAULT_OPERATORS])
 
@@ -135,12 +135,7 @@ def test_an_operator_the_runtime_cannot_find_fails_only_its_node(engine, monkeyp
 def test_a_display_is_shown_as_soon_as_its_producers_are_done(engine, tmp_path):
     # Fast branch f -> fast; slow branch s waits for the gate, which opens only once the
     # fast display has been shown: the slow branch cannot finish first.
-    fast, fast_edges = plotted("f", "fast")
-    slow, slow_edges = plotted("s", "slow")
-    p = build(
-        {"f": {"op": "fault", "size": 4}, "s": {"op": "fault", "mode": "wait", "seconds": 120}, **fast, **slow},
-        [*fast_edges, *slow_edges],
-    )
+    p = gated_displays()
     events = []
 
     def on_event(event):
