@@ -4,4 +4,3 @@ from oremda_lab.testing import RuntimeContract
 class TestInlineRuntime(RuntimeContract):
     runtime = "inline"
     isolated = False
-
