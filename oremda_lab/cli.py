@@ -165,7 +165,6 @@ def _run(args: argparse.Namespace) -> int:
             engine.pull(pipeline)  # a pulled operator's parameters are known only after the pull
         for node, param, value in sets:
             pipeline.set_param(node, param, value)
-        args.out.mkdir(parents=True, exist_ok=True)
         writer = _PngWriter(pipeline, args.out)
         engine.subscribe(writer)
         run = engine.run(pipeline)
@@ -187,7 +186,9 @@ def _run(args: argparse.Namespace) -> int:
 class _PngWriter:
     """Writes a display's PNG as soon as its ``done`` event arrives (its producers are done).
 
-    A display that did not run (waiting, or skipped behind a failure) writes nothing. The
+    The out folder is made with the first PNG: a run refused before running (a changed
+    pin) or without displays leaves nothing behind. A display that did not run (waiting,
+    or skipped behind a failure) writes nothing. The
     first failure to write stops further writes and is kept in ``failure``, for the caller
     to raise once the run ends (an event subscriber's exception cannot stop the engine).
     """
@@ -201,6 +202,7 @@ class _PngWriter:
         if event.state != "done" or event.layers is None or self.failure is not None:
             return
         try:
+            self.out.mkdir(parents=True, exist_ok=True)
             path = to_png(self.pipeline.nodes[event.node], list(event.layers), _display_path(self.out, event.node))
         except Exception as e:
             self.failure = e
