@@ -150,10 +150,14 @@ class LazyArray:
 
     # -- reading ---------------------------------------------------------------------
 
-    def read(self, data_dir: str | Path, start: int = 0, stop: int | None = None) -> np.ndarray:
+    def read(
+        self, data_dir: str | Path, start: int = 0, stop: int | None = None, scratch: Scratch | None = None
+    ) -> np.ndarray:
         """Rows ``[start, stop)`` of this array (relative to :attr:`rows`), native byte order.
 
-        Raises ValueError when the file is shorter than described (truncated).
+        ``scratch`` lends the memory to read into (``npy``, ``raw``, ``mib``): a chunk loop
+        reuses one buffer instead of faulting in a fresh one per chunk. Raises ValueError
+        when the file is shorter than described (truncated).
         """
         stop = self.shape[0] if stop is None else stop
         if not 0 <= start <= stop <= self.shape[0]:
@@ -162,9 +166,9 @@ class LazyArray:
         path = data_file(data_dir, self.path)
         if self.format in ("npy", "raw"):
             array = _read_bytes(path, self.offset + first * self.row_bytes, (last - first, *self.stored_shape[1:]),
-                                np.dtype(self.dtype))  # fmt: skip
+                                np.dtype(self.dtype), scratch)  # fmt: skip
         elif self.format == "mib":
-            array = self._read_mib(path, first, last)
+            array = self._read_mib(path, first, last, scratch)
         elif self.format == "hdf5":
             import h5py
 
@@ -174,11 +178,13 @@ class LazyArray:
             array = np.asarray(_dm4_dask(path)[first:last].compute())
         return _native(array)
 
-    def _read_mib(self, path: Path, first: int, last: int) -> np.ndarray:
+    def _read_mib(self, path: Path, first: int, last: int, scratch: Scratch | None) -> np.ndarray:
         frame_shape = self.stored_shape[-2:]
         per_row = int(np.prod(self.stored_shape[1:-2], dtype=np.int64))
         frame = np.dtype([("header", f"V{self.frame_header}"), ("data", np.dtype(self.dtype), frame_shape)])
-        raw = _read_bytes(path, self.offset + first * per_row * frame.itemsize, ((last - first) * per_row,), frame)
+        raw = _read_bytes(
+            path, self.offset + first * per_row * frame.itemsize, ((last - first) * per_row,), frame, scratch
+        )
         return np.ascontiguousarray(raw["data"]).reshape(last - first, *self.stored_shape[1:])
 
     def whole(self, data_dir: str | Path, budget_bytes: int | None) -> np.ndarray:
@@ -235,11 +241,29 @@ def _check_size(path: Path, needed: int) -> None:
         raise TruncatedFile(f"{path.name} is truncated: {size} bytes, its header describes {needed}")
 
 
-def _read_bytes(path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """``shape`` elements of ``dtype`` at ``offset`` of ``path``, into a fresh buffer (no mapping)."""
-    out = np.empty(shape, dtype)
+class Scratch:
+    """One reusable read buffer, grown when a read needs more."""
+
+    def __init__(self) -> None:
+        self.buffer = np.empty(0, np.uint8)
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype`` over the buffer."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if self.buffer.size < nbytes:
+            self.buffer = np.empty(nbytes, np.uint8)
+        return self.buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def _read_bytes(
+    path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, scratch: Scratch | None = None
+) -> np.ndarray:
+    """``shape`` elements of ``dtype`` at ``offset`` of ``path``, read into a buffer (no mapping)."""
+    out = scratch.array(shape, dtype) if scratch is not None else np.empty(shape, dtype)
     view = memoryview(out.reshape(-1).view(np.uint8))
     with open(path, "rb", buffering=0) as f:
+        if hasattr(os, "posix_fadvise"):  # not on macOS
+            os.posix_fadvise(f.fileno(), offset, len(view), os.POSIX_FADV_SEQUENTIAL)  # a larger readahead
         f.seek(offset)
         got = 0
         while got < len(view):
@@ -492,10 +516,14 @@ def call(
     source, meta = lazy[port].data, lazy[port].meta
     ranges = list(source.chunks_of(chunk_bytes(budget, context.workers)))
     joiners: dict[str, Joiner] = {}
+    scratch = Scratch()  # every chunk is read into the same memory: the operator must not keep it
     for i, (start, stop) in enumerate(ranges):
         if context.cancelled is not None and context.cancelled():
             raise Cancelled(f"cancelled after {i}/{len(ranges)} chunks")
-        inputs[port] = type(lazy[port])(source.read(context.data_dir, start, stop), meta)
+        chunk = source.read(context.data_dir, start, stop, scratch)
+        chunk.flags.writeable = False  # as every input
+        inputs[port] = type(lazy[port])(chunk, meta)
+        del chunk
         returned = invoke(dict(inputs))
         if not isinstance(returned, dict):
             return returned  # the caller's output check says what is wrong
