@@ -15,6 +15,7 @@ from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult, Work
 
 RUNTIME_ENV = "OREMDA_RUNTIME"
 RANKS_ENV = "OREMDA_MPI_RANKS"
+IMAGES_ENV = "OREMDA_MPI_IMAGES"
 DEFAULT_RUNTIME = "local"
 
 # name -> "module:class", imported on first use so missing extras cost nothing.
@@ -55,7 +56,8 @@ def default_runtime() -> RuntimeChoice:
 
     Its ``options`` apply when its runtime is the one chosen. For ``mpi``,
     ``OREMDA_MPI_RANKS`` sets ``ranks`` and ``OREMDA_MPI_LAUNCHER`` the launcher (both
-    before the config's); a launcher given as a string is split like a shell would.
+    before the config's), ``OREMDA_MPI_IMAGES`` (``podman`` or ``apptainer``) runs each
+    rank's operators in their images; a launcher given as a string is split like a shell would.
     """
     config = _jupyter_config()
     name = os.environ.get(RUNTIME_ENV) or config.get("runtime") or DEFAULT_RUNTIME
@@ -72,6 +74,9 @@ def default_runtime() -> RuntimeChoice:
             if not ranks.isdigit() or int(ranks) < 1:
                 raise RuntimeUnavailable(f"{RANKS_ENV}={ranks!r}: give a whole number of MPI ranks, at least 1")
             options["ranks"] = int(ranks)
+        images = os.environ.get(IMAGES_ENV)
+        if images:
+            options["images"] = images  # MPIRuntime names the engines it knows when this is none
     return RuntimeChoice(name, options)
 
 

@@ -27,7 +27,7 @@ def test_broken_config_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.fixture
 def clean_env(tmp_path, monkeypatch):
-    for name in ("OREMDA_RUNTIME", "OREMDA_MPI_RANKS", "OREMDA_MPI_LAUNCHER"):
+    for name in ("OREMDA_RUNTIME", "OREMDA_MPI_RANKS", "OREMDA_MPI_LAUNCHER", "OREMDA_MPI_IMAGES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
     return tmp_path
@@ -38,7 +38,9 @@ def test_default_runtime_from_the_environment(clean_env, monkeypatch):
     monkeypatch.setenv("OREMDA_RUNTIME", "mpi")
     monkeypatch.setenv("OREMDA_MPI_RANKS", "3")
     assert default_runtime() == RuntimeChoice("mpi", {"ranks": 3})
-    monkeypatch.setenv("OREMDA_RUNTIME", "inline")  # ranks belong to mpi only
+    monkeypatch.setenv("OREMDA_MPI_IMAGES", "podman")
+    assert default_runtime() == RuntimeChoice("mpi", {"ranks": 3, "images": "podman"})
+    monkeypatch.setenv("OREMDA_RUNTIME", "inline")  # ranks and images belong to mpi only
     assert default_runtime() == RuntimeChoice("inline", {})
 
 
@@ -54,6 +56,13 @@ def test_default_runtime_from_the_jupyter_config(clean_env, monkeypatch):
     # the config's options are for its runtime only
     monkeypatch.setenv("OREMDA_RUNTIME", "local")
     assert default_runtime() == RuntimeChoice("local", {})
+
+
+def test_unknown_images_engine_is_a_clear_error(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("OREMDA_RUNTIME", "mpi")
+    monkeypatch.setenv("OREMDA_MPI_IMAGES", "singularity")
+    with pytest.raises(ValueError, match="images must be one of"):
+        Engine(data_dir=tmp_path)
 
 
 @pytest.mark.parametrize("ranks", ["0", "two", "-1", "1.5"])
