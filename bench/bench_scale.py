@@ -79,7 +79,10 @@ def generate(path: Path, gib: float, scan_x: int, detector: int) -> tuple[int, .
         f.seek(offset)
         for start in range(0, rows, len(block)):
             f.write(block[: rows - start].tobytes())
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # written pages leave the cache
+        # Written before any contender runs (a writeback in progress would slow the first
+        # one down), then out of the page cache: every contender starts cold.
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     return shape
 
 
