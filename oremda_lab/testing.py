@@ -165,6 +165,25 @@ def seen(engine: Engine, node: str, state: str = "running", *, progress: bool = 
     return flag
 
 
+def supersede_midway(
+    engine: Engine, pipeline: Pipeline, node: str, change: tuple[str, str, Any], timeout: float = 60
+) -> tuple[Any, Any, list[Any]]:
+    """Submit ``pipeline``; once ``node`` reports progress, submit it again with ``change`` applied.
+
+    ``change`` is ``(node, param, value)``. Returns the first run (superseded, if the
+    engine cancelled it), the newer run's future and every event heard meanwhile.
+    """
+    events: list[Any] = []
+    engine.subscribe(events.append)
+    started = seen(engine, node, progress=True)
+    first = engine.submit(pipeline)
+    assert started.wait(timeout), [e for e in events if e.error]
+    newer = pipeline.copy()
+    newer.set_param(*change)
+    second = engine.submit(newer)
+    return first.result(timeout * 2), second, events
+
+
 def stray_objects(engine: Engine) -> set[str]:
     """Objects in the engine's session that no cache entry holds (a leak)."""
     return set(engine.arena.live()) - set(engine.cache.holders)

@@ -318,10 +318,9 @@ def test_each_rank_reads_its_part_of_a_lazy_dataset(tmp_path, mos2, remote):
 
 def test_a_newer_run_cancels_a_long_lazy_run_on_the_ranks(tmp_path, mos2):
     """C2 on MPI: the ranks see the cancel marker between chunks; the newer run then runs."""
-    import threading
-
     from oremda_lab.engine import Engine
     from oremda_lab.spec.pipeline import Pipeline
+    from oremda_lab.testing import supersede_midway
 
     data, _ = mos2
     np.save(tmp_path / "scan.npy", np.tile(data, (16, 1, 1, 1)))  # 256 scan rows
@@ -331,22 +330,9 @@ def test_a_newer_run_cancels_a_long_lazy_run_on_the_ranks(tmp_path, mos2):
                   {"id": "bvm", "image": "oremda/bragg_vector_map", "params": {}}],
         "edges": [{"type": "data", "from": {"id": "read", "port": "data"}, "to": {"id": "bvm", "port": "data"}}],
     })  # fmt: skip
-    started, events = threading.Event(), []
-
-    def hear(event):
-        events.append(event)
-        if event.node == "bvm" and event.progress is not None:
-            started.set()
-
     # chunks of one scan row (16 patterns): 128 per rank
     with Engine("mpi", tmp_path, ranks=2, start_timeout=60, shm_bytes=2 * 8 * 256 << 10) as engine:
-        engine.subscribe(hear)
-        first = engine.submit(doc)
-        assert started.wait(60), [e for e in events if e.error]
-        newer = doc.copy()
-        newer.set_param("read", "filename", "small.npy")
-        second = engine.submit(newer)
-        old = first.result(60)
+        old, second, events = supersede_midway(engine, doc, "bvm", ("read", "filename", "small.npy"))
         assert old.superseded and "Cancelled" in old.nodes["bvm"].error["message"]
-        assert max(e.progress for e in events if e.run_id == first.run_id and e.progress) < 0.9
+        assert max(e.progress for e in events if e.run_id == old.id and e.progress) < 0.9
         assert second.result(60).ok

@@ -20,7 +20,7 @@ import pytest
 from oremda_lab.engine import Engine
 from oremda_lab.registry import default_registry
 from oremda_lab.spec.pipeline import Pipeline
-from oremda_lab.testing import stray_objects
+from oremda_lab.testing import stray_objects, supersede_midway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 from test_lazy import write_mib  # noqa: E402
@@ -212,26 +212,12 @@ def test_a_newer_run_cancels_a_long_partitioned_run(tmp_path, two_workers):
     np.save(tmp_path / "small.npy", data[:4])
     reader = {"image": "oremda/npy_reader", "params": {"filename": "scan.npy"}, "port": "data"}
     doc = pipeline(reader, ("bvm", "bragg_vector_map", {}))
-    started = threading.Event()
-    events = []
-
-    def hear(event):
-        events.append(event)
-        if event.node == "bvm" and event.progress is not None:
-            started.set()
-
     # chunks of one scan row (48 patterns): 128 chunks per partition
     with Engine("local", tmp_path, shm_bytes=2 * 8 * 384 << 10) as engine:
-        engine.subscribe(hear)
-        first = engine.submit(doc)
-        assert started.wait(60), [e for e in events if e.error]
-        newer = doc.copy()
-        newer.set_param("read", "filename", "small.npy")
-        second = engine.submit(newer)
-        old = first.result(120)
+        old, second, events = supersede_midway(engine, doc, "bvm", ("read", "filename", "small.npy"), timeout=60)
         assert old.superseded
         assert old.nodes["bvm"].status == "error" and "Cancelled" in old.nodes["bvm"].error["message"]
-        old_progress = [e.progress for e in events if e.node == "bvm" and e.run_id == first.run_id and e.progress]
+        old_progress = [e.progress for e in events if e.node == "bvm" and e.run_id == old.id and e.progress]
         assert max(old_progress) < 0.9  # it stopped early, not at the end
         new = second.result(120)
         assert new.ok, new.errors
