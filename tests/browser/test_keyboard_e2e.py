@@ -76,6 +76,8 @@ def test_every_control_by_keyboard(page, front):
     assert kernel_says(page, code) == "6 True"
 
     # The graph is only partly built now: the new nodes wait and say why, the rest still runs.
+    # Back to the editor first (the new cell scrolled it away; Lab then skips rendering it).
+    page.locator(EDITOR).first.evaluate("e => e.scrollIntoView({block: 'start'})")
     for node, port in (("virtual_detector1", "data"), ("fft2d1", "in")):
         waiting = page.locator(f".oremda-node[data-node-id='{node}'][data-state='waiting'] .oremda-node-waiting")
         waiting.wait_for()
