@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from oremda_lab.dataplane.arena import Arena, owner_record, signal_group
+from oremda_lab.dataplane.lazy import JOIN_METHODS
 from oremda_lab.registry import names_image
 from oremda_lab.runtime.base import (
     NodeFailure,
@@ -359,9 +360,9 @@ class MPIRuntime(Runtime):
         if options.get("parallel_output_to_join"):
             join[options["parallel_output_to_join"]] = {"method": options.get("parallel_output_join_method", "stack")}
         for port, how in join.items():
-            if how.get("method") not in rank_program.JOIN_METHODS:
+            if how.get("method") not in JOIN_METHODS:
                 raise NodeFailure(f"{task.node}: output {port!r}: join method {how.get('method')!r} is not one of "
-                                  f"{', '.join(rank_program.JOIN_METHODS)}")  # fmt: skip
+                                  f"{', '.join(JOIN_METHODS)}")  # fmt: skip
         if split:
             port, axis = split.get("port"), split.get("axis", 0)
             if port not in task.spec.inputs:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from oremda_lab.dataplane.arena import Arena, owner_alive
-from oremda_lab.dataplane.lazy import JOIN_METHODS, LazyArray
+from oremda_lab.dataplane.lazy import LazyArray, join_method
 from oremda_lab.dataplane.refs import ObjectRef
 from oremda_lab.worker import invoke, protocol
 from oremda_lab.worker.forkserver import adopt_orphans, kill_descendants
@@ -404,17 +404,16 @@ class RankHost:
             return None, {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
     def _join(self, group: Any, outputs: dict[str, PortValue], msg: dict[str, Any]) -> dict[str, PortValue] | None:
-        joins = msg.get("join") or {}
         if not msg.get("parallel"):
             return outputs
+        declared = {"split": msg.get("split"), "join": msg.get("join")}
         if group is None:  # one compute rank: only "stack" changes the shape (a leading axis of 1)
             return {
                 p: PortValue(np.asarray(v.data)[np.newaxis], v.meta)
-                if joins.get(p, {}).get("method", "stack") == "stack" and isinstance(v.data, np.ndarray)
+                if join_method(declared, p)[0] == "stack" and isinstance(v.data, np.ndarray)
                 else v
                 for p, v in outputs.items()
             }
-        split_axis = (msg.get("split") or {}).get("axis", 0)
         root = group.Get_rank() == 0
         joined: dict[str, PortValue] = {}
         facts = group.allgather(
@@ -424,8 +423,7 @@ class RankHost:
             }
         )
         for port in sorted(set().union(*facts)):
-            method = joins.get(port, {}).get("method", "stack")
-            axis = joins.get(port, {}).get("axis", split_axis)
+            method, axis = join_method(declared, port)
             have = [f.get(port) for f in facts]
             value = outputs.get(port)
             if method == "first" or all(h is None for h in have):  # non-arrays: the first rank's
@@ -451,8 +449,6 @@ class RankHost:
                 else:
                     shapes = [h[0] for h in have]
                 out = self._gather(group, data, shapes, axis, port, root)
-            else:
-                raise ValueError(f"unknown join method {method!r} for output {port!r}; use one of {JOIN_METHODS}")
             if root:
                 joined[port] = PortValue(out, value.meta)
         return joined if root else None
