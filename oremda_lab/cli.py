@@ -184,7 +184,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 class _PngWriter:
-    """Writes a display's PNG as soon as its ``done`` event arrives (its producers are done).
+    """Writes a display's PNG as soon as its final ``done`` event arrives (its producers are done).
+
+    Partial previews (``event.partial``, while a node upstream runs as partitions) write nothing.
 
     The out folder is made with the first PNG: a run refused before running (a changed
     pin) or without displays leaves nothing behind. A display that did not run (waiting,
@@ -199,7 +201,7 @@ class _PngWriter:
         self.failure: Exception | None = None
 
     def __call__(self, event: NodeEvent) -> None:
-        if event.state != "done" or event.layers is None or self.failure is not None:
+        if event.state != "done" or event.layers is None or event.partial or self.failure is not None:
             return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +226,8 @@ def _progress(started: float):
         if event.node is None:
             if event.message:
                 print(f"{at} {event.message}", flush=True)
+        elif event.partial:  # a display's preview while partitions upstream run
+            print(f"{at} {node}: partial {event.message}", flush=True)
         elif event.state in ("done", "cached") and event.duration_s is None:  # a display node shown
             print(f"{at} {node}: {event.state}", flush=True)
         elif event.state in ("done", "cached"):

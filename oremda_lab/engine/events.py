@@ -25,6 +25,14 @@ class NodeEvent:
     "12/64 partitions"). A display node's ``done`` event carries ``layers``: the values
     it shows (z-ordered, as :attr:`Run.displays <oremda_lab.engine.Run.displays>`), sent
     as soon as its producers are done, before the rest of the run ends.
+
+    ``partial`` True: a *preview* of a display while a node upstream still runs as
+    partitions (``done`` with ``layers``, ``progress`` the share of partitions done,
+    ``message`` e.g. "3/8 partitions"). Its layers come from the partitions done so far
+    (rows not yet done are zero; sums are of the parts done), are neither cached nor in
+    the :class:`~oremda_lab.engine.Run`, and are valid while the event is held. The
+    display's final ``done`` (``partial`` False) follows and replaces it; a newer run
+    stops the previews, and none follows the display's final event.
     """
 
     run_id: int
@@ -36,3 +44,4 @@ class NodeEvent:
     message: str = ""
     progress: float | None = None
     layers: tuple[PortValue, ...] | None = None
+    partial: bool = False

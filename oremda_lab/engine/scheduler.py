@@ -21,12 +21,20 @@ validation error, an image that cannot be found; see
 :meth:`~oremda_lab.spec.pipeline.Pipeline.readiness`) are reported ``waiting`` or
 ``error`` first and left out; the rest runs. A display node is ``done`` as soon as
 all its producers have finished, carrying its layers, so it updates within the run.
+
+Partial results: while a node runs as partitions (:mod:`~oremda_lab.engine.partitions`),
+its partial outputs run through the operators between it and the displays it leads to
+(:class:`_Previews`: a preview, never cached, nothing of it kept), and those displays
+emit ``done`` events with ``partial=True``. The node's own end, or a newer request,
+stops its previews first: no partial event follows the final one.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -34,12 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oremda_lab.dataplane import lazy
 from oremda_lab.engine import graph, partitions
 from oremda_lab.engine.cache import Cache, Entry, node_key
 from oremda_lab.runtime.base import NodeFailure, Runtime, Task
 from oremda_lab.spec.operator import OperatorSpec, data_file
 from oremda_lab.spec.pipeline import Blocked, Pipeline
 
+log = logging.getLogger(__name__)
 _task_ids = itertools.count(1)
 _CANCEL_POLL = 0.1  # seconds: how soon a running plan notices it is superseded
 
@@ -126,9 +136,26 @@ def execute(
     """Run a plan; returns per-node results and whether it was cut short by a newer one.
 
     ``emit(node, state, **fields)`` reports each state change; a display node's ``done``
-    carries ``layers``: the wire values it shows (:func:`display_layers`).
-    Results cover every node, display nodes included (their status only).
+    carries ``layers``: the wire values it shows (:func:`display_layers`); a preview's
+    carries ``partial=True`` too. Results cover every node, display nodes included
+    (their status only).
     """
+    previews: dict[str, _Previews] = {}  # partitioned node -> its previews while it runs
+    try:
+        return _execute(plan, runtime, cache, emit, superseded, previews)
+    finally:
+        for preview in previews.values():
+            preview.close()
+
+
+def _execute(
+    plan: Plan,
+    runtime: Runtime,
+    cache: Cache,
+    emit: Callable,
+    superseded: Callable[[], bool],
+    previews: dict[str, _Previews],
+) -> tuple[dict[str, NodeResult], bool]:
     pipeline = plan.pipeline
     results: dict[str, NodeResult] = {}
     for n, why in plan.blocked.items():
@@ -148,6 +175,7 @@ def execute(
     }
     for n in displays:
         results[n] = NodeResult()
+    display_ids = set(displays)
     _show_ready_displays(pipeline, displays, results, emit)
 
     to_compute = {n: plan.specs[n] for n in plan.order if cache.get(plan.keys[n]) is None}
@@ -162,6 +190,8 @@ def execute(
             cut_short = True
             for future in in_flight:  # newest wins: long operators stop at their next chunk
                 runtime.cancel(task_ids[future])
+            for preview in previews.values():
+                preview.close()
         if not cut_short:
             for node_id in list(waiting):
                 deps = [results[u] for u in upstream[node_id]]
@@ -204,7 +234,14 @@ def execute(
                 task.on_progress = lambda fraction, message, n=node_id: emit(
                     n, "running", progress=fraction, message=message
                 )
-                future = partitions.submit(runtime, task)  # a lazy dataset: on several workers
+                on_partial = None
+                if partitions.lazy_split(task) is not None:
+                    chain, shown = _preview_route(plan, display_ids, node_id)
+                    if shown:
+                        previews[node_id] = _Previews(plan, node_id, chain, shown, runtime, results, emit)
+                        on_partial = previews[node_id].offer
+                # A lazy dataset: on several workers, its partial results previewed as they come.
+                future = partitions.submit(runtime, task, on_partial)
                 in_flight[future], task_ids[future] = (node_id, time.perf_counter()), task.id
             _show_ready_displays(pipeline, displays, results, emit)
         elif waiting:
@@ -218,6 +255,8 @@ def execute(
         for future in done:
             node_id, started = in_flight.pop(future)
             runtime.clear_cancel(task_ids.pop(future))
+            if node_id in previews:  # its last partial event is out before its final result
+                previews.pop(node_id).close()
             elapsed = time.perf_counter() - started
             try:
                 result = future.result()
@@ -253,6 +292,162 @@ def _show_ready_displays(
             _finish(results[node_id], emit, node_id, "skipped", error=error)
         else:
             _finish(results[node_id], emit, node_id, "done", layers=layers)
+
+
+def _preview_route(plan: Plan, displays: set[str], node: str) -> tuple[list[str], list[str]]:
+    """The operators between ``node`` and the displays it leads to (in order), and those displays."""
+    pipeline = plan.pipeline
+    feeds: dict[str, set[str]] = {}
+    for e in pipeline.edges:
+        feeds.setdefault(e.source.id, set()).add(e.target.id)
+    after = plan.order[plan.order.index(node) + 1 :]
+    below = {node}
+    for n in after:  # topological: every path from node runs forward
+        if any(e.source.id in below for e in pipeline.inputs_of(n)):
+            below.add(n)
+    shown = {d for d in displays if any(d in feeds.get(n, ()) for n in below)}
+    useful: set[str] = set()  # operators below node from which a shown display is reached
+    for n in reversed(after):
+        if n in below and feeds.get(n, set()) & (shown | useful):
+            useful.add(n)
+    return [n for n in after if n in useful], sorted(shown)
+
+
+class _Previews:
+    """Preview runs of one partitioned node's partial results, through to the displays it leads to.
+
+    ``offer`` (from the partitions' thread) keeps the newest partial result; one thread,
+    started by the first, runs it: the partial values go into shared memory, each
+    operator of ``chain`` runs on its warm worker (``runtime.submit``, as the real run
+    will; not cached) when its inputs are there, and each display in ``shown`` whose
+    producers all have a value emits ``done`` with ``layers`` and ``partial=True``
+    (``progress``: the share of partitions done). Then everything the preview made is
+    freed. An operator whose worker is not up, that gets a lazy input or fails is left
+    out of the preview, and so is what needs it; so is a stateful operator (``stateful``
+    in operator.json), whose state a preview must not change. :meth:`close` stops it all.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        node: str,
+        chain: list[str],
+        shown: list[str],
+        runtime: Runtime,
+        results: dict[str, NodeResult],
+        emit: Callable,
+    ):
+        self.plan, self.node, self.chain, self.shown = plan, node, chain, shown
+        self.runtime, self.results, self.emit = runtime, results, emit
+        self._cond = threading.Condition()
+        self._next: tuple[dict[str, tuple[Any, dict[str, Any]]], int, int] | None = None
+        self._task: str | None = None  # the preview task running, for cancel
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def offer(self, values: dict[str, tuple[Any, dict[str, Any]]], done: int, total: int) -> None:
+        """Take a newer partial result (an older one not yet previewed is dropped)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._next = (values, done, total)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=f"oremda-preview-{self.node}", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Drop what waits, cancel the preview task running and wait until the preview has ended (idempotent)."""
+        with self._cond:
+            self._closed, self._next = True, None
+            self._cond.notify()
+            if self._task is not None:
+                self.runtime.cancel(self._task)
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while self._next is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                values, done, total = self._next
+                self._next = None
+            made: list[str] = []  # objects of this preview, freed once its events are out
+            try:
+                self._preview(values, done, total, made)
+            except Exception:  # a preview is only a preview: the real run reports errors
+                log.debug("preview of %s failed", self.node, exc_info=True)
+            finally:
+                for name in made:
+                    self.runtime.arena.free(name)
+
+    def _preview(self, values: dict[str, tuple[Any, dict[str, Any]]], done: int, total: int, made: list[str]) -> None:
+        pipeline, arena = self.plan.pipeline, self.runtime.arena
+        preview_id = f"t{next(_task_ids)}-{os.getpid()}"
+        outputs: dict[str, dict[str, dict[str, Any]]] = {self.node: {}}
+        for port, (value, meta) in values.items():
+            outputs[self.node][port] = wire = partitions.store(arena, value, meta, f"{preview_id}--{port}")
+            if wire.get("ref"):
+                made.append(wire["ref"]["name"])
+        for node_id in self.chain:
+            inputs = {}
+            for e in pipeline.inputs_of(node_id):
+                given = outputs.get(e.source.id) or self._finished(e.source.id)
+                if given is None or e.source.port not in given or lazy.from_wire(given[e.source.port]):
+                    break
+                inputs[e.target.port] = given[e.source.port]
+            else:
+                spec = self.plan.specs[node_id]
+                if spec.stateful or not self.runtime.serves(node_id, spec):  # a preview must not change its state
+                    continue
+                task = Task(f"t{next(_task_ids)}-{os.getpid()}", node_id, spec, self.plan.params[node_id], inputs,
+                            slot=node_id, extra=pipeline.nodes[node_id].extra)  # fmt: skip
+                result = self._run(task)
+                if result is None:
+                    continue
+                outputs[node_id] = result.outputs
+                # What the task made (an input it returned unchanged keeps its own name).
+                made += [w["ref"]["name"] for w in result.outputs.values() if _made_by(w, task.id)]
+        finished = {n: NodeResult("done", outputs=o) for n, o in outputs.items()}
+        for display in self.shown:
+            producers = {e.source.id for e in pipeline.inputs_of(display)}
+            if all(p in outputs or self._finished(p) is not None for p in producers):
+                layers = display_layers(pipeline, display, {**self.results, **finished})
+                with self._cond:
+                    if self._closed:
+                        return
+                self.emit(display, "done", layers=layers, partial=True, progress=done / total,
+                          message=f"{done}/{total} partitions")  # fmt: skip
+
+    def _finished(self, node_id: str) -> dict[str, dict[str, Any]] | None:
+        """The outputs of a node of the real run that has finished, else None."""
+        result = self.results.get(node_id)
+        return result.outputs if result is not None and result.status in ("done", "cached") else None
+
+    def _run(self, task: Task) -> Any:
+        """Run one preview task (None: closed meanwhile, or it failed)."""
+        with self._cond:
+            if self._closed:
+                return None
+            self._task = task.id
+        try:
+            return self.runtime.submit(task).result()
+        except Exception:
+            log.debug("preview task of %s failed", task.node, exc_info=True)
+            return None
+        finally:
+            with self._cond:
+                self._task = None
+            self.runtime.clear_cancel(task.id)
+
+
+def _made_by(wire: dict[str, Any], task_id: str) -> bool:
+    """Whether an output wire value is an object task ``task_id`` made (``<task>--<port>``)."""
+    return bool(wire.get("ref")) and wire["ref"]["name"].startswith(f"{task_id}--")
 
 
 def _start_workers(runtime: Runtime, slots: dict[str, OperatorSpec], emit: Callable) -> dict[str, NodeFailure]:
