@@ -2,7 +2,8 @@
 
 Metadata lives in pyproject.toml; this file adds what setuptools cannot declare there:
 the operator library and the example pipelines shipped from top-level folders (``operators/``
-as ``oremda_operators``, ``pipelines/`` as ``oremda_lab/pipelines``), and the widget bundle build.
+as ``oremda_operators``, ``pipelines/`` as ``oremda_lab/pipelines``), the Jupyter server
+extension's config file, and the widget bundle build.
 """
 
 import subprocess
@@ -33,5 +34,7 @@ setup(
         "oremda_lab.pipelines": ["*.json"],
         "oremda_operators": ["*/*.json", "*/*.py", "*/*.tif", "*/*.txt"],
     },
+    # Enables the Jupyter server extension (oremda_lab.widget.server) wherever the package is installed.
+    data_files=[("etc/jupyter/jupyter_server_config.d", ["jupyter-config/jupyter_server_config.d/oremda_lab.json"])],
     cmdclass={"build_py": BuildWithWidget},
 )

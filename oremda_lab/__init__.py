@@ -27,6 +27,11 @@ _LAZY = {
 __all__ = ["Pipeline", "PipelineError", "Registry", "__version__", *_LAZY]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension (display frames, kernel websocket without delays)."""
+    return [{"module": "oremda_lab.widget.server"}]
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)

@@ -1,5 +1,5 @@
 /** The pipeline editor: canvas, palette, parameter panel, toolbar and displays. */
-import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
+import { memo, useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import {
   Background,
   Controls,
@@ -20,7 +20,9 @@ import { Channel, type Model, REQUEST_TIMEOUT_MS, trace } from "./model";
 import { ParamStream } from "./params";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
 import { type ControlState, DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
-import { DisplayView } from "./display";
+import { Displays } from "./display";
+import { Store, useStore } from "./store";
+import { enableFrames } from "./frames";
 
 function useTrait<T>(model: Model, name: string): T {
   const subscribe = useCallback(
@@ -78,19 +80,18 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
   const operators = useTrait<OperatorInfo[]>(model, "operators");
   const status = useTrait<Record<string, NodeStatus>>(model, "status");
-  const run = useTrait<RunState>(model, "run");
-  const displays = useTrait<Record<string, DisplayPayload>>(model, "displays");
   const height = useTrait<number>(model, "height");
-  const autoRun = useTrait<boolean>(model, "auto_run") ?? true;
   const examples = useTrait<Example[]>(model, "examples") ?? NO_EXAMPLES;
   const catalog = useMemo(() => makeCatalog(operators ?? []), [operators]);
   const history = useRef(new History()).current;
-  const [, bump] = useState(0);
+  // Bumped when the undo history changes: only the Undo and Redo buttons re-render.
+  const historyVersion = useRef(new Store(0)).current;
+  const historyChanged = useCallback(() => historyVersion.update((v) => v + 1), [historyVersion]);
   const [message, setMessage] = useState<{ text: string; kind: "error" | "info" } | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   // Per parameter control ("node.param"): the kernel's last refusal, a request in flight,
   // and a counter that makes the control drop its own value for the kernel's.
-  const [controls, setControls] = useState<Record<string, ControlState>>({});
+  const controls = useRef(new Store<Record<string, ControlState>>({})).current;
   const [lost, setLost] = useState(false);
   const flow = useReactFlow();
   const wrapper = useRef<HTMLDivElement>(null);
@@ -136,9 +137,12 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   }, [selected, flow]);
 
   const show = (text: string, kind: "error" | "info" = "error") => setMessage({ text, kind });
-  const setControl = useCallback((key: string, change: (c: ControlState) => ControlState) => {
-    setControls((cs) => ({ ...cs, [key]: change(cs[key] ?? { resync: 0 }) }));
-  }, []);
+  const setControl = useCallback(
+    (key: string, change: (c: ControlState) => ControlState) => {
+      controls.update((cs) => ({ ...cs, [key]: change(cs[key] ?? { resync: 0 }) }));
+    },
+    [controls],
+  );
 
   // A request the kernel did not answer: say so in the message bar (each control says so too).
   // When the kernel answers again, ask it for its state: the Python pipeline wins.
@@ -158,11 +162,11 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           if (!r.ok) return;
           setLost(false);
           // Controls still showing a failure take the kernel's value (a moving one keeps its own).
-          setControls((cs) => Object.fromEntries(Object.entries(cs).map(([k, c]) => [k, c.error ? { ...c, resync: c.resync + 1 } : c])));
+          controls.update((cs) => Object.fromEntries(Object.entries(cs).map(([k, c]) => [k, c.error ? { ...c, resync: c.resync + 1 } : c])));
           show("The kernel answers again; the editor shows its pipeline.", "info");
         });
       }),
-    [channel],
+    [channel, controls],
   );
 
   /** Send one command; on success record it for undo (unless `record` is false). */
@@ -175,11 +179,11 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       else if (record) setMessage(null);
       if (reply.ok && record && inv) {
         history.push({ command: cmd, inverse: inv, label });
-        bump((x) => x + 1);
+        historyChanged();
       }
       return reply;
     },
-    [channel, catalog, history],
+    [channel, catalog, history, historyChanged],
   );
 
   // First view of a graph without positions: lay it out once, and save the positions.
@@ -210,8 +214,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     const r = await channel.command(e.inverse);
     if (r.ok) history.confirmUndo();
     else show(`cannot undo ${e.label}: ${r.problems.join("; ")}`);
-    bump((x) => x + 1);
-  }, [channel, history, settle]);
+    historyChanged();
+  }, [channel, history, settle, historyChanged]);
   const redo = useCallback(async () => {
     await settle();
     const e = history.peekRedo();
@@ -219,8 +223,8 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     const r = await channel.command(e.command);
     if (r.ok) history.confirmRedo();
     else show(`cannot redo ${e.label}: ${r.problems.join("; ")}`);
-    bump((x) => x + 1);
-  }, [channel, history, settle]);
+    historyChanged();
+  }, [channel, history, settle, historyChanged]);
 
   const onConnect = useCallback(
     (c: Connection) => {
@@ -294,7 +298,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           // The kernel's graph as last received: the value a gesture starts from.
           inverseNow: (cmd) => inverse(model.get("graph") as PipelineJSON, cmd, catalogRef.current),
           onBusy: (busy) => setControl(key, (c) => ({ ...c, pending: busy })),
-          onRecord: () => bump((x) => x + 1),
+          onRecord: historyChanged,
           onReply: (r) =>
             setControl(key, (c) =>
               r.ok ? { ...c, error: undefined } : { ...c, error: r.problems.join("; ") || "refused", resync: c.resync + 1 },
@@ -304,7 +308,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       }
       return stream;
     },
-    [channel, history, model, setControl, streams],
+    [channel, history, model, setControl, streams, historyChanged],
   );
 
   const exportJSON = useCallback(() => {
@@ -359,9 +363,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   );
 
   const selNode = graph.nodes.find((n) => n.id === selected);
-  const [canUndo, canRedo] = [history.canUndo(), history.canRedo()];
-  const busy = run?.state === "starting" || run?.state === "running";
-  const displayNodes = graph.nodes.filter((n) => n.type === "display");
+  const displayIds = graph.nodes.filter((n) => n.type === "display").map((n) => n.id);
 
   return (
     <div
@@ -397,12 +399,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       }}
     >
       <div className="oremda-toolbar">
-        <button data-action="undo" disabled={!canUndo} onClick={() => void undo()} title="Undo (Ctrl+Z)">
-          Undo
-        </button>
-        <button data-action="redo" disabled={!canRedo} onClick={() => void redo()} title="Redo (Ctrl+Shift+Z)">
-          Redo
-        </button>
+        <HistoryButtons history={history} version={historyVersion} undo={undo} redo={redo} />
         <button
           data-action="layout"
           onClick={() => void propose({ op: "layout", positions: autoLayout(graphRef.current, catalog) }, "layout").then(() => requestAnimationFrame(() => flow.fitView({ padding: 0.08, maxZoom: 1.2 })))}
@@ -434,19 +431,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             ))}
           </select>
         ) : null}
-        {autoRun ? null : (
-          <button data-action="run" onClick={runNow} disabled={busy} title="Run the pipeline (auto_run is off)">
-            Run
-          </button>
-        )}
-        <span
-          className={`oremda-run oremda-run-${run?.state ?? "idle"}`}
-          data-run-state={run?.state ?? "idle"}
-          data-kernel-ms={run?.kernel_s != null ? Math.round(run.kernel_s * 1000) : undefined}
-        >
-          {busy ? <span className="oremda-spinner" /> : null}
-          {runLabel(run)}
-        </span>
+        <RunBar model={model} onRun={runNow} />
       </div>
       {message ? (
         <div className={`oremda-message oremda-message-${message.kind}`} data-message={message.kind}>
@@ -454,13 +439,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           <button onClick={() => setMessage(null)}>×</button>
         </div>
       ) : null}
-      {run?.problems?.length ? (
-        <div className="oremda-problems" data-problems>
-          {run.problems.map((p) => (
-            <div key={p}>{p}</div>
-          ))}
-        </div>
-      ) : null}
+      <RunProblems model={model} />
       <div className={`oremda-main${selNode ? " with-side" : ""}`} style={{ height: height || 460 }}>
         <Palette ops={operators ?? NO_OPS} onAdd={addItem} />
         <div
@@ -524,16 +503,81 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           </div>
         ) : null}
       </div>
-      {displayNodes.length ? (
-        <div className="oremda-displays">
-          {displayNodes.map((n) => (
-            <DisplayView key={n.id} id={n.id} payload={displays?.[n.id]} />
-          ))}
-        </div>
-      ) : null}
+      <DisplaysOf model={model} channel={channel} ids={displayIds} />
     </div>
   );
 }
+
+/** Undo and Redo, enabled as the history allows; re-rendered when the history changes. */
+const HistoryButtons = memo(function HistoryButtons({
+  history,
+  version,
+  undo,
+  redo,
+}: {
+  history: History;
+  version: Store<number>;
+  undo: () => Promise<void>;
+  redo: () => Promise<void>;
+}) {
+  useStore(version);
+  return (
+    <>
+      <button data-action="undo" disabled={!history.canUndo()} onClick={() => void undo()} title="Undo (Ctrl+Z)">
+        Undo
+      </button>
+      <button data-action="redo" disabled={!history.canRedo()} onClick={() => void redo()} title="Redo (Ctrl+Shift+Z)">
+        Redo
+      </button>
+    </>
+  );
+});
+
+/** The run's state (and the Run button when auto_run is off): the only part a run-state message re-renders. */
+const RunBar = memo(function RunBar({ model, onRun }: { model: Model; onRun: () => void }) {
+  const run = useTrait<RunState>(model, "run");
+  const autoRun = useTrait<boolean>(model, "auto_run") ?? true;
+  const busy = run?.state === "starting" || run?.state === "running";
+  return (
+    <>
+      {autoRun ? null : (
+        <button data-action="run" onClick={onRun} disabled={busy} title="Run the pipeline (auto_run is off)">
+          Run
+        </button>
+      )}
+      <span
+        className={`oremda-run oremda-run-${run?.state ?? "idle"}`}
+        data-run-state={run?.state ?? "idle"}
+        data-kernel-ms={run?.kernel_s != null ? Math.round(run.kernel_s * 1000) : undefined}
+      >
+        {busy ? <span className="oremda-spinner" /> : null}
+        {runLabel(run)}
+      </span>
+    </>
+  );
+});
+
+/** What keeps the pipeline from running whole, as the kernel listed it with the run state. */
+const RunProblems = memo(function RunProblems({ model }: { model: Model }) {
+  const problems = useTrait<RunState>(model, "run")?.problems;
+  return problems?.length ? (
+    <div className="oremda-problems" data-problems>
+      {problems.map((p) => (
+        <div key={p}>{p}</div>
+      ))}
+    </div>
+  ) : null;
+});
+
+/** The display nodes' output: a new picture re-renders this part only (`ids` compared by value). */
+const DisplaysOf = memo(
+  function DisplaysOf({ model, channel, ids }: { model: Model; channel: Channel; ids: string[] }) {
+    const displays = useTrait<Record<string, DisplayPayload>>(model, "displays");
+    const failed = useCallback(() => void channel.request({ type: "frames-failed" }), [channel]);
+    return <Displays ids={ids} displays={displays} onFrameFailed={failed} />;
+  },
+  (a, b) => a.model === b.model && a.channel === b.channel && a.ids.join("\n") === b.ids.join("\n"),
+);
 
 function isTextTarget(t: EventTarget | null): boolean {
   const el = t as HTMLElement | null;
@@ -562,6 +606,8 @@ function runLabel(run?: RunState): string {
 export function Editor({ model }: { model: Model }) {
   const channel = useMemo(() => new Channel(model), [model]);
   useEffect(() => () => channel.dispose(), [channel]);
+  // Pictures as frame files the Jupyter server serves, when this page can fetch them (frames.ts).
+  useEffect(() => void enableFrames(channel), [channel]);
   return (
     <ReactFlowProvider>
       <Inner model={model} channel={channel} />

@@ -5,9 +5,10 @@
  * through a 256-entry colour table: no PNG encode/decode on the slider path. Scatter and
  * vector layers are drawn on top in image coordinates; 1D plots arrive as PNG.
  */
-import { memo, useEffect, useRef } from "react";
+import { memo, useEffect, useLayoutEffect, useRef } from "react";
 import type { DisplayPayload, Layer } from "./types";
 import { trace } from "./model";
+import { fetchFrame } from "./frames";
 
 const GREY = (() => {
   const lut = new Uint32Array(256);
@@ -64,18 +65,26 @@ function drawOverlay(ctx: CanvasRenderingContext2D, layer: Layer, scale: number,
   }
 }
 
-export const DisplayView = memo(function DisplayView({ id, payload }: { id: string; payload?: DisplayPayload }) {
+export const DisplayView = memo(function DisplayView({
+  id,
+  payload,
+  onFrameFailed,
+}: {
+  id: string;
+  payload?: DisplayPayload;
+  /** A picture's frame file could not be fetched (the kernel then sends bytes in messages again). */
+  onFrameFailed?: () => void;
+}) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const frame = useRef(0);
   const pixels = useRef<ImageData | undefined>(undefined);
+  const latest = useRef(payload);
+  latest.current = payload;
   const layers = payload?.layers ?? [];
   const pictures = layers.filter((l) => l.kind === "picture");
   const overlays = layers.filter((l) => l.kind === "scatter" || l.kind === "vector");
   const pngs = layers.filter((l) => l.kind === "png");
-  useEffect(() => {
-    const c = canvas.current;
-    if (!c || !payload) return;
-    const base = pictures[0];
+  const draw = (c: HTMLCanvasElement, shown: DisplayPayload, base?: Layer) => {
     const w = base?.width ?? Math.max(1, ...overlays.map(() => 512));
     const h = base?.height ?? w;
     if (c.width !== w) c.width = w;
@@ -88,10 +97,27 @@ export const DisplayView = memo(function DisplayView({ id, payload }: { id: stri
     frame.current += 1;
     trace("drawn");
     c.dataset.frame = String(frame.current);
-    c.dataset.revision = String(payload.revision);
+    c.dataset.revision = String(shown.revision);
     // Wall clocks (the kernel's and this page's, one machine in the benchmark): encoded -> drawn.
-    if (payload.encoded_at) c.dataset.encodedAt = String(payload.encoded_at);
+    if (shown.encoded_at) c.dataset.encodedAt = String(shown.encoded_at);
     c.dataset.drawnAt = String(Date.now());
+  };
+  // Drawn in the commit, before the browser paints: a passive effect may wait for the next frame.
+  // A picture sent as a frame file is drawn when its bytes are in, if no newer payload came meanwhile.
+  useLayoutEffect(() => {
+    const c = canvas.current;
+    if (!c || !payload) return;
+    const base = pictures[0];
+    if (!base?.frame) {
+      draw(c, payload, base);
+      return;
+    }
+    trace("fetch frame");
+    void fetchFrame(base.frame).then(({ bytes, failed }) => {
+      trace("frame fetched");
+      if (failed) onFrameFailed?.();
+      if (bytes && latest.current === payload && canvas.current) draw(canvas.current, payload, { ...base, pixels: bytes });
+    });
   }, [payload]);
   return (
     <div className={`oremda-display${payload?.stale ? " stale" : ""}`} data-display-id={id}>
@@ -107,6 +133,26 @@ export const DisplayView = memo(function DisplayView({ id, payload }: { id: stri
     </div>
   );
 });
+
+/** The displays of the nodes `ids`, in that order. */
+export function Displays({
+  ids,
+  displays,
+  onFrameFailed,
+}: {
+  ids: string[];
+  displays?: Record<string, DisplayPayload>;
+  onFrameFailed?: () => void;
+}) {
+  if (!ids.length) return null;
+  return (
+    <div className="oremda-displays">
+      {ids.map((id) => (
+        <DisplayView key={id} id={id} payload={displays?.[id]} onFrameFailed={onFrameFailed} />
+      ))}
+    </div>
+  );
+}
 
 function PngImage({ layer, revision }: { layer: Layer; revision: number }) {
   const ref = useRef<HTMLImageElement>(null);

@@ -1,6 +1,7 @@
 /** The operator palette and the parameter panel generated from a node's schema. */
 import { type ReactElement, memo, useEffect, useMemo, useRef, useState } from "react";
 import type { Control, NodeJSON, OperatorInfo } from "./types";
+import { type Store, useStore } from "./store";
 
 export const DRAG_MIME = "application/x-oremda-operator";
 
@@ -96,15 +97,16 @@ export interface ControlState {
 export interface ParamPanelProps {
   node: NodeJSON;
   op?: OperatorInfo;
-  /** Keyed "node.param". */
-  controls: Record<string, ControlState>;
+  /** Keyed "node.param"; the panel re-renders when it changes (the canvas does not). */
+  controls: Store<Record<string, ControlState>>;
   onChange: (name: string, value: unknown) => void;
   /** A pointer gesture on a slider: its changes are one undo entry. */
   onGesture: (name: string, phase: "begin" | "end") => void;
   onDelete: () => void;
 }
 
-export function ParamPanel({ node, op, controls, onChange, onGesture, onDelete }: ParamPanelProps) {
+export function ParamPanel({ node, op, controls: store, onChange, onGesture, onDelete }: ParamPanelProps) {
+  const controls = useStore(store);
   return (
     <div className="oremda-params" data-node={node.id}>
       <div className="oremda-params-head">

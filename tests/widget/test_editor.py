@@ -404,7 +404,6 @@ def test_large_pictures_are_block_averaged():
     assert (layer["width"], layer["height"], layer["scale"], len(layer["pixels"])) == (500, 512, 2, 500 * 512)
 
 
-
 @pytest.mark.parametrize("runtime", ["inline", "local"])
 def test_progress_reported_by_an_operator_reaches_its_node(comm, tmp_path, runtime):
     from oremda_lab.registry import Registry
