@@ -32,7 +32,7 @@ GATED = {
     "name": "gated",
     "version": "1.0.0",
     "description": "Test operator: each pattern's sum (image) and the sum of all patterns (total); "
-    "a chunk holding rows >= gate_row waits for the file `gate` first",
+    "a chunk holding rows >= gate_row waits for the file `gate` first (then fails if `fail`)",
     "entrypoint": "run",
     "ports": {
         "input": {"data": {"type": "data"}},
@@ -41,6 +41,7 @@ GATED = {
     "params": {
         "gate": {"type": "string", "default": ""},
         "gate_row": {"type": "integer", "default": 0},
+        "fail": {"type": "bool", "default": False},
         "tag": {"type": "string", "default": ""},
     },
     "parallel": {"split": {"port": "data", "axis": 0}, "join": {"image": "concatenate", "total": "sum"}},
@@ -66,6 +67,8 @@ def gated(inputs, params):
             if time.monotonic() > deadline:
                 raise TimeoutError("the gate did not open")
             time.sleep(0.01)
+        if params["fail"]:
+            raise ValueError(f"row {rows.max()} is broken")
     data = data.astype(np.float64)
     return {"image": data.sum(axis=(-2, -1)), "total": data.sum(axis=(0, 1))}
 """
@@ -86,11 +89,11 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def pipeline(folder: Path, gate: str = "gate") -> Pipeline:
+def pipeline(folder: Path, gate: str = "gate", fail: bool = False) -> Pipeline:
     """read -> gated; gated.image -> picture -> view (2D); gated.total -> picture -> pattern (2D)."""
     p = Pipeline(catalog=Registry([folder / "operators"]))
     p.add_node("oremda/npy_reader", id="read", params={"filename": "scan.npy"})
-    p.add_node("oremda/gated", id="g", params={"gate": str(folder / gate), "gate_row": GATE_ROW})
+    p.add_node("oremda/gated", id="g", params={"gate": str(folder / gate), "gate_row": GATE_ROW, "fail": fail})
     p.connect("read", "data", "g", "data")
     for port, display in (("image", "view"), ("total", "pattern")):
         p.add_node("oremda/picture", id=f"{display}_pic")
@@ -185,6 +188,18 @@ def test_a_newer_run_stops_the_previews(folder):
     order = [(e.run_id, e.node, e.state, e.partial) for e, _ in events]
     stopped = order.index((old.id, None, "superseded", False))
     assert not any(run_id == old.id and partial for run_id, _, _, partial in order[stopped:])
+
+
+def test_a_node_failing_after_partial_displays_is_its_error_and_leaks_nothing(folder):
+    with engine_on(folder) as engine:
+        assert engine.run(pipeline(folder, gate="")).ok  # warm workers
+        events = record(engine, on_partial=lambda event: (folder / "gate").touch())
+        run = engine.run(pipeline(folder, fail=True))
+        assert any(e.partial for e, _ in events)
+        assert run.nodes["g"].status == "error" and "ValueError: row" in run.errors["g"]["message"], run.errors
+        assert {n: run.nodes[n].status for n in ("view", "pattern")} == {"view": "skipped", "pattern": "skipped"}
+        assert not any(e.layers and not e.partial for e, _ in events)  # no final display
+        assert leftovers(engine) == (set(), [])
 
 
 def test_a_pipeline_without_partitions_has_no_partial_displays(tmp_path):
