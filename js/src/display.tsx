@@ -98,6 +98,7 @@ export const DisplayView = memo(function DisplayView({
     trace("drawn");
     c.dataset.frame = String(frame.current);
     c.dataset.revision = String(shown.revision);
+    c.dataset.source = base?.frame ? "frame" : "message"; // how the picture came: a frame file, or in the message
     // Wall clocks (the kernel's and this page's, one machine in the benchmark): encoded -> drawn.
     if (shown.encoded_at) c.dataset.encodedAt = String(shown.encoded_at);
     c.dataset.drawnAt = String(Date.now());
