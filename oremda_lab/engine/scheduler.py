@@ -45,7 +45,7 @@ from typing import Any
 from oremda_lab.dataplane import lazy
 from oremda_lab.engine import graph, partitions
 from oremda_lab.engine.cache import Cache, Entry, node_key
-from oremda_lab.runtime.base import NodeFailure, Runtime, Task
+from oremda_lab.runtime.base import NodeFailure, Runtime, Task, TaskResult
 from oremda_lab.spec.operator import OperatorSpec, data_file
 from oremda_lab.spec.pipeline import Blocked, Pipeline
 
@@ -320,7 +320,7 @@ class _Previews:
     started by the first, runs it: the partial values go into shared memory, each
     operator of ``chain`` runs on its warm worker (``runtime.submit``, as the real run
     will; not cached) when its inputs are there, and each display in ``shown`` whose
-    producers all have a value emits ``done`` with ``layers`` and ``partial=True``
+    inputs all have a value emits ``done`` with ``layers`` and ``partial=True``
     (``progress``: the share of partitions done). Then everything the preview made is
     freed. An operator whose worker is not up, that gets a lazy input or fails is left
     out of the preview, and so is what needs it; so is a stateful operator (``stateful``
@@ -414,8 +414,8 @@ class _Previews:
                 made += [w["ref"]["name"] for w in result.outputs.values() if _made_by(w, task.id)]
         finished = {n: NodeResult("done", outputs=o) for n, o in outputs.items()}
         for display in self.shown:
-            producers = {e.source.id for e in pipeline.inputs_of(display)}
-            if all(p in outputs or self._finished(p) is not None for p in producers):
+            edges = pipeline.inputs_of(display)
+            if all(e.source.port in (outputs.get(e.source.id) or self._finished(e.source.id) or {}) for e in edges):
                 layers = display_layers(pipeline, display, {**self.results, **finished})
                 with self._cond:
                     if self._closed:
@@ -428,7 +428,7 @@ class _Previews:
         result = self.results.get(node_id)
         return result.outputs if result is not None and result.status in ("done", "cached") else None
 
-    def _run(self, task: Task) -> Any:
+    def _run(self, task: Task) -> TaskResult | None:
         """Run one preview task (None: closed meanwhile, or it failed)."""
         with self._cond:
             if self._closed:
