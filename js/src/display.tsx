@@ -126,6 +126,12 @@ export const DisplayView = memo(function DisplayView({
         {id}
         {layers.length ? "" : " (no data yet)"}
         {payload?.stale ? <span className="oremda-stale"> (stale: an upstream node failed)</span> : null}
+        {payload?.partial ? (
+          <span className="oremda-partial" data-partial={payload.partial}>
+            {" "}
+            (partial: {payload.partial})
+          </span>
+        ) : null}
       </div>
       {pictures.length || overlays.length ? <canvas ref={canvas} className="oremda-canvas" data-display={id} /> : null}
       {pngs.map((l, i) => (

@@ -80,7 +80,8 @@ class LiveDisplays:
                 return  # a run of another caller on this engine
             pipeline, shown = self._runs[event.run_id]
             self._show(pipeline.nodes[event.node], list(event.layers))
-            shown.add(event.node)
+            if not getattr(event, "partial", False):  # a preview: the final layers still come
+                shown.add(event.node)
 
     def _show(self, node: Node, layers: list[PortValue]) -> None:
         """Draw one display node and show it, in its output if it has one."""

@@ -399,8 +399,9 @@ class PipelineEditor(anywidget.AnyWidget):
                         self._set_run("running", message=event.message or "running…", **view.fields())
                     return
                 if event.state == "done" and event.layers is not None:
-                    # Progressive: a display shows as soon as its producers are done.
-                    self._show_display(event.node, list(event.layers), view)
+                    # Progressive: a display shows as soon as its producers are done; a partial
+                    # one (a preview while partitions complete) says how far it got.
+                    self._show_display(event.node, list(event.layers), view, event.message if event.partial else None)
                 self._pending_status[event.node] = _node_status(event.state, event, event.progress)
                 if self._status_timer is None:
                     self._status_timer = threading.Timer(STATUS_INTERVAL_S, self._flush_status)
@@ -409,13 +410,16 @@ class PipelineEditor(anywidget.AnyWidget):
         except Exception:
             log.exception("editor failed on %s", event)
 
-    def _show_display(self, node_id: str, layers: list[Any], view: _RunView) -> None:
+    def _show_display(self, node_id: str, layers: list[Any], view: _RunView, partial: str | None = None) -> None:
         node = self._pipeline.nodes.get(node_id)
         if node is None or node.type != "display":
             return
         self._display_revision += 1
-        view.shown.add(node_id)
         payload = self._encode(node, layers)
+        if partial is None:
+            view.shown.add(node_id)  # final: the run's end need not send it again
+        else:
+            payload["partial"] = partial or "partial"  # the run's end sends the final picture
         self.displays = {**self.displays, node_id: payload}
 
     def _encode(self, node: Any, layers: list[Any]) -> dict[str, Any]:

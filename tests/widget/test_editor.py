@@ -254,6 +254,26 @@ def test_waiting_and_progress_show_on_the_node(comm):
     e.close()
 
 
+def test_a_partial_display_says_how_far_it_got_and_the_final_one_replaces_it(comm):
+    from oremda_lab import NodeEvent
+    from oremda_lab.worker.sdk import PortValue
+
+    engine = FakeEngine()
+    e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+    emit = engine.subscribers[0]
+    half = np.zeros((8, 8), np.float32)
+    half[:4] = 1.0  # rows of the partitions done so far; the rest is zero
+    picture = {"kind": "picture", "min": 0.0, "max": 1.0}
+    emit(NodeEvent(1, "view", "done", layers=(PortValue(half, picture),), partial=True, message="1/2 partitions"))
+    shown = e.displays["view"]
+    assert shown["partial"] == "1/2 partitions" and "view" not in e._runs[1].shown  # the run's end sends the final
+    emit(NodeEvent(1, "view", "done", layers=(PortValue(np.ones((8, 8), np.float32), picture),)))
+    final = e.displays["view"]
+    assert "partial" not in final and final["revision"] > shown["revision"] and "view" in e._runs[1].shown
+    assert np.frombuffer(final["layers"][0]["pixels"], np.uint8).min() == 255
+    e.close()
+
+
 def test_run_button_when_auto_run_is_off(comm):
     engine = FakeEngine()
     e = PipelineEditor(BLUR_DISPLAY, engine, auto_run=False, comm=comm)
