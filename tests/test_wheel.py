@@ -1,5 +1,7 @@
-"""The wheel carries what an installed (non-editable) package needs: the example pipelines."""
+"""The wheel carries what an installed (non-editable) package needs: the example pipelines, and the
+config file that enables the Jupyter server extension."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,9 @@ def test_the_wheel_ships_the_example_pipelines_and_the_editor_finds_them(tmp_pat
     assert "lattice_analysis.json" in source
     with zipfile.ZipFile(whl) as z:
         shipped = {Path(n).name: z.read(n) for n in z.namelist() if n.startswith("oremda_lab/pipelines/")}
+        config = [n for n in z.namelist() if n.endswith("/data/etc/jupyter/jupyter_server_config.d/oremda_lab.json")]
+        assert len(config) == 1, "the server extension's config is not in the wheel"
+        assert json.loads(z.read(config[0]))["ServerApp"]["jpserver_extensions"] == {"oremda_lab": True}
         z.extractall(tmp_path / "site")
     assert shipped == source
     # Installed layout: the Examples menu lists the wheel's copies, not the checkout's.

@@ -91,6 +91,10 @@ class PipelineEditor(anywidget.AnyWidget):
     picture_max_px
         Pictures larger than this (per side) are block-averaged by an integer factor
         before they are sent to the browser (None: always full size).
+    frames
+        Send pictures as frame files that the Jupyter server extension serves, once the
+        page has shown it can fetch them (:mod:`oremda_lab.widget.frames`); False keeps
+        them inside the widget's messages.
     examples
         The toolbar's Examples menu: name -> pipeline (a path, JSON dict or Pipeline).
         Default: the bundled example pipelines (:func:`oremda_lab.examples.example_pipelines`).
@@ -127,6 +131,7 @@ class PipelineEditor(anywidget.AnyWidget):
         registry: Registry | None = None,
         height: int = 460,
         picture_max_px: int | None = 512,
+        frames: bool = True,
         examples: Mapping[str, Pipeline | dict | str | Path] | None = None,
         **kwargs: Any,
     ):
@@ -147,7 +152,7 @@ class PipelineEditor(anywidget.AnyWidget):
         # (nodes that wait or are invalid; the rest runs) and the displays already sent.
         self._runs: dict[int, _RunView] = {}
         self.picture_max_px = picture_max_px
-        self._frames = FrameStore()
+        self._frames = FrameStore() if frames else None
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
@@ -262,7 +267,8 @@ class PipelineEditor(anywidget.AnyWidget):
         if self._owns_engine and self._engine is not None:
             self._engine.close()
             self._engine = None
-        self._frames.close()
+        if self._frames is not None:
+            self._frames.close()
         super().close()
 
     # -- pipeline <-> graph trait ------------------------------------------------------
@@ -324,6 +330,8 @@ class PipelineEditor(anywidget.AnyWidget):
                     self.send_state(["graph", "status", "run"])
             elif kind == "run":
                 self.run_now()
+            elif kind == "frames" and self._frames is None:
+                reply.update(ok=False, problems=["this editor keeps pictures in its messages (frames=False)"])
             elif kind == "frames" and content.get("confirm"):
                 reply["ok"] = self._frames.confirm(str(content["confirm"]))
             elif kind == "frames":
@@ -343,6 +351,8 @@ class PipelineEditor(anywidget.AnyWidget):
 
     def _frames_failed(self) -> None:
         # The page could not fetch a frame: pictures travel in messages again, these too.
+        if self._frames is None:
+            return
         with self._lock:
             self._frames.disable()
             self.displays = {k: _display.inline(v, self._frames) for k, v in self.displays.items()}

@@ -86,6 +86,13 @@ def test_the_editor_sends_pictures_as_frames_after_the_handshake(comm):
         assert frames.frame_path(name) is None
 
 
+def test_an_editor_with_frames_off_says_so(comm):
+    e = PipelineEditor(BLUR_DISPLAY, auto_run=False, frames=False, comm=comm)
+    reply = front_end_says(e, {"type": "frames", "id": 1})
+    assert not reply["ok"] and "frames=False" in reply["problems"][0] and "probe" not in reply
+    e.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
