@@ -383,7 +383,7 @@ class _Previews:
                 log.debug("preview of %s failed", self.node, exc_info=True)
             finally:
                 for name in made:
-                    self.runtime.arena.free(name)
+                    partitions.free(self.runtime.arena, name)
 
     def _preview(self, values: dict[str, tuple[Any, dict[str, Any]]], done: int, total: int, made: list[str]) -> None:
         pipeline, arena = self.plan.pipeline, self.runtime.arena

@@ -172,7 +172,8 @@ def test_partial_displays_come_before_the_final_one_and_show_the_partitions_done
 
 def test_a_newer_run_stops_the_previews(folder):
     with engine_on(folder) as engine:
-        assert engine.run(pipeline(folder, gate="")).ok  # warm workers
+        warm = engine.run(pipeline(folder, gate=""))  # warm workers
+        assert warm.ok, (warm.errors, warm.waiting)
         heard = threading.Event()
         events = record(engine, on_partial=lambda event: heard.set())
         first = engine.submit(pipeline(folder))  # its gate never opens
