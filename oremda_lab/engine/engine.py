@@ -78,8 +78,22 @@ class Run:
     nodes: dict[str, scheduler.NodeResult] = field(default_factory=dict)
     superseded: bool = False
     duration_s: float = 0.0
-    provenance: dict[str, Any] = field(default_factory=dict)
+    _provenance: dict[str, Any] = field(default_factory=dict)
     _arena: Arena | None = field(default=None, repr=False)
+    _inputs: Callable[[], dict[str, str | None]] | None = field(default=None, repr=False)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Versions, runtime, operators, each node's digest and environment, parameters, input files.
+
+        ``inputs`` maps each data file parameter (``node.param``) to the ``sha256:`` of
+        the file's bytes, hashed on first access (not while the run goes: a large file
+        would be read twice), if the file is still as the run found it (size and
+        modification time); else it says that it changed since the run.
+        """
+        if self._inputs is not None:
+            self._provenance["inputs"], self._inputs = self._inputs(), None
+        return self._provenance
 
     @property
     def ok(self) -> bool:
@@ -393,6 +407,7 @@ class Engine:
         run = Run(run_id, snapshot, _arena=self.arena)
         blocked = snapshot.readiness({**self._unrunnable(snapshot), **failed}).blocked
         plan = scheduler.plan(snapshot, self.data_dir, self.runtime.image_digest, blocked)
+        stamps = {where: _stamp(path) for where, path in plan.files.items()}  # the files as this run reads them
 
         def emit(node: str | None, state: str, **fields: Any) -> None:
             if fields.get("layers") is not None:  # a display's wire values, as views of shared memory
@@ -405,7 +420,8 @@ class Engine:
         if not run.superseded:
             self.cache.retain({r.key for r in run.nodes.values() if r.key})
         run.duration_s = time.perf_counter() - started
-        run.provenance = self._provenance(plan)
+        run._provenance = self._provenance(plan)
+        run._inputs = lambda: self._input_digests(stamps)
         emit(None, "superseded" if run.superseded else "finished", duration_s=run.duration_s)
         return run
 
@@ -433,7 +449,7 @@ class Engine:
                 for spec in plan.specs.values()
             },
             "nodes": {node_id: self._node_provenance(node_id, spec) for node_id, spec in plan.specs.items()},
-            "inputs": {where: self._file_hash(path) for where, path in plan.files.items()},
+            "inputs": {},  # filled on first access (Run.provenance)
             "params": plan.params,
         }
 
@@ -452,6 +468,19 @@ class Engine:
             **self.runtime.image_pin(spec),
             "environment": {key: env.get(key) for key in ("id", "python", "packages")} if env else None,
         }
+
+    def _input_digests(self, stamps: dict[str, tuple[Path, int, int] | None]) -> dict[str, str | None]:
+        """Each data file's digest if it is as :func:`_stamp` found it during the run, else what changed."""
+        digests: dict[str, str | None] = {}
+        for where, stamp in stamps.items():
+            now = _stamp(stamp[0]) if stamp is not None else None
+            if stamp is None or now == stamp:
+                digests[where] = self._file_hash(stamp[0]) if stamp is not None else None
+            else:
+                then = f"{stamp[1]} bytes modified at {stamp[2]} ns"
+                later = f"{now[1]} bytes modified at {now[2]} ns" if now else "unreadable"
+                digests[where] = f"changed since the run: {then} then, {later} now; not hashed"
+        return digests
 
     def _file_hash(self, path: Path) -> str | None:
         """The digest of a planned data file (a regular file in the data folder), else None."""
@@ -624,6 +653,15 @@ class Engine:
                     f"operator {spec.name} changed since this pipeline was exported ({then[:19]} -> {now[:19]})",
                     stacklevel=3,
                 )
+
+
+def _stamp(path: Path) -> tuple[Path, int, int] | None:
+    """A data file with its size and modification time (ns), or None if it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return path, st.st_size, st.st_mtime_ns
 
 
 def _unknown_images(pipeline: Pipeline) -> dict[str, str]:

@@ -41,11 +41,6 @@ def test_a_chunk_is_read_with_a_few_large_read_calls(tmp_path):
     assert after["syscr"] - before["syscr"] <= 4  # one readinto of the whole chunk, not a read per block
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine hashes every input file for the run's provenance (Engine._file_hash) before the run ends, "
-    "a second full read of the file (docs/scale.md, 'Throughput'); remove this marker with that fix",
-)
 def test_a_run_on_a_lazy_input_leaves_its_bytes_to_the_workers(tmp_path, monkeypatch):
     """The kernel process reads the header, never the data: the workers read each byte once."""
     monkeypatch.setenv("OREMDA_PARALLEL_WORKERS", "2")
