@@ -322,9 +322,10 @@ class _Previews:
     will; not cached) when its inputs are there, and each display in ``shown`` whose
     inputs all have a value emits ``done`` with ``layers`` and ``partial=True``
     (``progress``: the share of partitions done). Then everything the preview made is
-    freed. An operator whose worker is not up, that gets a lazy input or fails is left
-    out of the preview, and so is what needs it; so is a stateful operator (``stateful``
-    in operator.json), whose state a preview must not change. :meth:`close` stops it all.
+    freed, and the thread rests as long as the preview took. An operator whose worker
+    is not up, that gets a lazy input or fails is left out of the preview, and so is
+    what needs it; so is a stateful operator (``stateful`` in operator.json), whose
+    state a preview must not change. :meth:`close` stops it all.
     """
 
     def __init__(
@@ -377,6 +378,7 @@ class _Previews:
                 values, done, total = self._next
                 self._next = None
             made: list[str] = []  # objects of this preview, freed once its events are out
+            started = time.perf_counter()
             try:
                 self._preview(values, done, total, made)
             except Exception:  # a preview is only a preview: the real run reports errors
@@ -384,6 +386,8 @@ class _Previews:
             finally:
                 for name in made:
                     partitions.free(self.runtime.arena, name)
+            with self._cond:  # previews take at most half the time: a slow one leaves the rest to the partitions
+                self._cond.wait_for(lambda: self._closed, timeout=time.perf_counter() - started)
 
     def _preview(self, values: dict[str, tuple[Any, dict[str, Any]]], done: int, total: int, made: list[str]) -> None:
         pipeline, arena = self.plan.pipeline, self.runtime.arena
