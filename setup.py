@@ -34,7 +34,7 @@ setup(
         "oremda_lab.pipelines": ["*.json"],
         "oremda_operators": ["*/*.json", "*/*.py", "*/*.tif", "*/*.txt"],
     },
-    # Enables the Jupyter server extension (oremda_lab.widget.server) wherever the package is installed.
+    # Enables the Jupyter server extension (oremda_lab.widget.server: TCP_NODELAY) wherever it is installed.
     data_files=[("etc/jupyter/jupyter_server_config.d", ["jupyter-config/jupyter_server_config.d/oremda_lab.json"])],
     cmdclass={"build_py": BuildWithWidget},
 )

@@ -28,7 +28,7 @@ __all__ = ["Pipeline", "PipelineError", "Registry", "__version__", *_LAZY]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """The Jupyter server extension (display frames, kernel websocket without delays)."""
+    """The Jupyter server extension (the kernel websocket without Nagle delays)."""
     return [{"module": "oremda_lab.widget.server"}]
 
 

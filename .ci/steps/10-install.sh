@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -e ".[test,docker,mpi,lab]"
 # An editable install skips setup.py's data_files: enable the Jupyter server extension
-# (display frames over HTTP, oremda_lab.widget.server) as a wheel install would.
+# (oremda_lab.widget.server: the kernel websocket without Nagle delays) as a wheel install would.
 install -D -m 644 jupyter-config/jupyter_server_config.d/oremda_lab.json .venv/etc/jupyter/jupyter_server_config.d/oremda_lab.json
 # abTEM simulates the 4D-STEM test scan (tests/operators/test_4dstem.py, cached) that the core
 # tier's operator tests share with the MPI tier; without it they would cache a synthetic stand-in.

@@ -22,7 +22,6 @@ import { type NodeData, formatDuration, nodeTypes } from "./nodes";
 import { type ControlState, DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
 import { Displays } from "./display";
 import { Store, useStore } from "./store";
-import { enableFrames } from "./frames";
 
 function useTrait<T>(model: Model, name: string): T {
   const subscribe = useCallback(
@@ -106,7 +105,9 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     const fresh = toFlow(graph, catalog, status ?? {});
     const kept = new Map<string, { sig: string; node: Node<NodeData> }>();
     fresh.nodes = fresh.nodes.map((n) => {
-      const sig = JSON.stringify([n.type, n.position, n.data.node, n.data.status, n.data.title, n.data.unknown]);
+      // Parameters are not drawn on the node: a slider step must not re-render it (the panel shows them).
+      const { params: _, ...shown } = n.data.node;
+      const sig = JSON.stringify([n.type, n.position, shown, n.data.status, n.data.title, n.data.unknown]);
       const old = previous.current.get(n.id);
       const node = old && old.sig === sig ? old.node : n;
       kept.set(n.id, { sig, node });
@@ -503,7 +504,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
           </div>
         ) : null}
       </div>
-      <DisplaysOf model={model} channel={channel} ids={displayIds} />
+      <DisplaysOf model={model} ids={displayIds} />
     </div>
   );
 }
@@ -571,12 +572,11 @@ const RunProblems = memo(function RunProblems({ model }: { model: Model }) {
 
 /** The display nodes' output: a new picture re-renders this part only (`ids` compared by value). */
 const DisplaysOf = memo(
-  function DisplaysOf({ model, channel, ids }: { model: Model; channel: Channel; ids: string[] }) {
+  function DisplaysOf({ model, ids }: { model: Model; ids: string[] }) {
     const displays = useTrait<Record<string, DisplayPayload>>(model, "displays");
-    const failed = useCallback(() => void channel.request({ type: "frames-failed" }), [channel]);
-    return <Displays ids={ids} displays={displays} onFrameFailed={failed} />;
+    return <Displays ids={ids} displays={displays} />;
   },
-  (a, b) => a.model === b.model && a.channel === b.channel && a.ids.join("\n") === b.ids.join("\n"),
+  (a, b) => a.model === b.model && a.ids.join("\n") === b.ids.join("\n"),
 );
 
 function isTextTarget(t: EventTarget | null): boolean {
@@ -606,8 +606,6 @@ function runLabel(run?: RunState): string {
 export function Editor({ model }: { model: Model }) {
   const channel = useMemo(() => new Channel(model), [model]);
   useEffect(() => () => channel.dispose(), [channel]);
-  // Pictures as frame files the Jupyter server serves, when this page can fetch them (frames.ts).
-  useEffect(() => void enableFrames(channel), [channel]);
   return (
     <ReactFlowProvider>
       <Inner model={model} channel={channel} />

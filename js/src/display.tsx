@@ -8,7 +8,6 @@
 import { memo, useEffect, useLayoutEffect, useRef } from "react";
 import type { DisplayPayload, Layer } from "./types";
 import { trace } from "./model";
-import { fetchFrame } from "./frames";
 
 const GREY = (() => {
   const lut = new Uint32Array(256);
@@ -65,21 +64,10 @@ function drawOverlay(ctx: CanvasRenderingContext2D, layer: Layer, scale: number,
   }
 }
 
-export const DisplayView = memo(function DisplayView({
-  id,
-  payload,
-  onFrameFailed,
-}: {
-  id: string;
-  payload?: DisplayPayload;
-  /** A picture's frame file could not be fetched (the kernel then sends bytes in messages again). */
-  onFrameFailed?: () => void;
-}) {
+export const DisplayView = memo(function DisplayView({ id, payload }: { id: string; payload?: DisplayPayload }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const frame = useRef(0);
   const pixels = useRef<ImageData | undefined>(undefined);
-  const latest = useRef(payload);
-  latest.current = payload;
   const layers = payload?.layers ?? [];
   const pictures = layers.filter((l) => l.kind === "picture");
   const overlays = layers.filter((l) => l.kind === "scatter" || l.kind === "vector");
@@ -98,27 +86,14 @@ export const DisplayView = memo(function DisplayView({
     trace("drawn");
     c.dataset.frame = String(frame.current);
     c.dataset.revision = String(shown.revision);
-    c.dataset.source = base?.frame ? "frame" : "message"; // how the picture came: a frame file, or in the message
     // Wall clocks (the kernel's and this page's, one machine in the benchmark): encoded -> drawn.
     if (shown.encoded_at) c.dataset.encodedAt = String(shown.encoded_at);
     c.dataset.drawnAt = String(Date.now());
   };
   // Drawn in the commit, before the browser paints: a passive effect may wait for the next frame.
-  // A picture sent as a frame file is drawn when its bytes are in, if no newer payload came meanwhile.
   useLayoutEffect(() => {
     const c = canvas.current;
-    if (!c || !payload) return;
-    const base = pictures[0];
-    if (!base?.frame) {
-      draw(c, payload, base);
-      return;
-    }
-    trace("fetch frame");
-    void fetchFrame(base.frame).then(({ bytes, failed }) => {
-      trace("frame fetched");
-      if (failed) onFrameFailed?.();
-      if (bytes && latest.current === payload && canvas.current) draw(canvas.current, payload, { ...base, pixels: bytes });
-    });
+    if (c && payload) draw(c, payload, pictures[0]);
   }, [payload]);
   return (
     <div className={`oremda-display${payload?.stale ? " stale" : ""}`} data-display-id={id}>
@@ -142,20 +117,12 @@ export const DisplayView = memo(function DisplayView({
 });
 
 /** The displays of the nodes `ids`, in that order. */
-export function Displays({
-  ids,
-  displays,
-  onFrameFailed,
-}: {
-  ids: string[];
-  displays?: Record<string, DisplayPayload>;
-  onFrameFailed?: () => void;
-}) {
+export function Displays({ ids, displays }: { ids: string[]; displays?: Record<string, DisplayPayload> }) {
   if (!ids.length) return null;
   return (
     <div className="oremda-displays">
       {ids.map((id) => (
-        <DisplayView key={id} id={id} payload={displays?.[id]} onFrameFailed={onFrameFailed} />
+        <DisplayView key={id} id={id} payload={displays?.[id]} />
       ))}
     </div>
   );

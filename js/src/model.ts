@@ -36,17 +36,10 @@ const REAL_TIMERS: Timers = {
 };
 
 /**
- * A request body: an edit command, `sync` (the kernel re-sends its pipeline and state),
- * `run` (submit the pipeline now: the Run button when auto_run is off), or the frames
- * handshake (see frames.ts): `frames` (write a probe), `frames` with `confirm` (it was
- * read: pictures as frame files from now on), `frames-failed` (back to bytes in messages).
+ * A request body: an edit command, `sync` (the kernel re-sends its pipeline and state), or
+ * `run` (submit the pipeline now: the Run button when auto_run is off).
  */
-export type Request =
-  | { type: "command"; command: Command }
-  | { type: "sync" }
-  | { type: "run" }
-  | { type: "frames"; confirm?: string }
-  | { type: "frames-failed" };
+export type Request = { type: "command"; command: Command } | { type: "sync" } | { type: "run" };
 
 /** `lost`: a request went unanswered; `back`: a reply arrived after that. */
 export type ChannelEvent = { kind: "lost"; reply: Reply; request: Request } | { kind: "back" };

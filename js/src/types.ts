@@ -106,7 +106,6 @@ export interface Layer {
   width?: number;
   height?: number;
   pixels?: DataView; // picture: uint8, row-major, width*height
-  frame?: string; // picture: instead of pixels, the name of the frame file the Jupyter server serves (frames.ts)
   points?: DataView; // scatter: float32 (y, x) pairs; vector: float32 (y, x, dy, dx)
   png?: DataView;
   shape?: number[]; // picture: the full image shape before binning
@@ -140,9 +139,6 @@ export interface Reply {
   ok: boolean;
   problems: string[];
   node?: string;
-  /** To a `frames` request: the probe frame to fetch through the server, and what it must contain. */
-  probe?: string;
-  token?: string;
   /** Set by the front end when no reply came: `timeout` (none in time) or `unsent` (the comm is closed). */
   failure?: "timeout" | "unsent";
 }

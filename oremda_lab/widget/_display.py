@@ -1,9 +1,8 @@
 """Display-node layers -> the payload the editor draws (the ``displays`` trait).
 
-Pictures go to the browser as 8-bit grey levels drawn on a canvas: no PNG encode in the
-kernel and no decode in the browser. The bytes travel as a frame file the Jupyter server
-serves (:mod:`oremda_lab.widget.frames`) once the front end has shown it can fetch
-them, else as one binary buffer in the message. Scatter and vector layers over a picture travel as
+Pictures go to the browser as 8-bit grey levels in one binary buffer, drawn on a canvas:
+no PNG encode in the kernel and no decode in the browser, which is what keeps a slider
+under 100 ms on a 1024x1024 image. Scatter and vector layers over a picture travel as
 float32 arrays and are drawn on top. Anything else (1D plots, histograms) is rendered
 by :mod:`oremda_lab.displays` with matplotlib and sent as PNG.
 """
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from oremda_lab.spec.pipeline import Node
-from oremda_lab.widget.frames import FrameStore
 from oremda_lab.worker.sdk import PortValue
 
 OVERLAYS = ("scatter", "vector")
@@ -80,32 +78,17 @@ def picture_bytes(data: np.ndarray, meta: dict[str, Any], factor: int = 1) -> by
     return out.tobytes()
 
 
-def encode(
-    node: Node, layers: list[PortValue], revision: int, max_px: int | None = 512, frames: FrameStore | None = None
-) -> dict[str, Any]:
+def encode(node: Node, layers: list[PortValue], revision: int, max_px: int | None = 512) -> dict[str, Any]:
     """The payload for one display node; pictures are binned to at most ``max_px`` per side.
 
-    With ``frames`` enabled a picture's bytes go to a frame file and its layer names it
-    (``frame``) instead of carrying them (``pixels``). ``encoded_at`` is the kernel's wall
-    clock in ms when the payload was ready (the benchmark compares it with the page's:
-    kernel and browser share one clock there).
+    ``encoded_at`` is the kernel's wall clock in ms when the payload was ready (the
+    benchmark compares it with the page's: kernel and browser share one clock there).
     """
-    return {"kind": node.display, "layers": _layers(node, layers, max_px, frames), "revision": revision,
+    return {"kind": node.display, "layers": _layers(node, layers, max_px), "revision": revision,
             "encoded_at": time.time() * 1000.0}  # fmt: skip
 
 
-def inline(payload: dict[str, Any], frames: FrameStore) -> dict[str, Any]:
-    """``payload`` with its frame files' bytes back in the layers (frames were turned off)."""
-    layers = []
-    for layer in payload.get("layers", []):
-        if "frame" in layer:
-            pixels = frames.read(layer["frame"]) or bytes(layer["width"] * layer["height"])  # dropped: black
-            layer = {**{k: v for k, v in layer.items() if k != "frame"}, "pixels": pixels}
-        layers.append(layer)
-    return {**payload, "layers": layers}
-
-
-def _layers(node: Node, layers: list[PortValue], max_px: int | None, frames: FrameStore | None) -> list[dict[str, Any]]:
+def _layers(node: Node, layers: list[PortValue], max_px: int | None) -> list[dict[str, Any]]:
     kinds = [layer.meta.get("kind", "plot") for layer in layers]
     fast = node.display == "2D" and kinds.count("picture") >= 1 and all(k in ("picture", *OVERLAYS) for k in kinds)
     if not layers:
@@ -119,19 +102,9 @@ def _layers(node: Node, layers: list[PortValue], max_px: int | None, frames: Fra
             data = np.asarray(layer.data)
             factor = bin_factor(data.shape, max_px)
             h, w = data.shape[0] // factor, data.shape[1] // factor
-            pixels = picture_bytes(data, meta, factor)
-            sent = frames is not None and frames.enabled
-            where = {"frame": frames.put(node.id, pixels)} if sent else {"pixels": pixels}
             out.append(
-                {
-                    "kind": "picture",
-                    "width": int(w),
-                    "height": int(h),
-                    **where,
-                    "scale": factor,
-                    "shape": list(data.shape),
-                    "label": meta.get("label") or "",
-                }  # fmt: skip
+                {"kind": "picture", "width": int(w), "height": int(h), "pixels": picture_bytes(data, meta, factor),
+                 "scale": factor, "shape": list(data.shape), "label": meta.get("label") or ""}  # fmt: skip
             )
         else:
             width = 2 if kind == "scatter" else 4

@@ -11,11 +11,7 @@ State and policy
   with an id gets exactly one reply with that id (the front end gives up after a
   timeout and shows the failure). ``{"type": "sync", "id"}`` re-sends the pipeline and
   run state: the front end asks for it when the kernel answers again after a lost reply;
-  ``{"type": "run", "id"}`` submits now (the Run button when ``auto_run`` is off);
-  ``{"type": "frames", "id"}`` and ``{"type": "frames", "id", "confirm"}`` switch pictures
-  to frame files the Jupyter server serves (:mod:`oremda_lab.widget.frames`: the reply
-  names a probe file, the front end fetches it and confirms), ``{"type": "frames-failed"}``
-  switches them back.
+  ``{"type": "run", "id"}`` submits now (the Run button when ``auto_run`` is off).
   Undo/redo lives in the front end as a stack of accepted commands and their inverses.
 * Every edit that changes what runs (not a moved node) submits a snapshot to the
   engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
@@ -46,7 +42,6 @@ from oremda_lab.examples import example_pipelines
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 from oremda_lab.widget import _display
-from oremda_lab.widget.frames import FrameStore
 from oremda_lab.widget.params import operator_info, param_widget
 
 __all__ = ["PipelineEditor"]
@@ -91,10 +86,6 @@ class PipelineEditor(anywidget.AnyWidget):
     picture_max_px
         Pictures larger than this (per side) are block-averaged by an integer factor
         before they are sent to the browser (None: always full size).
-    frames
-        Send pictures as frame files that the Jupyter server extension serves, once the
-        page has shown it can fetch them (:mod:`oremda_lab.widget.frames`); False keeps
-        them inside the widget's messages.
     examples
         The toolbar's Examples menu: name -> pipeline (a path, JSON dict or Pipeline).
         Default: the bundled example pipelines (:func:`oremda_lab.examples.example_pipelines`).
@@ -131,7 +122,6 @@ class PipelineEditor(anywidget.AnyWidget):
         registry: Registry | None = None,
         height: int = 460,
         picture_max_px: int | None = 512,
-        frames: bool = True,
         examples: Mapping[str, Pipeline | dict | str | Path] | None = None,
         **kwargs: Any,
     ):
@@ -152,7 +142,6 @@ class PipelineEditor(anywidget.AnyWidget):
         # (nodes that wait or are invalid; the rest runs) and the displays already sent.
         self._runs: dict[int, _RunView] = {}
         self.picture_max_px = picture_max_px
-        self._frames = FrameStore() if frames else None
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
@@ -267,8 +256,6 @@ class PipelineEditor(anywidget.AnyWidget):
         if self._owns_engine and self._engine is not None:
             self._engine.close()
             self._engine = None
-        if self._frames is not None:
-            self._frames.close()
         super().close()
 
     # -- pipeline <-> graph trait ------------------------------------------------------
@@ -330,14 +317,6 @@ class PipelineEditor(anywidget.AnyWidget):
                     self.send_state(["graph", "status", "run"])
             elif kind == "run":
                 self.run_now()
-            elif kind == "frames" and self._frames is None:
-                reply.update(ok=False, problems=["this editor keeps pictures in its messages (frames=False)"])
-            elif kind == "frames" and content.get("confirm"):
-                reply["ok"] = self._frames.confirm(str(content["confirm"]))
-            elif kind == "frames":
-                reply["probe"], reply["token"] = self._frames.probe()
-            elif kind == "frames-failed":
-                self._frames_failed()
             else:
                 raise ValueError(f"unknown editor request {kind!r}")
         except PipelineError as e:
@@ -348,14 +327,6 @@ class PipelineEditor(anywidget.AnyWidget):
             log.exception("editor command failed: %s", content)
             reply.update(ok=False, problems=[f"internal error: {_message(e)}"])
         self.send(reply)
-
-    def _frames_failed(self) -> None:
-        # The page could not fetch a frame: pictures travel in messages again, these too.
-        if self._frames is None:
-            return
-        with self._lock:
-            self._frames.disable()
-            self.displays = {k: _display.inline(v, self._frames) for k, v in self.displays.items()}
 
     # -- running -----------------------------------------------------------------------
 
@@ -433,7 +404,7 @@ class PipelineEditor(anywidget.AnyWidget):
         self.displays = {**self.displays, node_id: payload}
 
     def _encode(self, node: Any, layers: list[Any]) -> dict[str, Any]:
-        return _display.encode(node, layers, self._display_revision, self.picture_max_px, self._frames)
+        return _display.encode(node, layers, self._display_revision, self.picture_max_px)
 
     def _flush_status(self) -> None:
         with self._lock:
