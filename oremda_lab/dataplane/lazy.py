@@ -238,7 +238,7 @@ def _size(n: float) -> str:
 def _check_size(path: Path, needed: int) -> None:
     size = path.stat().st_size
     if size < needed:
-        raise TruncatedFile(f"{path.name} is truncated: {size} bytes, its header describes {needed}")
+        raise TruncatedFile(f"{path.name} is truncated: {size} bytes where {needed} are needed")
 
 
 class Scratch:

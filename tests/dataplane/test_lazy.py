@@ -95,6 +95,9 @@ def test_truncated_files_are_errors_naming_the_file(tmp_path):
     (tmp_path / "a.npy").write_bytes(blob[: len(blob) // 2])  # cut after the reference was made
     with pytest.raises(ValueError, match="a.npy is truncated"):
         ref.read(tmp_path, 4, 6)
+    (tmp_path / "a.raw").write_bytes(data.tobytes()[:-2])  # a raw file has no header: the description says the size
+    with pytest.raises(ValueError, match=f"a.raw is truncated: {data.nbytes - 2} bytes where {data.nbytes + 8} are"):
+        lazy.raw(tmp_path, "a.raw", "<u2", SHAPE, offset=8)
     write_mib(tmp_path / "a.mib", data)
     ref = lazy.mib(tmp_path, "a.mib", SHAPE[:2])
     (tmp_path / "a.mib").write_bytes((tmp_path / "a.mib").read_bytes()[:-1])
