@@ -443,9 +443,14 @@ class Arena:
                 self.free(entry.name)
 
     def _trim_pool(self) -> None:
-        entries = sorted(os.scandir(self.pool), key=lambda e: e.stat().st_mtime, reverse=True)
+        dated = []
+        for entry in os.scandir(self.pool):
+            try:
+                dated.append((entry.stat().st_mtime, entry))
+            except FileNotFoundError:
+                continue  # a writer took it between the listing and the stat
         total = 0
-        for entry in entries:
+        for _, entry in sorted(dated, key=lambda d: d[0], reverse=True):
             total += int(entry.name.split("-", 1)[0])
             if total > self.pool_bytes:
                 Path(entry.path).unlink(missing_ok=True)

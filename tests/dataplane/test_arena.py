@@ -244,3 +244,34 @@ def test_another_users_session_shares_the_lock(small_shm):
         os.close(read)
         os.waitpid(pid, 0)
     assert answer == "True 65534"
+
+
+def _take_pooled_buffers(path: str, seconds: float) -> None:
+    """A writer in another process: allocate and drop buffers as fast as it can (it takes pooled files)."""
+    import time
+
+    writer = Arena.attach(path)
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        i += 1
+        made = writer.allocate_array(f"w{i}", (512,), np.float64)
+        if made is not None:
+            (writer.objects / made[1].name).unlink(missing_ok=True)
+
+
+def test_freeing_while_another_process_takes_pooled_buffers(tmp_path):
+    # The pool's trim lists the pool, then reads each file's time: a writer that takes a
+    # file in between (a rename) must not make free() fail (it did, in partitioned runs).
+    import multiprocessing
+
+    with Arena.create(root=tmp_path, pool_bytes=8 * 4096) as a:
+        taker = multiprocessing.get_context("spawn").Process(target=_take_pooled_buffers, args=(str(a.path), 4.0))
+        taker.start()
+        try:
+            for i in range(20_000):
+                a.free(a.put(np.ones(512), f"x{i}"))
+                if not taker.is_alive():
+                    break
+        finally:
+            taker.join(timeout=30)
+        assert taker.exitcode == 0
