@@ -32,7 +32,6 @@ does not split such tasks itself (``Runtime.splits_parallel``; MPI ranks do):
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -331,14 +330,4 @@ def _value(runtime: Runtime, wire: dict[str, Any]) -> Any:
 def _free(runtime: Runtime, result: TaskResult) -> None:
     for wire in result.outputs.values():
         if wire.get("ref"):
-            free(runtime.arena, wire["ref"]["name"])
-
-
-def free(arena: Arena, name: str) -> None:
-    """Free object ``name`` while workers may be taking pooled files.
-
-    The pool's trim after a free can see a pooled file vanish (a worker took it) and
-    raise FileNotFoundError; the object is freed by then.
-    """
-    with contextlib.suppress(FileNotFoundError):
-        arena.free(name)
+            runtime.arena.free(ObjectRef.from_dict(wire["ref"]))

@@ -385,7 +385,7 @@ class _Previews:
                 log.debug("preview of %s failed", self.node, exc_info=True)
             finally:
                 for name in made:
-                    partitions.free(self.runtime.arena, name)
+                    self.runtime.arena.free(name)
             with self._cond:  # previews take at most half the time: a slow one leaves the rest to the partitions
                 self._cond.wait_for(lambda: self._closed, timeout=time.perf_counter() - started)
 
