@@ -69,7 +69,10 @@ def lazy_split(task: Task) -> lazy.LazyArray | None:
 
 
 def row_ranges(runtime: Runtime, task: Task) -> list[tuple[int, int]]:
-    """The rows ``(start, stop)`` of axis 0 each partition of ``task`` reads here (one: not partitioned).
+    """The rows ``(start, stop)`` of axis 0 each partition of ``task`` reads here.
+
+    One range: the task runs whole (its runtime splits it, or it is small); none: its
+    split input is not lazy.
 
     N workers share the memory budget; K near-equal partitions, K a multiple of N, each
     at most ``PARTITION_CHUNKS`` of a worker's chunks (:func:`lazy.chunk_bytes`). A
