@@ -9,12 +9,17 @@ with the keys it used: those stay, and of the rest the most recently used stay
 while they fit in ``spare_bytes`` (so a slider moved back hits). Evicted entries'
 objects are freed in the arena once no entry holds them (an operator that passes an
 input on unchanged shares its buffer: ``holders`` counts the entries per object).
+Each large object a run made (at least ``PREFILL_BYTES``) gets a buffer of its size
+made ready in the arena's pool, in the background (:meth:`Arena.prefill`): while
+spare entries keep their buffers, the next run of a slider would otherwise pay for
+fresh pages on its path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +27,8 @@ from typing import Any
 from oremda_lab.dataplane.arena import Arena
 
 DEFAULT_SPARE_BYTES = 1 << 30
+#: Objects at least this large get a ready buffer of their size in the pool after a run.
+PREFILL_BYTES = 4 << 20
 
 
 @dataclass
@@ -58,6 +65,8 @@ class Cache:
         self.spare_bytes = spare_bytes
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self.holders: Counter[str] = Counter()
+        self._made: set[int] = set()  # sizes of the large objects stored since the last retain
+        self._prefilling: threading.Thread | None = None
 
     def get(self, key: str) -> Entry | None:
         """The entry for ``key`` (marked most recently used), or None."""
@@ -80,6 +89,8 @@ class Cache:
             self.entries.move_to_end(entry.key)
             return first
         self.entries[entry.key] = entry
+        sizes = (v["ref"]["nbytes"] for v in entry.outputs.values() if v["ref"])
+        self._made.update(n for n in sizes if n >= PREFILL_BYTES)
         return entry
 
     def retain(self, keep: set[str]) -> None:
@@ -93,9 +104,19 @@ class Cache:
             if spare > self.spare_bytes:
                 del self.entries[key]
                 self._free(entry)
+        sizes, self._made = sorted(self._made), set()
+        if sizes and (self._prefilling is None or not self._prefilling.is_alive()):
+            self._prefilling = threading.Thread(target=self._prefill, args=(sizes,), name="oremda-prefill", daemon=True)
+            self._prefilling.start()
+
+    def _prefill(self, sizes: list[int]) -> None:
+        for size in sizes:
+            self.arena.prefill(size)
 
     def clear(self) -> None:
-        """Free everything."""
+        """Free everything (after a buffer being made ahead is done: the arena may close next)."""
+        if self._prefilling is not None:
+            self._prefilling.join()
         for entry in self.entries.values():
             self._free(entry)
         self.entries.clear()

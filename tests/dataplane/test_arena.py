@@ -275,3 +275,26 @@ def test_freeing_while_another_process_takes_pooled_buffers(tmp_path):
         finally:
             taker.join(timeout=30)
         assert taker.exitcode == 0
+
+
+def test_a_buffer_made_ahead_is_the_next_writers_of_its_size(tmp_path):
+    with Arena.create(root=tmp_path) as a:
+        size = arrow_size = a.put(np.zeros((1024, 1024), np.float32), "probe").nbytes
+        a.discard("probe")
+        for name in os.listdir(a.pool):
+            os.unlink(a.pool / name)
+        assert a.prefill(arrow_size)
+        (pooled,) = os.listdir(a.pool)
+        st = os.stat(a.pool / pooled)
+        assert st.st_size == size and st.st_blocks * 512 >= size  # every page is there already
+        assert not a.prefill(arrow_size)  # one that fits is there: nothing more
+        writer = Arena.attach(a.path)
+        array, ref = writer.allocate_array("t1--out", (1024, 1024), np.float32)
+        assert os.stat(a.objects / ref.name).st_ino == st.st_ino and os.listdir(a.pool) == []
+        assert [n for n in os.listdir(a.path) if n.startswith(".prefill")] == []
+
+
+def test_a_buffer_over_the_budget_is_not_made(tmp_path):
+    with Arena.create(root=tmp_path, budget_bytes=1 << 20) as a:
+        assert not a.prefill(2 << 20)
+        assert os.listdir(a.pool) == [] and [n for n in os.listdir(a.path) if n.startswith(".prefill")] == []

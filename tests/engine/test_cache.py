@@ -43,3 +43,23 @@ def test_a_key_computed_twice_keeps_its_first_entry(tmp_path):
         kept = cache.put(Entry("k", {"out": {"ref": first, "meta": {}}}, 0.0))
         assert cache.put(Entry("k", {"out": {"ref": second, "meta": {}}}, 0.0)) is kept
         assert arena.live() == ["t1--out"] and cache.get("k") is kept
+
+
+def test_a_run_that_made_a_large_object_gets_a_buffer_of_its_size_ready(tmp_path):
+    import os
+    import time
+
+    from oremda_lab.engine.cache import PREFILL_BYTES
+
+    with Arena.create(root=tmp_path) as arena:
+        cache = Cache(arena)
+        large = arena.put(np.ones(PREFILL_BYTES // 8 + 1), "large")
+        small = arena.put(np.ones(100), "small")
+        cache.put(Entry("a", {"out": {"ref": large.to_dict(), "meta": {}}}, 0.0))
+        cache.put(Entry("b", {"out": {"ref": small.to_dict(), "meta": {}}}, 0.0))
+        cache.retain({"a", "b"})
+        end = time.monotonic() + 10
+        while not os.listdir(arena.pool) and time.monotonic() < end:
+            time.sleep(0.01)  # made in the background
+        assert [int(n.split("-")[0]) for n in os.listdir(arena.pool)] == [large.nbytes]  # none for the small one
+        assert arena.live() == ["large", "small"]  # the entries keep their own buffers
