@@ -99,7 +99,9 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   graphRef.current = graph;
 
   // Local node state so drags are smooth; rebuilt whenever the kernel's graph changes.
-  // Unchanged nodes keep their object, so React Flow re-renders only what changed.
+  // Unchanged nodes keep their objects (and an unchanged list its array), so React Flow
+  // re-renders only what changed, and nothing on a parameter change. (Edges are rebuilt:
+  // React Flow draws them again only when it gets a new list.)
   const previous = useRef(new Map<string, { sig: string; node: Node<NodeData> }>());
   const built = useMemo(() => {
     const fresh = toFlow(graph, catalog, status ?? {});
@@ -117,7 +119,12 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     return fresh;
   }, [graph, catalog, status]);
   const [nodes, setNodes] = useState<Node<NodeData>[]>(built.nodes);
+  const passed = useRef<{ nodes: Node<NodeData>[]; selected: string | null }>({ nodes: built.nodes, selected: null });
   useEffect(() => {
+    // Nothing of what the canvas draws changed (e.g. a parameter step): keep React Flow's own
+    // (measured) nodes, so it does not render and measure again.
+    if (sameItems(passed.current.nodes, built.nodes) && passed.current.selected === selected) return;
+    passed.current = { nodes: built.nodes, selected };
     setNodes(built.nodes.map((n) => (Boolean(n.selected) === (n.id === selected) ? n : { ...n, selected: n.id === selected })));
   }, [built, selected]);
 
@@ -342,6 +349,16 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     [propose],
   );
 
+  const onNodeDragStop = useCallback(
+    (_: unknown, node: Node, dragged?: Node[]) => {
+      const moved = (dragged?.length ? dragged : [node]).map(
+        (n): Command => ({ op: "set_position", id: n.id, x: Math.round(n.position.x), y: Math.round(n.position.y) }),
+      );
+      void propose(moved.length === 1 ? moved[0] : { op: "batch", commands: moved }, "move");
+    },
+    [propose],
+  );
+
   const runNow = useCallback(() => {
     void channel.request({ type: "run" }).then((r) => {
       if (!r.ok && !r.failure) show(r.problems.join("; ") || "cannot run");
@@ -456,30 +473,15 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
             if (raw) addItem(JSON.parse(raw), flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
           }}
         >
-          <ReactFlow
+          <Canvas
             nodes={nodes}
             edges={built.edges}
-            nodeTypes={nodeTypes}
             onNodesChange={onNodesChange}
-            onNodeDragStop={(_, node, dragged) => {
-              const moved = (dragged?.length ? dragged : [node]).map(
-                (n): Command => ({ op: "set_position", id: n.id, x: Math.round(n.position.x), y: Math.round(n.position.y) }),
-              );
-              void propose(moved.length === 1 ? moved[0] : { op: "batch", commands: moved }, "move");
-            }}
+            onNodeDragStop={onNodeDragStop}
             onConnect={onConnect}
             onDelete={onDelete}
-            onPaneClick={() => setSelected(null)}
-            onNodeClick={(_, n) => setSelected(n.id)}
-            deleteKeyCode={null}
-            fitView
-            fitViewOptions={{ padding: 0.08, maxZoom: 1.2 }}
-            minZoom={0.2}
-            proOptions={{ hideAttribution: true }}
-          >
-            <Background gap={16} />
-            <Controls showInteractive={false} />
-          </ReactFlow>
+            onSelect={setSelected}
+          />
           {selNode ? null : (
             <div className="oremda-muted oremda-hint">
               Click a node to edit its parameters. Drag operators from the palette; drag from an output port to an input
@@ -508,6 +510,55 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     </div>
   );
 }
+
+const FIT_VIEW = { padding: 0.08, maxZoom: 1.2 };
+const PRO_OPTIONS = { hideAttribution: true };
+
+/** True when two lists hold the same objects in the same order. */
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** The React Flow canvas; with the same props (a parameter change, a run state) it does not render. */
+const Canvas = memo(function Canvas({
+  nodes,
+  edges,
+  onNodesChange,
+  onNodeDragStop,
+  onConnect,
+  onDelete,
+  onSelect,
+}: {
+  nodes: Node<NodeData>[];
+  edges: Edge[];
+  onNodesChange: (changes: NodeChange<Node<NodeData>>[]) => void;
+  onNodeDragStop: (event: unknown, node: Node, dragged?: Node[]) => void;
+  onConnect: (c: Connection) => void;
+  onDelete: (removed: { nodes: Node[]; edges: Edge[] }) => void;
+  onSelect: (id: string | null) => void;
+}) {
+  return (
+    <ReactFlow
+      nodes={nodes}
+      edges={edges}
+      nodeTypes={nodeTypes}
+      onNodesChange={onNodesChange}
+      onNodeDragStop={onNodeDragStop}
+      onConnect={onConnect}
+      onDelete={onDelete}
+      onPaneClick={() => onSelect(null)}
+      onNodeClick={(_, n) => onSelect(n.id)}
+      deleteKeyCode={null}
+      fitView
+      fitViewOptions={FIT_VIEW}
+      minZoom={0.2}
+      proOptions={PRO_OPTIONS}
+    >
+      <Background gap={16} />
+      <Controls showInteractive={false} />
+    </ReactFlow>
+  );
+});
 
 /** Undo and Redo, enabled as the history allows; re-rendered when the history changes. */
 const HistoryButtons = memo(function HistoryButtons({
