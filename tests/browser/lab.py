@@ -9,6 +9,7 @@ browser downloads do not work on these machines.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +84,7 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str,
                 pass
             proc.wait(timeout=5)
         log.close()
+        shutil.rmtree(workspaces, ignore_errors=True)
 
 
 @contextmanager
