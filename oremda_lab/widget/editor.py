@@ -277,15 +277,15 @@ class PipelineEditor(anywidget.AnyWidget):
     def _on_pipeline(self, pipeline: Pipeline) -> None:
         if self._batching:
             return
-        if self.auto_run:
-            self._resubmit()  # first: the run starts while the graph goes to the browser
-        elif _run_key(pipeline) != self._submitted_key:
-            self._set_run("idle", message="edited since the last run: press Run")
-        doc = pipeline.to_json()
-        with self._lock:
+        # The new run state and the graph go to the browser in one message (one render there).
+        with self._lock, self.hold_sync():
+            if self.auto_run:
+                self._resubmit()  # first: the run starts while the graph goes to the browser
+            elif _run_key(pipeline) != self._submitted_key:
+                self._set_run("idle", message="edited since the last run: press Run")
             self._syncing = True
             try:
-                self.graph = doc
+                self.graph = pipeline.to_json()
             finally:
                 self._syncing = False
 

@@ -254,6 +254,18 @@ def test_waiting_and_progress_show_on_the_node(comm):
     e.close()
 
 
+def test_an_edit_sends_the_new_run_state_and_graph_in_one_message(comm):
+    with Engine("inline") as engine:
+        e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+        wait_for(lambda: e.run["state"] == "done")
+        before = len(comm.messages)
+        command(e, {"op": "set_param", "id": "blur", "name": "sigma", "value": 2.5})
+        first = next(d["state"] for d, _ in comm.messages[before:] if d.get("method") == "update")
+        assert first["run"]["state"] == "running"
+        assert next(n for n in first["graph"]["nodes"] if n["id"] == "blur")["params"]["sigma"] == 2.5
+        e.close()
+
+
 def test_a_partial_display_says_how_far_it_got_and_the_final_one_replaces_it(comm):
     from oremda_lab import NodeEvent
     from oremda_lab.worker.sdk import PortValue
