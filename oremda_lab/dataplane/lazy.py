@@ -15,7 +15,9 @@ State and policy
   in operator.json) whose split input is lazy, it reads the part in chunks of at most
   :func:`chunk_bytes`, calls the operator on each chunk and joins the chunk results
   with the declared join method (``sum``, ``max``, ``min``, ``concatenate``,
-  ``first``); it reports progress and stops between chunks when cancelled. Any other
+  ``first``); it reports progress and stops between chunks when cancelled. Every
+  chunk is read into one buffer, which the process keeps for the next call (the next
+  partition) and releases :data:`KEEP_SECONDS` after the last. Any other
   lazy input is read whole, and only if it fits the memory budget: else a clear
   :class:`MemoryBudgetExceeded`.
 * Formats: ``npy`` and ``raw`` (C-order bytes at an offset; a whole read of ``npy``
@@ -28,7 +30,9 @@ State and policy
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,10 @@ MAX_CHUNK_BYTES = 256 << 20
 # A worker's chunk is this share of its part of the budget: operators hold a few
 # working copies of a chunk (a float32 conversion, an FFT's complex spectrum).
 CHUNK_SHARE = 8
+# A worker keeps its chunk buffer this long after a chunked call, for the next partition
+# of the same node: fresh memory faults in again (and, when the page cache fills the
+# machine, first reclaims it), which costs a read from the cache several times over.
+KEEP_SECONDS = 2.0
 
 
 class MemoryBudgetExceeded(MemoryError):
@@ -253,6 +261,42 @@ class Scratch:
         if self.buffer.size < nbytes:
             self.buffer = np.empty(nbytes, np.uint8)
         return self.buffer[:nbytes].view(dtype).reshape(shape)
+
+
+class _Kept:
+    """The process's chunk buffer: lent to one :func:`call` at a time, released :data:`KEEP_SECONDS` after."""
+
+    def __init__(self) -> None:
+        self.scratch = Scratch()
+        self.lock = threading.Lock()
+        self.busy = False
+        self.lent = 0  # counts loans: a timer releases only after the last one
+
+    @contextmanager
+    def lend(self) -> Iterator[Scratch]:
+        """The kept buffer, or a fresh one while another call (another thread) has it."""
+        with self.lock:
+            mine, self.busy = not self.busy, True
+            self.lent += 1
+        if not mine:
+            yield Scratch()
+            return
+        try:
+            yield self.scratch
+        finally:
+            with self.lock:
+                self.busy, loan = False, self.lent
+            timer = threading.Timer(KEEP_SECONDS, self._release, (loan,))
+            timer.daemon = True
+            timer.start()
+
+    def _release(self, loan: int) -> None:
+        with self.lock:
+            if not self.busy and loan == self.lent:
+                self.scratch = Scratch()
+
+
+_KEPT = _Kept()
 
 
 def _read_bytes(
@@ -516,30 +560,31 @@ def call(
     source, meta = lazy[port].data, lazy[port].meta
     ranges = list(source.chunks_of(chunk_bytes(budget, context.workers)))
     joiners: dict[str, Joiner] = {}
-    scratch = Scratch()  # every chunk is read into the same memory: the operator must not keep it
-    for i, (start, stop) in enumerate(ranges):
-        if context.cancelled is not None and context.cancelled():
-            raise Cancelled(f"cancelled after {i}/{len(ranges)} chunks")
-        chunk = source.read(context.data_dir, start, stop, scratch)
-        chunk.flags.writeable = False  # as every input
-        inputs[port] = type(lazy[port])(chunk, meta)
-        del chunk
-        returned = invoke(dict(inputs))
-        if not isinstance(returned, dict):
-            return returned  # the caller's output check says what is wrong
-        inputs[port] = None
-        for out, value in returned.items():
-            value = as_value(value)
-            if out not in methods:
-                raise ValueError(
-                    f"output {out!r} has no join method in operator.json's parallel.join; a lazy input is "
-                    "processed in chunks and every output must say how chunks join"
-                )
-            joiner = joiners.get(out) or joiners.setdefault(out, Joiner(*methods[out], out))
-            joiner.add(value.data, value.meta)
-        del returned
-        if context.progress is not None:
-            context.progress((i + 1) / len(ranges), f"{stop}/{source.shape[0]} rows")
+    # Every chunk is read into the same memory (kept for the next call): the operator must not keep it.
+    with _KEPT.lend() as scratch:
+        for i, (start, stop) in enumerate(ranges):
+            if context.cancelled is not None and context.cancelled():
+                raise Cancelled(f"cancelled after {i}/{len(ranges)} chunks")
+            chunk = source.read(context.data_dir, start, stop, scratch)
+            chunk.flags.writeable = False  # as every input
+            inputs[port] = type(lazy[port])(chunk, meta)
+            del chunk
+            returned = invoke(dict(inputs))
+            if not isinstance(returned, dict):
+                return returned  # the caller's output check says what is wrong
+            inputs[port] = None
+            for out, value in returned.items():
+                value = as_value(value)
+                if out not in methods:
+                    raise ValueError(
+                        f"output {out!r} has no join method in operator.json's parallel.join; a lazy input is "
+                        "processed in chunks and every output must say how chunks join"
+                    )
+                joiner = joiners.get(out) or joiners.setdefault(out, Joiner(*methods[out], out))
+                joiner.add(value.data, value.meta)
+            del returned
+            if context.progress is not None:
+                context.progress((i + 1) / len(ranges), f"{stop}/{source.shape[0]} rows")
     return {out: type(lazy[port])(j.result(), j.meta or {}) for out, j in joiners.items()}
 
 

@@ -1,4 +1,4 @@
-"""How lazy data is read: few large reads in the workers, and no other read of the file by the kernel.
+"""How lazy data is read: few large reads into a kept buffer in the workers, and no other read by the kernel.
 
 Read throughput on data larger than memory depends on both (docs/scale.md, "Throughput").
 The counts come from ``/proc/<pid>/io`` (Linux): ``rchar`` (bytes through read calls,
@@ -7,14 +7,18 @@ page cache hits included) and ``syscr`` (read calls).
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from oremda_lab.dataplane import lazy
+from oremda_lab.dataplane.lazy import Context
 from oremda_lab.engine import Engine
 from oremda_lab.spec.pipeline import Pipeline
+from oremda_lab.worker.sdk import PortValue
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs /proc/<pid>/io (Linux)")
 
@@ -61,3 +65,36 @@ def test_a_run_on_a_lazy_input_leaves_its_bytes_to_the_workers(tmp_path, monkeyp
         assert run.ok, run.errors
         assert run.outputs["vd"]["image"].data.shape == data.shape[:2]
     assert read < data.nbytes // 8, f"the kernel process read {read} bytes of a {data.nbytes}-byte lazy input"
+
+
+def test_back_to_back_calls_reuse_one_chunk_buffer_then_give_it_back(tmp_path, monkeypatch):
+    """Partitions of one node read into the memory the previous one faulted in; idle, it is released."""
+    monkeypatch.setattr(lazy, "KEEP_SECONDS", 0.2)
+    data = patterns(8)
+    np.save(tmp_path / "scan.npy", data)
+    ref = lazy.npy(tmp_path, "scan.npy")
+    parallel = {"split": {"port": "data", "axis": 0}, "join": {"image": "concatenate"}}
+    context = Context(tmp_path, budget_bytes=2 * ref.row_bytes * lazy.CHUNK_SHARE)  # two rows per chunk
+    addresses: list[int] = []
+
+    def image(inputs, pause: float = 0.0):
+        addresses.append(inputs["data"].data.__array_interface__["data"][0])
+        time.sleep(pause)
+        return {"image": inputs["data"].data.sum(axis=(-2, -1))}
+
+    def run(part: int, pause: float = 0.0) -> np.ndarray:
+        source = PortValue(ref.part(part, 2), {})
+        return lazy.call(lambda i: image(i, pause), {"data": source}, parallel, context, PortValue)["image"].data
+
+    first, second = run(0), run(1)
+    np.testing.assert_array_equal(np.concatenate([first, second]), data.sum(axis=(-2, -1)))
+    assert len(addresses) == 4 and len(set(addresses)) == 1  # every chunk of both calls in one buffer
+    assert lazy._KEPT.scratch.buffer.nbytes == 2 * ref.row_bytes
+    time.sleep(0.5)
+    assert lazy._KEPT.scratch.buffer.nbytes == 0  # idle longer than KEEP_SECONDS: given back
+
+    addresses.clear()  # two calls at once (threads of one process) never share a buffer
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda p: run(p, pause=0.1), (0, 1)))
+    np.testing.assert_array_equal(np.concatenate(both), data.sum(axis=(-2, -1)))
+    assert len(set(addresses)) == 2
