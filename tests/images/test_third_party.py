@@ -63,7 +63,8 @@ def wheel(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for folder in ("oremda_lab", "operators", "pipelines"):  # the wheel ships the example pipelines
+    # The wheel ships the example pipelines and the Jupyter server extension's config file.
+    for folder in ("oremda_lab", "operators", "pipelines", "jupyter-config"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheels")
     done = subprocess.run(
