@@ -368,7 +368,7 @@ def main() -> None:
     results["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     loaded = EXTENSION_LOADED in (ARTIFACTS / "jupyter-lab.log").read_text()
     results["server"] = (
-        "oremda-lab server extension (frames, TCP_NODELAY)" if loaded else "no oremda-lab server extension"
+        "with the oremda-lab server extension (TCP_NODELAY)" if loaded else "without the oremda-lab server extension"
     )
     results["when"] = time.strftime("%Y-%m-%d %H:%M")
     results["nice"] = os.nice(0)  # < 0: run ahead of the machine's other jobs (`nice -n -10 python ...`)
