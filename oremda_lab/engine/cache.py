@@ -9,10 +9,11 @@ with the keys it used: those stay, and of the rest the most recently used stay
 while they fit in ``spare_bytes`` (so a slider moved back hits). Evicted entries'
 objects are freed in the arena once no entry holds them (an operator that passes an
 input on unchanged shares its buffer: ``holders`` counts the entries per object).
-Each large object a run made (at least ``PREFILL_BYTES``) gets a buffer of its size
-made ready in the arena's pool, in the background (:meth:`Arena.prefill`): while
-spare entries keep their buffers, the next run of a slider would otherwise pay for
-fresh pages on its path.
+Each large object a run made (``PREFILL_BYTES`` up to ``PREFILL_MAX_BYTES``) gets a
+buffer of its size made ready in the arena's pool, in the background
+(:meth:`Arena.prefill`): while spare entries keep their buffers, the next run of a
+slider would otherwise pay for fresh pages on its path. Larger objects get none: a
+buffer that size would sit in memory for a re-run that may never come.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 from oremda_lab.dataplane.arena import Arena
 
 DEFAULT_SPARE_BYTES = 1 << 30
-#: Objects at least this large get a ready buffer of their size in the pool after a run.
+#: Objects from this size up to PREFILL_MAX_BYTES get a ready buffer of their size in the pool after a run.
 PREFILL_BYTES = 4 << 20
+PREFILL_MAX_BYTES = 256 << 20
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Cache:
             return first
         self.entries[entry.key] = entry
         sizes = (v["ref"]["nbytes"] for v in entry.outputs.values() if v["ref"])
-        self._made.update(n for n in sizes if n >= PREFILL_BYTES)
+        self._made.update(n for n in sizes if PREFILL_BYTES <= n <= PREFILL_MAX_BYTES)
         return entry
 
     def retain(self, keep: set[str]) -> None:

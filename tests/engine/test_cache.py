@@ -49,17 +49,22 @@ def test_a_run_that_made_a_large_object_gets_a_buffer_of_its_size_ready(tmp_path
     import os
     import time
 
-    from oremda_lab.engine.cache import PREFILL_BYTES
+    from oremda_lab.engine import cache as cache_module
 
     with Arena.create(root=tmp_path) as arena:
         cache = Cache(arena)
-        large = arena.put(np.ones(PREFILL_BYTES // 8 + 1), "large")
+        large = arena.put(np.ones(cache_module.PREFILL_BYTES // 8 + 1), "large")
         small = arena.put(np.ones(100), "small")
-        cache.put(Entry("a", {"out": {"ref": large.to_dict(), "meta": {}}}, 0.0))
-        cache.put(Entry("b", {"out": {"ref": small.to_dict(), "meta": {}}}, 0.0))
-        cache.retain({"a", "b"})
+        huge = arena.put(np.ones(cache_module.PREFILL_BYTES // 8 + 2), "huge")
+        cache_module.PREFILL_MAX_BYTES, saved = large.nbytes, cache_module.PREFILL_MAX_BYTES  # "huge" is over it
+        try:
+            for key, ref in (("a", large), ("b", small), ("c", huge)):
+                cache.put(Entry(key, {"out": {"ref": ref.to_dict(), "meta": {}}}, 0.0))
+        finally:
+            cache_module.PREFILL_MAX_BYTES = saved
+        cache.retain({"a", "b", "c"})
         end = time.monotonic() + 10
         while not os.listdir(arena.pool) and time.monotonic() < end:
             time.sleep(0.01)  # made in the background
-        assert [int(n.split("-")[0]) for n in os.listdir(arena.pool)] == [large.nbytes]  # none for the small one
-        assert arena.live() == ["large", "small"]  # the entries keep their own buffers
+        assert [int(n.split("-")[0]) for n in os.listdir(arena.pool)] == [large.nbytes]  # none for small or huge
+        assert arena.live() == ["huge", "large", "small"]  # the entries keep their own buffers
