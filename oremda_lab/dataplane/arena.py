@@ -309,14 +309,20 @@ class Arena:
             except FileNotFoundError:
                 continue  # another writer took it first
         else:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                os.fchmod(fd, 0o666)
-                with self._locked():
-                    self._reserve(fd, max(size, 1))
-            finally:
-                os.close(fd)
+            os.close(self._new_file(target, max(size, 1)))
         return self._map(target, writable=True)
+
+    def _new_file(self, path: Path, size: int) -> int:
+        """Make ``path`` with ``size`` bytes of real pages, within the limits; its open descriptor."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.fchmod(fd, 0o666)
+            with self._locked():
+                self._reserve(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -414,11 +420,8 @@ class Arena:
         name = f"{size}-{uuid.uuid4().hex}"
         making = self.path / f".prefill-{name}"  # outside objects/ and pool/ until it is whole
         try:
-            fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = self._new_file(making, size)
             try:
-                os.fchmod(fd, 0o666)
-                with self._locked():
-                    self._reserve(fd, size)
                 # Writable MAP_POPULATE faults every page in: allocated and zeroed now, not by the writer.
                 flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
                 mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE).close()

@@ -219,7 +219,7 @@ def _execute(
                     _finish(results[node_id], emit, node_id, "error", error=failure.to_dict())
                     continue
                 task = Task(
-                    id=f"t{next(_task_ids)}-{os.getpid()}",
+                    id=_task_id(),
                     node=node_id,
                     spec=plan.specs[node_id],
                     slot=node_id,
@@ -391,7 +391,7 @@ class _Previews:
 
     def _preview(self, values: dict[str, tuple[Any, dict[str, Any]]], done: int, total: int, made: list[str]) -> None:
         pipeline, arena = self.plan.pipeline, self.runtime.arena
-        preview_id = f"t{next(_task_ids)}-{os.getpid()}"
+        preview_id = _task_id()
         outputs: dict[str, dict[str, dict[str, Any]]] = {self.node: {}}
         for port, (value, meta) in values.items():
             outputs[self.node][port] = wire = partitions.store(arena, value, meta, f"{preview_id}--{port}")
@@ -408,7 +408,7 @@ class _Previews:
                 spec = self.plan.specs[node_id]
                 if spec.stateful or not self.runtime.serves(node_id, spec):  # a preview must not change its state
                     continue
-                task = Task(f"t{next(_task_ids)}-{os.getpid()}", node_id, spec, self.plan.params[node_id], inputs,
+                task = Task(_task_id(), node_id, spec, self.plan.params[node_id], inputs,
                             slot=node_id, extra=pipeline.nodes[node_id].extra)  # fmt: skip
                 result = self._run(task)
                 if result is None:
@@ -447,6 +447,11 @@ class _Previews:
             with self._cond:
                 self._task = None
             self.runtime.clear_cancel(task.id)
+
+
+def _task_id() -> str:
+    """A task id unique in this process and among the engines sharing a session."""
+    return f"t{next(_task_ids)}-{os.getpid()}"
 
 
 def _made_by(wire: dict[str, Any], task_id: str) -> bool:
