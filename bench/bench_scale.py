@@ -48,6 +48,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from oremda_lab.dataplane import lazy  # noqa: E402
 from oremda_lab.engine import Engine  # noqa: E402
 from oremda_lab.spec.pipeline import Pipeline  # noqa: E402
 
@@ -71,10 +72,15 @@ def patterns(rows: int, scan_x: int, detector: int, seed: int = 0) -> np.ndarray
 
 
 def generate(path: Path, gib: float, scan_x: int, detector: int) -> tuple[int, ...]:
-    """Write a .npy of about ``gib`` GiB by repeating a block of scan rows; returns its shape."""
+    """Write a .npy of about ``gib`` GiB by repeating a block of scan rows; returns its shape.
+
+    A file of that shape left by an earlier run (``--keep``) is used as it is.
+    """
     block = patterns(16, scan_x, detector)
     rows = max(1, int(gib * GIB) // block[0].nbytes)
     shape = (rows, scan_x, detector, detector)
+    if path.exists() and lazy.npy(path.parent, path.name).shape == shape:
+        return shape
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=shape)
     offset = header.offset
     del header
@@ -119,8 +125,8 @@ class Memory:
 
 
 def used() -> int:
-    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
+    info = lazy.meminfo()
+    return info["MemTotal"] - info["MemAvailable"]
 
 
 def pipeline(filename: str, operator: str, params: dict) -> Pipeline:
@@ -256,11 +262,14 @@ def main() -> None:
     parser.add_argument("--budget-gib", type=float, default=2.0, help="the engine's memory budget")
     parser.add_argument("--runtimes", default="local,mpi")
     parser.add_argument("--libertem-python", help="a Python with libertem (default: this one, if it has it)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="virtual-detector rounds, contenders in alternating order"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated files (a later run reuses them)")
     parser.add_argument("--record", type=Path, help="append the results to this Markdown file")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(args.folder).free
+    free = shutil.disk_usage(args.folder).free + sum(f.stat().st_size for f in args.folder.glob("*.npy"))
     if free < (args.gib + args.bvm_gib + 4) * GIB:  # leave 4 GiB: the machine may be shared
         sys.exit(f"{args.folder}: {free / GIB:.1f} GiB free, not enough for {args.gib + args.bvm_gib:g} GiB plus 4")
     try:
@@ -271,25 +280,24 @@ def main() -> None:
         print(f"generated {shape} and {bvm_shape} in {time.perf_counter() - started:.0f} s", flush=True)
         jobs = [("virtual_detector", "scan.npy", "virtual_detector", RING),
                 ("bragg_vector_map", "bvm.npy", "bragg_vector_map", {})]  # fmt: skip
-        results = {}
-        for runtime in args.runtimes.split(","):
-            results[f"oremda {runtime}"] = run_ours(
-                args.folder, runtime, args.workers, int(args.budget_gib * GIB), jobs
-            )
-            print(runtime, results[f"oremda {runtime}"], flush=True)
         python = libertem_python(args.libertem_python)
-        if python:
-            from oremda_lab.registry import default_registry
-
-            resolved = default_registry().get("bragg_vector_map").resolved_params({})
-            results["LiberTEM pipelined"] = run_libertem(python, args.folder, args.workers, jobs, resolved)
-            print("LiberTEM", results["LiberTEM pipelined"], flush=True)
-            for name, *_ in jobs:  # every contender computed the same images
-                reference = np.load(args.folder / f"libertem-{name}.npy")
-                for runtime in args.runtimes.split(","):
-                    ours = np.load(args.folder / f"ours-{runtime}-{name}.npy")
-                    np.testing.assert_allclose(ours, reference.reshape(ours.shape), rtol=1e-4, err_msg=name)
-        text = report(args, shape, bvm_shape, results)
+        contenders = [f"oremda {runtime}" for runtime in args.runtimes.split(",")]
+        contenders += ["LiberTEM pipelined"] if python else []
+        runs: list[dict] = []  # every timed run, in the order they ran
+        for index in range(args.rounds):
+            # Alternate: the disk and the shared machine drift, so no contender always runs first or last.
+            order = contenders if index % 2 == 0 else contenders[::-1]
+            todo = jobs if index == 0 else jobs[:1]  # the Bragg vector map (compute-bound) in round 1 only
+            for who in order:
+                if who.startswith("oremda"):
+                    found = run_ours(args.folder, who.split()[1], args.workers, int(args.budget_gib * GIB), todo)
+                else:
+                    found = run_libertem(python, args.folder, args.workers, todo, bvm_params())
+                print(f"round {index + 1}: {who} {found}", flush=True)
+                runs += [{"round": index + 1, "who": who, "name": name, **r} for name, r in found.items()]
+            if python:
+                check_equal(args.folder, [name for name, *_ in todo], args.runtimes.split(","))
+        text = report(args, shape, bvm_shape, contenders, runs)
         print(text)
         if args.record:
             record(args.record, text)
@@ -298,40 +306,84 @@ def main() -> None:
             shutil.rmtree(args.folder, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, shape: tuple, bvm_shape: tuple, results: dict) -> str:
+def bvm_params() -> dict:
+    from oremda_lab.registry import default_registry
+
+    return default_registry().get("bragg_vector_map").resolved_params({})
+
+
+def check_equal(folder: Path, names: list[str], runtimes: list[str]) -> None:
+    """Every contender computed the same images (LiberTEM's are the reference)."""
+    for name in names:
+        reference = np.load(folder / f"libertem-{name}.npy")
+        for runtime in runtimes:
+            ours = np.load(folder / f"ours-{runtime}-{name}.npy")
+            np.testing.assert_allclose(ours, reference.reshape(ours.shape), rtol=1e-4, err_msg=name)
+
+
+def report(args: argparse.Namespace, shape: tuple, bvm_shape: tuple, contenders: list[str], runs: list[dict]) -> str:
     sizes = {"virtual_detector": (shape, np.prod(shape) * 2), "bragg_vector_map": (bvm_shape, np.prod(bvm_shape) * 2)}
+    vd_gib = sizes["virtual_detector"][1] / GIB
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    frames = int(np.prod(bvm_shape[:2]))
+
+    def of(who: str, name: str) -> list[dict]:
+        return [r for r in runs if r["who"] == who and r["name"] == name]
+
+    def rate(run: dict) -> float:
+        return vd_gib / run["seconds"]
+
+    medians = {who: float(np.median([rate(r) for r in of(who, "virtual_detector")])) for who in contenders}
+    timed = "each run timed once" if args.rounds == 1 else (
+        f"the virtual detector timed in {args.rounds} rounds, contenders in alternating order (median; "
+        "memory growth: the largest)"
+    )  # fmt: skip
     lines = [
-        f"Data: uint16 .npy on disk, virtual detector on {shape} ({sizes['virtual_detector'][1] / GIB:.1f} GiB; "
+        f"Data: uint16 .npy on disk, virtual detector on {shape} ({vd_gib:.1f} GiB; "
         f"RAM {ram / GIB:.0f} GiB), Bragg vector map on {bvm_shape} ({sizes['bragg_vector_map'][1] / GIB:.1f} GiB); "
-        f"{args.workers} workers/ranks/cpus each; oremda budget {args.budget_gib:g} GiB; each run timed once, its "
+        f"{args.workers} workers/ranks/cpus each; oremda budget {args.budget_gib:g} GiB; {timed}, its "
         "file evicted from the page cache first.",
         "",
         "| contender | virtual detector (GiB/s) | memory growth (GiB) | Bragg vector map (frames/s) "
         "| memory growth (GiB) |",
         "|---|---:|---:|---:|---:|",
     ]
-    frames = int(np.prod(bvm_shape[:2]))
-    for who, r in results.items():
-        vd, bvm = r["virtual_detector"], r["bragg_vector_map"]
+    for who in contenders:
+        vd, (bvm,) = of(who, "virtual_detector"), of(who, "bragg_vector_map")
         lines.append(
-            f"| {who} | {sizes['virtual_detector'][1] / GIB / vd['seconds']:.2f} | {vd['growth'] / GIB:.2f} | "
+            f"| {who} | {medians[who]:.2f} | {max(r['growth'] for r in vd) / GIB:.2f} | "
             f"{frames / bvm['seconds']:,.0f} | {bvm['growth'] / GIB:.2f} |"
         )
     lines.append("")
-    for who, r in results.items():
-        if "node_seconds" in r["virtual_detector"]:
-            vd = r["virtual_detector"]
-            rate = sizes["virtual_detector"][1] / GIB / vd["node_seconds"]
-            lines.append(f"- {who}: the virtual detector node alone read {rate:.2f} GiB/s "
-                         f"({vd['node_seconds']:.1f} s of the run's {vd['seconds']:.1f} s)")  # fmt: skip
-    if "LiberTEM pipelined" in results:
-        for who in results:
-            if who.startswith("oremda"):
-                ratios = [results["LiberTEM pipelined"][op]["seconds"] / results[who][op]["seconds"]
-                          for op in ("virtual_detector", "bragg_vector_map")]  # fmt: skip
-                lines.append(f"- {who} vs LiberTEM: virtual detector {ratios[0]:.2f}x, Bragg vector map "
-                             f"{ratios[1]:.2f}x (> 1: oremda faster)")  # fmt: skip
+    if args.rounds > 1:
+        lines += ["| round | order | virtual detector (GiB/s) | memory growth (GiB) |", "|---:|---|---|---|"]
+        for index in range(1, args.rounds + 1):
+            done = [r for r in runs if r["round"] == index and r["name"] == "virtual_detector"]
+            speeds = ", ".join(f"{rate(r):.2f}" for r in done)
+            growths = ", ".join(f"{r['growth'] / GIB:.2f}" for r in done)
+            lines.append(f"| {index} | {', '.join(r['who'] for r in done)} | {speeds} | {growths} |")
+        lines.append("")
+    for who in contenders:
+        for r in of(who, "virtual_detector"):
+            if "node_seconds" in r:
+                round_ = f", round {r['round']}" if args.rounds > 1 else ""
+                lines.append(f"- {who}{round_}: the virtual detector node alone read {vd_gib / r['node_seconds']:.2f} "
+                             f"GiB/s ({r['node_seconds']:.1f} s of the run's {r['seconds']:.1f} s)")  # fmt: skip
+    if "LiberTEM pipelined" in contenders:
+        theirs = "LiberTEM pipelined"
+        (their_bvm,) = of(theirs, "bragg_vector_map")
+        for who in contenders[:-1]:
+            (bvm,) = of(who, "bragg_vector_map")
+            median = "medians " if args.rounds > 1 else ""
+            ratio = their_bvm["seconds"] / bvm["seconds"]
+            lines.append(f"- {who} vs LiberTEM: virtual detector {median}{medians[who] / medians[theirs]:.2f}x, "
+                         f"Bragg vector map {ratio:.2f}x (> 1: oremda faster)")  # fmt: skip
+            if args.rounds > 1:
+                pairs = [
+                    rate(ours) / rate(their)
+                    for ours, their in zip(of(who, "virtual_detector"), of(theirs, "virtual_detector"), strict=True)
+                ]
+                lines.append(f"  - per round: {', '.join(f'{p:.2f}x' for p in pairs)}")
     lines.append(
         f"- load average (1 min) when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)"
     )
@@ -348,7 +400,9 @@ def record(path: Path, text: str) -> None:
             "CI does not run it).\n"
         )  # fmt: skip
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    command = " ".join(["python", "bench/bench_scale.py", *sys.argv[1:]])
+    given = {"--folder": "DIR", "--libertem-python": "PYTHON"}  # machine paths stay out of the record
+    words = [given.get(before, word) for before, word in zip(["", *sys.argv[1:]], sys.argv[1:], strict=False)]
+    command = " ".join(["python", "bench/bench_scale.py", *words])
     entry = f"\n### bench/bench_scale.py, {stamp}\n\n`{command}`\n\n{text}\n"
     start = existing.index(heading) + len(heading)
     end = existing.find("\n## ", start)  # the section ends where the next one starts

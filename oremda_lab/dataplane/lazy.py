@@ -15,9 +15,11 @@ State and policy
   in operator.json) whose split input is lazy, it reads the part in chunks of at most
   :func:`chunk_bytes`, calls the operator on each chunk and joins the chunk results
   with the declared join method (``sum``, ``max``, ``min``, ``concatenate``,
-  ``first``); it reports progress and stops between chunks when cancelled. Every
-  chunk is read into one buffer, which the process keeps for the next call (the next
-  partition) and releases :data:`KEEP_SECONDS` after the last. Any other
+  ``first``); it reports progress and stops between chunks when cancelled. The next
+  chunk is read in a thread while the operator processes one, into two buffers in
+  turn, which the process keeps for the next call (the next partition) and releases
+  :data:`KEEP_SECONDS` after the last. A file larger than the memory available is
+  read with drop-behind (:func:`stays_cached`). Any other
   lazy input is read whole, and only if it fits the memory budget: else a clear
   :class:`MemoryBudgetExceeded`.
 * Formats: ``npy`` and ``raw`` (C-order bytes at an offset; a whole read of ``npy``
@@ -29,10 +31,12 @@ State and policy
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,7 @@ CHUNK_SHARE = 8
 # of the same node: fresh memory faults in again (and, when the page cache fills the
 # machine, first reclaims it), which costs a read from the cache several times over.
 KEEP_SECONDS = 2.0
+PAGE = mmap.PAGESIZE
 
 
 class MemoryBudgetExceeded(MemoryError):
@@ -159,13 +164,19 @@ class LazyArray:
     # -- reading ---------------------------------------------------------------------
 
     def read(
-        self, data_dir: str | Path, start: int = 0, stop: int | None = None, scratch: Scratch | None = None
+        self,
+        data_dir: str | Path,
+        start: int = 0,
+        stop: int | None = None,
+        scratch: Scratch | None = None,
+        drop: bool = False,
     ) -> np.ndarray:
         """Rows ``[start, stop)`` of this array (relative to :attr:`rows`), native byte order.
 
         ``scratch`` lends the memory to read into (``npy``, ``raw``, ``mib``): a chunk loop
-        reuses one buffer instead of faulting in a fresh one per chunk. Raises ValueError
-        when the file is shorter than described (truncated).
+        reuses its buffers instead of faulting in a fresh one per chunk. ``drop``: the
+        bytes read leave the page cache at once (see :func:`stays_cached`). Raises
+        ValueError when the file is shorter than described (truncated).
         """
         stop = self.shape[0] if stop is None else stop
         if not 0 <= start <= stop <= self.shape[0]:
@@ -174,9 +185,9 @@ class LazyArray:
         path = data_file(data_dir, self.path)
         if self.format in ("npy", "raw"):
             array = _read_bytes(path, self.offset + first * self.row_bytes, (last - first, *self.stored_shape[1:]),
-                                np.dtype(self.dtype), scratch)  # fmt: skip
+                                np.dtype(self.dtype), scratch, drop)  # fmt: skip
         elif self.format == "mib":
-            array = self._read_mib(path, first, last, scratch)
+            array = self._read_mib(path, first, last, scratch, drop)
         elif self.format == "hdf5":
             import h5py
 
@@ -186,12 +197,12 @@ class LazyArray:
             array = np.asarray(_dm4_dask(path)[first:last].compute())
         return _native(array)
 
-    def _read_mib(self, path: Path, first: int, last: int, scratch: Scratch | None) -> np.ndarray:
+    def _read_mib(self, path: Path, first: int, last: int, scratch: Scratch | None, drop: bool) -> np.ndarray:
         frame_shape = self.stored_shape[-2:]
         per_row = int(np.prod(self.stored_shape[1:-2], dtype=np.int64))
         frame = np.dtype([("header", f"V{self.frame_header}"), ("data", np.dtype(self.dtype), frame_shape)])
         raw = _read_bytes(
-            path, self.offset + first * per_row * frame.itemsize, ((last - first) * per_row,), frame, scratch
+            path, self.offset + first * per_row * frame.itemsize, ((last - first) * per_row,), frame, scratch, drop
         )
         return np.ascontiguousarray(raw["data"]).reshape(last - first, *self.stored_shape[1:])
 
@@ -264,22 +275,25 @@ class Scratch:
 
 
 class _Kept:
-    """The process's chunk buffer: lent to one :func:`call` at a time, released :data:`KEEP_SECONDS` after."""
+    """The process's two chunk buffers: lent to one :func:`call` at a time, released :data:`KEEP_SECONDS` after.
+
+    Two: the chunk the operator processes and the next one, read meanwhile.
+    """
 
     def __init__(self) -> None:
-        self.scratch = Scratch()
+        self.scratch = (Scratch(), Scratch())
         self.lock = threading.Lock()
         self.busy = False
         self.lent = 0  # counts loans: a timer releases only after the last one
 
     @contextmanager
-    def lend(self) -> Iterator[Scratch]:
-        """The kept buffer, or a fresh one while another call (another thread) has it."""
+    def lend(self) -> Iterator[tuple[Scratch, Scratch]]:
+        """The kept buffers, or fresh ones while another call (another thread) has them."""
         with self.lock:
             mine, self.busy = not self.busy, True
             self.lent += 1
         if not mine:
-            yield Scratch()
+            yield Scratch(), Scratch()
             return
         try:
             yield self.scratch
@@ -293,21 +307,30 @@ class _Kept:
     def _release(self, loan: int) -> None:
         with self.lock:
             if not self.busy and loan == self.lent:
-                self.scratch = Scratch()
+                self.scratch = (Scratch(), Scratch())
 
 
 _KEPT = _Kept()
 
 
 def _read_bytes(
-    path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, scratch: Scratch | None = None
+    path: Path,
+    offset: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    scratch: Scratch | None = None,
+    drop: bool = False,
 ) -> np.ndarray:
-    """``shape`` elements of ``dtype`` at ``offset`` of ``path``, read into a buffer (no mapping)."""
+    """``shape`` elements of ``dtype`` at ``offset`` of ``path``, read into a buffer (no mapping).
+
+    ``drop``: the file does not fit the page cache; its pages just read leave it at once.
+    """
     out = scratch.array(shape, dtype) if scratch is not None else np.empty(shape, dtype)
     view = memoryview(out.reshape(-1).view(np.uint8))
+    advise = getattr(os, "posix_fadvise", None)  # not on macOS
     with open(path, "rb", buffering=0) as f:
-        if hasattr(os, "posix_fadvise"):  # not on macOS
-            os.posix_fadvise(f.fileno(), offset, len(view), os.POSIX_FADV_SEQUENTIAL)  # a larger readahead
+        if advise:
+            advise(f.fileno(), offset, len(view), os.POSIX_FADV_SEQUENTIAL)  # a larger readahead
         f.seek(offset)
         got = 0
         while got < len(view):
@@ -317,6 +340,10 @@ def _read_bytes(
                     f"{path.name} is truncated: {offset + got} bytes where {offset + len(view)} are needed"
                 )
             got += n
+        # Whole pages only go; the one the next rows share (read next, then dropped) stays for now.
+        first, end = offset // PAGE * PAGE, (offset + len(view)) // PAGE * PAGE
+        if drop and advise and end > first:  # a length of 0 would mean "to the end of the file"
+            advise(f.fileno(), first, end - first, os.POSIX_FADV_DONTNEED)
     return out
 
 
@@ -559,13 +586,14 @@ def call(
         return invoke(inputs)
     source, meta = lazy[port].data, lazy[port].meta
     ranges = list(source.chunks_of(chunk_bytes(budget, context.workers)))
+    drop = not stays_cached(data_file(context.data_dir, source.path).stat().st_size)
     joiners: dict[str, Joiner] = {}
-    # Every chunk is read into the same memory (kept for the next call): the operator must not keep it.
-    with _KEPT.lend() as scratch:
-        for i, (start, stop) in enumerate(ranges):
+    # Chunks are read into two buffers in turn (kept for the next call): the operator must not keep one.
+    with _KEPT.lend() as scratch, closing(_read_ahead(source, context.data_dir, ranges, scratch, drop)) as chunks:
+        for i, (_, stop) in enumerate(ranges):
             if context.cancelled is not None and context.cancelled():
                 raise Cancelled(f"cancelled after {i}/{len(ranges)} chunks")
-            chunk = source.read(context.data_dir, start, stop, scratch)
+            chunk = next(chunks)
             chunk.flags.writeable = False  # as every input
             inputs[port] = type(lazy[port])(chunk, meta)
             del chunk
@@ -588,6 +616,59 @@ def call(
     return {out: type(lazy[port])(j.result(), j.meta or {}) for out, j in joiners.items()}
 
 
+def _read_ahead(
+    source: LazyArray,
+    data_dir: str | Path,
+    ranges: list[tuple[int, int]],
+    scratch: tuple[Scratch, Scratch],
+    drop: bool,
+) -> Iterator[np.ndarray]:
+    """The chunks of ``ranges`` in order; each is read in a thread while the caller processes the one before.
+
+    The disk works while the operator computes (a chunk of a file larger than memory comes
+    from disk). Closing the generator waits for the read in flight, so no read writes into
+    a buffer once it is given back.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="oremda-read") as pool:
+
+        def read(i: int) -> Future[np.ndarray]:
+            return pool.submit(source.read, data_dir, *ranges[i], scratch[i % 2], drop)
+
+        pending = [read(0)] if ranges else []
+        for i in range(len(ranges)):
+            chunk = pending.pop().result()
+            if i + 1 < len(ranges):
+                pending.append(read(i + 1))  # into the other buffer: the one whose chunk was processed
+            yield chunk
+
+
+def meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (``MemTotal``, ``MemAvailable``, ...); empty without it (macOS)."""
+    try:
+        with open("/proc/meminfo") as f:
+            lines = [line.split(":", 1) for line in f]
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) * (1024 if v.strip().endswith("kB") else 1) for k, v in lines}
+
+
+def stays_cached(size: int) -> bool:
+    """Whether a file of ``size`` bytes can stay in the page cache: at most the memory available now.
+
+    A larger file is read with drop-behind (``POSIX_FADV_DONTNEED`` on each chunk once
+    read): a re-run would find none of it cached anyway, the kernel then has no page cache
+    to reclaim during the read, and other files' cached pages stay. A file that fits stays
+    cached, and a re-run reads it from memory. Decided once per partition.
+
+    Examples
+    --------
+    >>> stays_cached(1 << 20), stays_cached(1 << 60)
+    (True, False)
+    """
+    available = meminfo().get("MemAvailable")
+    return available is None or size <= available
+
+
 def memory_budget(budget_bytes: int | None) -> int:
     """The memory budget: ``budget_bytes`` when set, else half the memory available now.
 
@@ -596,12 +677,8 @@ def memory_budget(budget_bytes: int | None) -> int:
     """
     if budget_bytes is not None:
         return budget_bytes
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024 // 2
-    except (OSError, KeyError, ValueError):
-        return 8 << 30  # no /proc (macOS): a conservative default
+    available = meminfo().get("MemAvailable")
+    return available // 2 if available is not None else 8 << 30  # no /proc (macOS): a conservative default
 
 
 def workers_env() -> int:

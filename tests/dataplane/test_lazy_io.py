@@ -1,4 +1,5 @@
-"""How lazy data is read: few large reads into a kept buffer in the workers, and no other read by the kernel.
+"""How lazy data is read: few large reads into two kept buffers, the next chunk while the operator runs,
+drop-behind for files larger than memory; no other read by the kernel.
 
 Read throughput on data larger than memory depends on both (docs/scale.md, "Throughput").
 The counts come from ``/proc/<pid>/io`` (Linux): ``rchar`` (bytes through read calls,
@@ -7,8 +8,13 @@ page cache hits included) and ``syscr`` (read calls).
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +27,19 @@ from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker.sdk import PortValue
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs /proc/<pid>/io (Linux)")
+
+
+PARALLEL = {"split": {"port": "data", "axis": 0}, "join": {"image": "concatenate"}}
+
+
+def evict(path: Path) -> None:
+    """Drop ``path`` from the page cache (nothing of it is dirty: written and closed by numpy)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def io_counts() -> dict[str, int]:
@@ -67,13 +86,12 @@ def test_a_run_on_a_lazy_input_leaves_its_bytes_to_the_workers(tmp_path, monkeyp
     assert read < data.nbytes // 8, f"the kernel process read {read} bytes of a {data.nbytes}-byte lazy input"
 
 
-def test_back_to_back_calls_reuse_one_chunk_buffer_then_give_it_back(tmp_path, monkeypatch):
+def test_back_to_back_calls_reuse_two_chunk_buffers_then_give_them_back(tmp_path, monkeypatch):
     """Partitions of one node read into the memory the previous one faulted in; idle, it is released."""
     monkeypatch.setattr(lazy, "KEEP_SECONDS", 0.2)
     data = patterns(8)
     np.save(tmp_path / "scan.npy", data)
     ref = lazy.npy(tmp_path, "scan.npy")
-    parallel = {"split": {"port": "data", "axis": 0}, "join": {"image": "concatenate"}}
     context = Context(tmp_path, budget_bytes=2 * ref.row_bytes * lazy.CHUNK_SHARE)  # two rows per chunk
     addresses: list[int] = []
 
@@ -84,17 +102,103 @@ def test_back_to_back_calls_reuse_one_chunk_buffer_then_give_it_back(tmp_path, m
 
     def run(part: int, pause: float = 0.0) -> np.ndarray:
         source = PortValue(ref.part(part, 2), {})
-        return lazy.call(lambda i: image(i, pause), {"data": source}, parallel, context, PortValue)["image"].data
+        return lazy.call(lambda i: image(i, pause), {"data": source}, PARALLEL, context, PortValue)["image"].data
 
     first, second = run(0), run(1)
     np.testing.assert_array_equal(np.concatenate([first, second]), data.sum(axis=(-2, -1)))
-    assert len(addresses) == 4 and len(set(addresses)) == 1  # every chunk of both calls in one buffer
-    assert lazy._KEPT.scratch.buffer.nbytes == 2 * ref.row_bytes
+    a, b = addresses[:2]
+    assert a != b and addresses == [a, b, a, b]  # chunks in turn in the same two buffers, both calls
+    assert [s.buffer.nbytes for s in lazy._KEPT.scratch] == [2 * ref.row_bytes] * 2
     time.sleep(0.5)
-    assert lazy._KEPT.scratch.buffer.nbytes == 0  # idle longer than KEEP_SECONDS: given back
+    assert [s.buffer.nbytes for s in lazy._KEPT.scratch] == [0, 0]  # idle longer than KEEP_SECONDS: given back
 
     addresses.clear()  # two calls at once (threads of one process) never share a buffer
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda p: run(p, pause=0.1), (0, 1)))
     np.testing.assert_array_equal(np.concatenate(both), data.sum(axis=(-2, -1)))
-    assert len(set(addresses)) == 2
+    assert len(set(addresses)) == 4
+
+
+def test_the_next_chunk_is_read_while_the_operator_processes_one(tmp_path):
+    """While the operator holds chunk 0, chunk 1's bytes arrive (read in a thread): disk and compute overlap."""
+    data = patterns(64)  # 8 MiB, 4 chunks
+    np.save(tmp_path / "scan.npy", data)
+    ref = lazy.npy(tmp_path, "scan.npy")
+    chunk = 16 * ref.row_bytes
+    context = Context(tmp_path, budget_bytes=chunk * lazy.CHUNK_SHARE)
+    seen: list[int] = []
+
+    def image(inputs):
+        if not seen:  # the first chunk: wait (bounded) for the next one's read
+            start, deadline = io_counts()["rchar"], time.monotonic() + 10
+            while io_counts()["rchar"] - start < chunk and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(io_counts()["rchar"] - start)
+        return {"image": inputs["data"].data.sum(axis=(-2, -1))}
+
+    out = lazy.call(image, {"data": PortValue(ref, {})}, PARALLEL, context, PortValue)["image"].data
+    np.testing.assert_array_equal(out, data.sum(axis=(-2, -1)))
+    assert seen[0] >= chunk, f"only {seen[0]} bytes were read while the operator held the first chunk"
+
+
+def resident(path: Path, offset: int, length: int) -> tuple[int, int]:
+    """Pages of ``path``'s bytes ``[offset, offset + length)`` in the page cache (mincore(2)), of how many."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    page = mmap.PAGESIZE
+    first = offset // page * page
+    length += offset - first
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), length, prot=mmap.PROT_READ, offset=first) as mapped:
+        pages = np.zeros(-(-length // page), np.uint8)
+        address = np.frombuffer(mapped, np.uint8).ctypes.data
+        assert libc.mincore(ctypes.c_void_p(address), length, pages.ctypes.data) == 0, ctypes.get_errno()
+    return int((pages & 1).sum()), pages.size
+
+
+def test_a_file_larger_than_memory_leaves_the_page_cache_as_it_is_read(tmp_path):
+    """Drop-behind for a file that cannot stay cached; a file that fits stays cached for a re-run."""
+    available = lazy.meminfo()["MemAvailable"]
+    rows = available // (16 * 64 * 64 * 2) + 1024  # a sparse file larger than the memory available now
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype="<u2", shape=(rows, 16, 64, 64))
+    del big  # all holes: no disk used; holes read as zeros and are cached like data
+    data = patterns(64)
+    np.save(tmp_path / "small.npy", data)
+    context = Context(tmp_path, budget_bytes=16 * data[0].nbytes * lazy.CHUNK_SHARE)  # 4 chunks of 64 rows
+    fds = len(os.listdir("/proc/self/fd"))
+    # Of a file larger than memory, at most the page shared with the next rows stays cached.
+    for name, expected, stays in (("big.npy", np.zeros((64, 16)), False), ("small.npy", data.sum(axis=(-2, -1)), True)):
+        ref = lazy.npy(tmp_path, name)
+        assert lazy.stays_cached((tmp_path / name).stat().st_size) is stays
+        evict(tmp_path / name)
+        part = replace(ref, rows=(0, 64))
+        out = lazy.call(lambda i: {"image": i["data"].data.sum(axis=(-2, -1))}, {"data": PortValue(part, {})},
+                        PARALLEL, context, PortValue)["image"].data  # fmt: skip
+        np.testing.assert_array_equal(out, expected)
+        pages, spanned = resident(tmp_path / name, ref.offset, part.nbytes)
+        if stays:
+            assert pages == spanned  # every page read is still cached
+        else:
+            assert pages <= 1, f"{pages} pages of a file larger than memory stayed in the page cache"
+    assert len(os.listdir("/proc/self/fd")) == fds  # every file the reads opened is closed
+
+
+def test_a_failing_read_or_operator_leaves_no_read_in_flight(tmp_path):
+    """The error arrives whole; the read thread has ended and no file is left open."""
+    data = patterns(64)
+    np.save(tmp_path / "scan.npy", data)
+    ref = lazy.npy(tmp_path, "scan.npy")
+    context = Context(tmp_path, budget_bytes=16 * ref.row_bytes * lazy.CHUNK_SHARE)
+    fds = len(os.listdir("/proc/self/fd"))
+
+    def fail(inputs):
+        raise RuntimeError("operator failed")
+
+    with pytest.raises(RuntimeError, match="operator failed"):
+        lazy.call(fail, {"data": PortValue(ref, {})}, PARALLEL, context, PortValue)
+    with open(tmp_path / "scan.npy", "r+b") as f:  # cut in the third chunk, after the reference was made
+        f.truncate(ref.offset + 40 * ref.row_bytes)
+    with pytest.raises(lazy.TruncatedFile, match="scan.npy is truncated"):
+        lazy.call(lambda i: {"image": i["data"].data.sum()}, {"data": PortValue(ref, {})}, PARALLEL, context,
+                  PortValue)  # fmt: skip
+    assert not [t for t in threading.enumerate() if t.name.startswith("oremda-read")]
+    assert len(os.listdir("/proc/self/fd")) == fds
