@@ -82,13 +82,13 @@ def blur_pipeline(reader, filename, view):
 
 engine = Engine("local", data_dir=DATA)
 pipeline = blur_pipeline("ncem_reader", {image!r}, "view")
-editor = PipelineEditor(pipeline, engine, height=300)
+editor = PipelineEditor(pipeline, engine, height=300, preview_bin={preview_bin})
 editor.add_class("bench-editor")
 bound = editor.slider("blur", "sigma")
 bound.add_class("bench-bound")
 engine_big = Engine("local", data_dir=DATA)  # its own engine: the two editors never wait for each other
 pipeline_big = blur_pipeline("npy_reader", {big!r}, "view4096")
-editor_big = PipelineEditor(pipeline_big, engine_big, height=300)
+editor_big = PipelineEditor(pipeline_big, engine_big, height=300, preview_bin={preview_bin})
 editor_big.add_class("bench-editor-4096")
 display(editor, bound, editor_big)
 """
@@ -134,6 +134,7 @@ display(baseline(image, "bench-baseline"), baseline(image_big, "bench-baseline-4
 # (editor setups: its canvas) or the class of a baseline's Output widget.
 ARM = """([kind, target]) => {
   window.__t0 = null;
+  window.__t0wall = Infinity; // no frame counts before the keydown
   window.__result = undefined;
   document.addEventListener('keydown', () => { window.__t0 = performance.now(); window.__t0wall = Date.now(); },
                             {capture: true, once: true});
@@ -141,10 +142,15 @@ ARM = """([kind, target]) => {
     requestAnimationFrame(() => setTimeout(() => resolve(window.__result = performance.now() - window.__t0), 0));
   window.__done = new Promise((resolve) => {
     if (kind !== 'baseline') {
+      // A frame of this move's run: encoded after the keydown (not the last move's full-size
+      // picture, which the editor sends when the hand has stopped for a moment).
       const c = document.querySelector(`canvas[data-display='${target}']`);
       const start = c.dataset.frame;
       const obs = new MutationObserver(() => {
-        if (c.dataset.frame !== start) { obs.disconnect(); painted(resolve); }
+        if (c.dataset.frame !== start && Number(c.dataset.encodedAt || 0) >= window.__t0wall) {
+          obs.disconnect();
+          painted(resolve);
+        }
       });
       obs.observe(c, {attributes: true});
     } else {
@@ -161,6 +167,20 @@ ARM = """([kind, target]) => {
     }
   });
 }"""
+
+# After the last move: ms from its keydown to the full-size picture on screen (the editor
+# sends previews while a parameter moves, and the full-size pictures once it stops).
+FULL_SIZE = """id => new Promise((resolve) => {
+  const c = document.querySelector(`canvas[data-display='${id}']`);
+  if (c.dataset.preview !== '1') return resolve(window.__result);
+  const obs = new MutationObserver(() => {
+    if (c.dataset.preview !== '1') {
+      obs.disconnect();
+      requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
+    }
+  });
+  obs.observe(c, {attributes: true});
+})"""
 
 # The kernel's and the page's wall clocks for the last frame, relative to the keydown (ms).
 WALL = """id => {
@@ -199,14 +219,17 @@ EDITORS = {
 BASELINES = {"baseline": "bench-baseline", "baseline 4096": "bench-baseline-4096"}
 
 
-def make_notebook(folder: Path, data: Path) -> Path:
-    """The bench notebook in ``folder``, with its data folder (the MoS2 file and its 4 x 4 tiling)."""
+def make_notebook(folder: Path, data: Path, preview_bin: int = 2) -> Path:
+    """The bench notebook in ``folder``, with its data folder (the MoS2 file and its 4 x 4 tiling).
+
+    ``preview_bin``: the editors' coarser pictures while the slider moves (1: none).
+    """
     (folder / "data").mkdir()
     shutil.copyfile(data / IMAGE, folder / "data" / IMAGE)  # a copy: readers refuse links out of the folder
     np.save(folder / "data" / BIG, np.tile(mos2(data), (4, 4)))
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}
-    fields = {"data": str(folder / "data"), "image": IMAGE, "big": BIG}
+    fields = {"data": str(folder / "data"), "image": IMAGE, "big": BIG, "preview_bin": preview_bin}
     nb.cells = [nbformat.v4.new_code_cell(SETUP.format(**fields)), nbformat.v4.new_code_cell(BASELINE.format(**fields))]
     path = folder / "bench_slider.ipynb"
     nbformat.write(nb, path)
@@ -222,8 +245,9 @@ def mos2(data: Path) -> np.ndarray:
 def measure(page, kind: str, target: str, slider, moves: int, warmup: int, traces: list, lost: list) -> list[float]:
     """Latencies (ms) of ``moves`` slider steps after ``warmup`` ones.
 
-    The editor's timing marks go into ``traces``; a move with no new image within
-    ``LOST_MS`` goes into ``lost`` (its index) and is not a latency.
+    The editor's timing marks go into ``traces`` (with ``preview`` 1 for a move shown as
+    a preview); a move with no new image within ``LOST_MS`` goes into ``lost`` (its
+    index) and is not a latency.
     """
     times = []
     bar = page.locator(f".{EDITORS[kind][0]} [data-run-state]").first if kind in EDITORS else None
@@ -244,6 +268,7 @@ def measure(page, kind: str, target: str, slider, moves: int, warmup: int, trace
             if kind in EDITORS:  # wall clocks shared by kernel and page: when the kernel had encoded the picture
                 stamps = page.evaluate(WALL, target)
                 marks += [[label, t] for label, t in stamps.items() if t is not None]
+                marks.append(["preview", page.evaluate(PREVIEW, target)])
             if bar is not None:  # the run bar says "done (63 ms)": the engine's own run time
                 found = re.search(r"done \(([0-9.]+) (ms|s)\)", bar.inner_text())
                 if found:
@@ -277,6 +302,7 @@ def check_exact(page, kind: str, image: np.ndarray) -> dict[str, float]:
     return {"sigma": sigma, "kernel_max_rel_error": kernel_error, "canvas_max_level_error": int(levels)}
 
 
+PREVIEW = "id => Number(document.querySelector(`canvas[data-display='${id}']`).dataset.preview === '1')"
 PHASES = ("send set_param", "change:graph", "encoded (kernel clock)", "change:displays", "drawn", "engine run",
           "kernel")  # fmt: skip
 
@@ -312,13 +338,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", action="store_true", help="print a section for docs/benchmarks.md")
     ap.add_argument("--trace", action="store_true", help="print the editor's timing marks for a few moves")
+    ap.add_argument("--preview-bin", type=int, default=2, help="the editors' preview_bin (1: no previews)")
     args = ap.parse_args()
     data = data_folder([IMAGE])
     image = mos2(data)
     load_before = os.getloadavg()[0]
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="oremda-bench-") as tmp:
-        make_notebook(Path(tmp), data)
+        make_notebook(Path(tmp), data, args.preview_bin)
         with jupyter_lab(root=Path(tmp)) as url, chromium_page(1400, 2400) as page:
             open_notebook(page, url, "bench_slider.ipynb")
             run_all_cells(page)
@@ -354,6 +381,8 @@ def main() -> None:
                 results[kind] = summary(measure(page, kind, target, slider, moves, args.warmup, traces, lost))
                 results[kind]["lost_moves"] = lost
                 if kind in EDITORS:
+                    results[kind]["full_size_after_last_move_ms"] = page.evaluate(FULL_SIZE, target)
+                    results[kind]["previews"] = sum(v for marks in traces for label, v in marks if label == "preview")
                     results[kind]["phases_ms"] = phases(traces)
                     big = np.tile(image, (4, 4)) if "4096" in kind else image
                     results[kind]["exact"] = check_exact(page, kind, big)
@@ -434,7 +463,9 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
             f"{ph.get('send set_param')}, graph echoed {ph.get('change:graph')}, picture encoded in the kernel "
             f"{ph.get('encoded (kernel clock)')}, display data arrived "
             f"{ph.get('change:displays')}, canvas drawn {ph.get('drawn')}; engine run {ph.get('engine run')}, "
-            f"kernel (command received to results sent) {ph.get('kernel')}"
+            f"kernel (command received to results sent) {ph.get('kernel')}. Moves shown as a preview: "
+            f"{results[kind]['previews']} of {results[kind]['n']}; the full-size picture was on screen "
+            f"{results[kind]['full_size_after_last_move_ms']:.0f} ms after the last move's keydown"
         )
     return "\n".join(lines)
 

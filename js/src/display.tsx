@@ -86,6 +86,7 @@ export const DisplayView = memo(function DisplayView({ id, payload }: { id: stri
     trace("drawn");
     c.dataset.frame = String(frame.current);
     c.dataset.revision = String(shown.revision);
+    c.dataset.preview = shown.preview ? "1" : "0";
     // Wall clocks (the kernel's and this page's, one machine in the benchmark): encoded -> drawn.
     if (shown.encoded_at) c.dataset.encodedAt = String(shown.encoded_at);
     c.dataset.drawnAt = String(Date.now());

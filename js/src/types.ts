@@ -118,6 +118,7 @@ export interface DisplayPayload {
   revision: number;
   stale?: boolean; // the last good layers, kept while an upstream node fails
   partial?: string; // a preview while a node upstream still runs in partitions, e.g. "3/8 partitions"
+  preview?: boolean; // pictures sent coarser while a parameter moves; the full-size ones follow when it stops
   encoded_at?: number; // the kernel's wall clock (ms since the epoch) when it encoded this payload: latency tracing
 }
 

@@ -19,6 +19,7 @@ from oremda_lab.spec.pipeline import Node
 from oremda_lab.worker.sdk import PortValue
 
 OVERLAYS = ("scatter", "vector")
+MIN_PREVIEW_PX = 32  # a preview smaller than this per side would show nothing useful
 
 
 def bin_factor(shape: tuple[int, ...], max_px: int | None) -> int:
@@ -78,6 +79,28 @@ def picture_bytes(data: np.ndarray, meta: dict[str, Any], factor: int = 1) -> by
     return out.tobytes()
 
 
+def coarser(payload: dict[str, Any], factor: int) -> dict[str, Any]:
+    """``payload`` with its pictures block-averaged by ``factor`` more (the same object if none is).
+
+    A preview while a parameter moves: the grey levels already sent are averaged, so it
+    costs a fraction of the encode; overlays stay in image coordinates (``scale`` grows).
+    """
+    if factor <= 1:
+        return payload
+    layers = []
+    for layer in payload["layers"]:
+        h, w = layer.get("height", 0) // factor, layer.get("width", 0) // factor
+        if layer["kind"] != "picture" or min(h, w) < MIN_PREVIEW_PX:
+            layers.append(layer)
+            continue
+        grey = np.frombuffer(layer["pixels"], np.uint8).reshape(layer["height"], layer["width"])
+        pixels = np.rint(binned(grey.astype(np.float32), factor)).astype(np.uint8).tobytes()
+        layers.append({**layer, "width": w, "height": h, "pixels": pixels, "scale": layer["scale"] * factor})
+    if all(a is b for a, b in zip(layers, payload["layers"], strict=True)):
+        return payload
+    return {**payload, "layers": layers, "preview": True}
+
+
 def encode(node: Node, layers: list[PortValue], revision: int, max_px: int | None = 512) -> dict[str, Any]:
     """The payload for one display node; pictures are binned to at most ``max_px`` per side.
 
@@ -103,8 +126,15 @@ def _layers(node: Node, layers: list[PortValue], max_px: int | None) -> list[dic
             factor = bin_factor(data.shape, max_px)
             h, w = data.shape[0] // factor, data.shape[1] // factor
             out.append(
-                {"kind": "picture", "width": int(w), "height": int(h), "pixels": picture_bytes(data, meta, factor),
-                 "scale": factor, "shape": list(data.shape), "label": meta.get("label") or ""}  # fmt: skip
+                {
+                    "kind": "picture",
+                    "width": int(w),
+                    "height": int(h),
+                    "pixels": picture_bytes(data, meta, factor),
+                    "scale": factor,
+                    "shape": list(data.shape),
+                    "label": meta.get("label") or "",
+                }  # fmt: skip
             )
         else:
             width = 2 if kind == "scatter" else 4

@@ -51,6 +51,12 @@ STATIC = Path(__file__).parent / "static"
 BUNDLE = STATIC / "editor.js"
 #: Node status changes are sent at most this often while a run is going (the end is sent at once).
 STATUS_INTERVAL_S = 0.1
+# Changes of one parameter closer together than this are one movement (the front end's
+# GESTURE_MS): while it moves, pictures go coarser (``preview_bin``).
+GESTURE_S = 1.0
+# The hand stopped: this long after a moving run's end with no newer run, its pictures go
+# again at full display size.
+REFINE_S = 0.3
 _MISSING_BUNDLE = """
 export default { render({ el }) {
   el.textContent = "oremda-lab: the editor bundle is missing; run `npm ci && npm run build` in the source tree.";
@@ -86,6 +92,12 @@ class PipelineEditor(anywidget.AnyWidget):
     picture_max_px
         Pictures larger than this (per side) are block-averaged by an integer factor
         before they are sent to the browser (None: always full size).
+    preview_bin
+        While one parameter moves (changes less than ``GESTURE_S`` apart, e.g. a slider
+        dragged or stepped by keys), pictures are block-averaged by this factor more: a
+        quarter of the bytes at 2, so each step reaches the screen sooner. ``REFINE_S``
+        after the hand stops, the last run's pictures go again at full display size. The
+        run itself is always exact and full resolution; 1 turns previews off.
     examples
         The toolbar's Examples menu: name -> pipeline (a path, JSON dict or Pipeline).
         Default: the bundled example pipelines (:func:`oremda_lab.examples.example_pipelines`).
@@ -122,6 +134,7 @@ class PipelineEditor(anywidget.AnyWidget):
         registry: Registry | None = None,
         height: int = 460,
         picture_max_px: int | None = 512,
+        preview_bin: int = 2,
         examples: Mapping[str, Pipeline | dict | str | Path] | None = None,
         **kwargs: Any,
     ):
@@ -142,6 +155,12 @@ class PipelineEditor(anywidget.AnyWidget):
         # (nodes that wait or are invalid; the rest runs) and the displays already sent.
         self._runs: dict[int, _RunView] = {}
         self.picture_max_px = picture_max_px
+        self.preview_bin = preview_bin
+        # Movement: the parameters of the last submitted run, and the last single change.
+        self._params: dict[tuple[str, str], Any] = {}
+        self._last_change: tuple[tuple[str, str], float] | None = None
+        self._submissions = 0
+        self._refine_timer: threading.Timer | None = None
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
@@ -248,8 +267,9 @@ class PipelineEditor(anywidget.AnyWidget):
     def close(self) -> None:
         """Close the widget; stop observing; close the engine if the editor made it."""
         self._unobserve()
-        if self._status_timer is not None:
-            self._status_timer.cancel()
+        for timer in (self._status_timer, self._refine_timer):
+            if timer is not None:
+                timer.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -339,12 +359,17 @@ class PipelineEditor(anywidget.AnyWidget):
         if key == self._submitted_key:
             return None  # only positions changed
         self._submitted_key = key
+        self._submissions += 1
+        if self._refine_timer is not None:
+            self._refine_timer.cancel()  # still moving: no full-size pictures of the last run
+            self._refine_timer = None
+        moving = self._moving()
         if not self._pipeline.nodes:
             self._set_run("idle")
             return None
         # A partial graph runs too: nodes whose inputs are satisfied run, the others report
         # `waiting` (or their own error); the run bar lists what is missing meanwhile.
-        view = _RunView([str(p) for p in self._pipeline.validate()])
+        view = _RunView([str(p) for p in self._pipeline.validate()], self.preview_bin if moving else 1)
         # Say "running" before submitting: a fast run may finish before submit returns.
         self._set_run("running", message="running…", **view.fields())
         engine = self.engine
@@ -363,6 +388,17 @@ class PipelineEditor(anywidget.AnyWidget):
             return None
         future.add_done_callback(self._on_done)
         return future
+
+    def _moving(self) -> bool:
+        """True when this run changes the same one parameter as the last, less than GESTURE_S later."""
+        params = {(n.id, k): v for n in self._pipeline.nodes.values() for k, v in n.params.items()}
+        # Nodes or parameters added or removed: an edit of the graph, not a movement.
+        same_keys = params.keys() == self._params.keys()
+        changed = [k for k in params if same_keys and params[k] != self._params[k]]
+        now, last = time.perf_counter(), self._last_change
+        self._params = params
+        self._last_change = (changed[0], now) if len(changed) == 1 else None
+        return len(changed) == 1 and last is not None and last[0] == changed[0] and now - last[1] < GESTURE_S
 
     def _on_event(self, event: Any) -> None:
         # Node events are batched: at most one ``status`` message per STATUS_INTERVAL_S, and
@@ -399,6 +435,7 @@ class PipelineEditor(anywidget.AnyWidget):
         payload = self._encode(node, layers)
         if partial is None:
             view.shown.add(node_id)  # final: the run's end need not send it again
+            payload = view.coarse(node_id, payload)
         else:
             payload["partial"] = partial or "partial"  # the run's end sends the final picture
         self.displays = {**self.displays, node_id: payload}
@@ -442,7 +479,7 @@ class PipelineEditor(anywidget.AnyWidget):
                         # Upstream failed or waits: keep the last picture, marked stale, rather than a blank.
                         shown[node_id] = {**old, "stale": True}
                     else:
-                        shown[node_id] = self._encode(node, layers)
+                        shown[node_id] = view.coarse(node_id, self._encode(node, layers))
                 self.status = {n: _node_status(r.status, r) for n, r in run.nodes.items()}
                 self.displays = shown
                 errors = run.errors
@@ -453,9 +490,23 @@ class PipelineEditor(anywidget.AnyWidget):
                     # kernel_s: from the last front-end command to these results (latency work).
                     kernel_s = time.perf_counter() - self._command_at if self._command_at else None
                     self._set_run("done", elapsed_s=run.duration_s, kernel_s=kernel_s, **view.fields())
+                if view.full:
+                    self._refine_timer = threading.Timer(REFINE_S, self._refine, (view.full, self._submissions))
+                    self._refine_timer.daemon = True
+                    self._refine_timer.start()
         except Exception as e:
             log.exception("editor could not show run results")
             self._set_run("error", message=f"cannot show results: {_message(e)}")
+
+    def _refine(self, full: dict[str, dict[str, Any]], submission: int) -> None:
+        """The hand stopped: the full-size pictures of the last run replace its previews."""
+        with self._lock:
+            if submission != self._submissions:
+                return  # a newer run started: it sends its own pictures
+            self._refine_timer = None
+            self._display_revision += 1
+            shown = {k: {**p, "revision": self._display_revision} for k, p in full.items() if k in self.displays}
+            self.displays = {**self.displays, **shown}
 
     def _set_run(self, state: str, **fields: Any) -> None:
         with self._lock:
@@ -467,9 +518,21 @@ class PipelineEditor(anywidget.AnyWidget):
 class _RunView:
     """What the editor keeps about one of its runs while it goes."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], preview_bin: int = 1):
         self.problems = problems
         self.shown: set[str] = set()  # display nodes already sent during the run
+        self.preview_bin = preview_bin
+        self.full: dict[str, dict[str, Any]] = {}  # display -> full-size payload, sent when the hand stops
+
+    def coarse(self, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` as sent while a parameter moves: pictures ``preview_bin`` times coarser.
+
+        The full payload is kept for the refinement (:data:`REFINE_S`).
+        """
+        preview = _display.coarser(payload, self.preview_bin)
+        if preview is not payload:
+            self.full[node_id] = payload
+        return preview
 
     def fields(self) -> dict[str, Any]:
         """Extra fields of the ``run`` trait: the problems of a partial graph, if any."""

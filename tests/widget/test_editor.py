@@ -1,5 +1,6 @@
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -386,7 +387,9 @@ def test_two_editors_share_one_engine_without_interfering(comm):
         rev = a.displays["view"]["revision"]
         for sigma in (3, 4, 5):  # a drag on A: newest wins among A's runs only
             a.pipeline.set_param("blur", "sigma", sigma)
+        # (A drag sends previews; the full-size picture follows when it stops.)
         wait_for(lambda: a.run["state"] == "done" and a.displays["view"]["revision"] > rev)
+        wait_for(lambda: not a.displays["view"].get("preview"))
         # The engine calls subscribers before a run's future resolves: B has heard all of A's
         # events by now. Flush what B would have batched from them, as its timer does.
         b._flush_status()
@@ -452,3 +455,69 @@ def test_progress_reported_by_an_operator_reaches_its_node(comm, tmp_path, runti
     assert reports, seen
     assert all(0 < p <= 1 and m == f"{round(p * 4)}/4 steps" for p, m in reports), reports
     assert seen[-1]["state"] == "done" and seen[-1].get("progress") is None
+
+
+def test_a_moving_parameter_sends_previews_then_the_full_pictures_when_it_stops(comm):
+    from oremda_lab.widget import editor as editor_module
+    from oremda_lab.widget._display import binned, encode
+
+    def sent():  # (preview?, width) of every displays update so far
+        return [(bool(d["view"].get("preview")), d["view"]["layers"][0]["width"]) for d, _ in comm.updates("displays")]
+
+    def step(sigma):
+        rev = e.displays["view"]["revision"]
+        e.pipeline.set_param("blur", "sigma", sigma)
+        wait_for(lambda: e.displays["view"]["revision"] > rev and e.run["state"] == "done")
+        return e.displays["view"]
+
+    with Engine("inline") as engine:
+        e = PipelineEditor(BLUR_DISPLAY, engine, comm=comm)
+        wait_for(lambda: e.run["state"] == "done")
+        time.sleep(editor_module.GESTURE_S)
+        assert not step(2.0).get("preview")  # the first change after a pause: full size (256 px)
+        preview = step(2.5)  # the same parameter again, at once: it moves
+        (layer,) = preview["layers"]
+        assert preview["preview"] and (layer["width"], layer["height"], layer["scale"]) == (128, 128, 2)
+        wait_for(lambda: not e.displays["view"].get("preview"))  # the hand stopped
+        full = e.displays["view"]
+        assert full["revision"] > preview["revision"] and full["layers"][0]["width"] == 256
+        # The refinement is the exact run result at display size, and the preview its 2 x 2 mean.
+        run = engine.run(e.pipeline)
+        exact = encode(e.pipeline.nodes["view"], list(run.displays["view"]), 0)["layers"][0]["pixels"]
+        assert full["layers"][0]["pixels"] == exact
+        grey = np.frombuffer(exact, np.uint8).reshape(256, 256).astype(np.float32)
+        shown = np.frombuffer(layer["pixels"], np.uint8).reshape(128, 128)
+        assert np.abs(np.rint(binned(grey, 2)) - shown).max() == 0
+        # Moving on before the hand stops: no full-size picture in between, one at the end.
+        time.sleep(editor_module.GESTURE_S)
+        before = len(sent())
+        step(3.0), step(3.5), step(4.0)
+        wait_for(lambda: not e.displays["view"].get("preview"))
+        assert sent()[before:] == [(False, 256), (True, 128), (True, 128), (False, 256)]
+        # Another parameter, or an edit of the graph, is not a movement.
+        e.pipeline.set_param("blur", "mode", "nearest")
+        wait_for(lambda: e.run["state"] == "done" and e.pipeline.nodes["blur"].params["mode"] == "nearest")
+        time.sleep(0.05)
+        assert not e.displays["view"].get("preview")
+        e.close()
+
+
+def test_previews_average_the_grey_levels_already_sent():
+    from oremda_lab.spec.pipeline import Node
+    from oremda_lab.widget._display import coarser, encode
+    from oremda_lab.worker.sdk import PortValue
+
+    img = np.random.default_rng(1).random((600, 400)).astype(np.float32)
+    points = np.array([[10.0, 20.0]], np.float32)
+    layers = [PortValue(img, {"kind": "picture"}), PortValue(points, {"kind": "scatter"})]
+    payload = encode(Node("v", type="display", display="2D"), layers, 1)
+    preview = coarser(payload, 2)
+    picture, overlay = preview["layers"]
+    assert (picture["width"], picture["height"], picture["scale"]) == (100, 150, 4)  # 600 x 400 -> 300 x 200 -> half
+    assert overlay is payload["layers"][1] and preview["preview"] and "preview" not in payload
+    sent = np.frombuffer(payload["layers"][0]["pixels"], np.uint8).reshape(300, 200).astype(float)
+    mean = sent.reshape(150, 2, 100, 2).mean(axis=(1, 3))
+    assert np.abs(np.frombuffer(picture["pixels"], np.uint8).reshape(150, 100) - mean).max() <= 0.5
+    assert coarser(payload, 1) is payload
+    tiny = encode(Node("v", type="display", display="2D"), [PortValue(img[:40, :40], {"kind": "picture"})], 1)
+    assert coarser(tiny, 2) is tiny  # 20 px would show nothing useful
