@@ -23,17 +23,41 @@ import { type ControlState, DRAG_MIME, Palette, ParamPanel, type PaletteItem } f
 import { Displays } from "./display";
 import { Store, useStore } from "./store";
 
-function useTrait<T>(model: Model, name: string): T {
+/** Runs `cb` once the next frame has been drawn; returns a cancel function. */
+function afterNextFrame(cb: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const frame = requestAnimationFrame(() => (timer = setTimeout(cb, 0)));
+  return () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+  };
+}
+
+/**
+ * A trait as React state. `later`: its changes render after the next frame, so what can
+ * wait (node status, the run bar) stays out of the frame that shows a new picture, which
+ * then has only the canvas to paint.
+ */
+function useTrait<T>(model: Model, name: string, later = false): T {
   const subscribe = useCallback(
     (cb: () => void) => {
+      let pending: (() => void) | undefined;
       const changed = () => {
         trace(`change:${name}`);
-        cb();
+        if (!later) cb();
+        else
+          pending ??= afterNextFrame(() => {
+            pending = undefined;
+            cb();
+          });
       };
       model.on(`change:${name}`, changed);
-      return () => model.off(`change:${name}`, changed);
+      return () => {
+        model.off(`change:${name}`, changed);
+        pending?.();
+      };
     },
-    [model, name],
+    [model, name, later],
   );
   return useSyncExternalStore(subscribe, () => model.get(name) as T);
 }
@@ -78,7 +102,7 @@ function isInside(box: { left: number; top: number; right: number; bottom: numbe
 function Inner({ model, channel }: { model: Model; channel: Channel }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
   const operators = useTrait<OperatorInfo[]>(model, "operators");
-  const status = useTrait<Record<string, NodeStatus>>(model, "status");
+  const status = useTrait<Record<string, NodeStatus>>(model, "status", true);
   const height = useTrait<number>(model, "height");
   const examples = useTrait<Example[]>(model, "examples") ?? NO_EXAMPLES;
   const catalog = useMemo(() => makeCatalog(operators ?? []), [operators]);
@@ -587,7 +611,7 @@ const HistoryButtons = memo(function HistoryButtons({
 
 /** The run's state (and the Run button when auto_run is off): the only part a run-state message re-renders. */
 const RunBar = memo(function RunBar({ model, onRun }: { model: Model; onRun: () => void }) {
-  const run = useTrait<RunState>(model, "run");
+  const run = useTrait<RunState>(model, "run", true);
   const autoRun = useTrait<boolean>(model, "auto_run") ?? true;
   const busy = run?.state === "starting" || run?.state === "running";
   return (
@@ -611,7 +635,7 @@ const RunBar = memo(function RunBar({ model, onRun }: { model: Model; onRun: () 
 
 /** What keeps the pipeline from running whole, as the kernel listed it with the run state. */
 const RunProblems = memo(function RunProblems({ model }: { model: Model }) {
-  const problems = useTrait<RunState>(model, "run")?.problems;
+  const problems = useTrait<RunState>(model, "run", true)?.problems;
   return problems?.length ? (
     <div className="oremda-problems" data-problems>
       {problems.map((p) => (
