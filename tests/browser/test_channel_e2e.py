@@ -80,7 +80,7 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     page.keyboard.press("ArrowRight")
     page.wait_for_selector(f"{EDITOR}[data-kernel='lost']", timeout=timeout_ms + 3_000)
     page.wait_for_selector(ERROR)
-    page.wait_for_function(f"() => !document.querySelector(\"{ROW}[data-pending]\")", timeout=timeout_ms + 3_000)
+    page.wait_for_function(f'() => !document.querySelector("{ROW}[data-pending]")', timeout=timeout_ms + 3_000)
     assert "run the editor's cell again" in page.locator(".oremda-message-error").inner_text()
     value_is(page, "1.5", timeout=5_000)
     shot(page, "channel-03-restarted")
@@ -89,7 +89,7 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     page.locator(SLIDER).focus()
     page.keyboard.press("ArrowRight")
     page.locator(".oremda-message-error").wait_for(timeout=timeout_ms + 3_000)
-    page.wait_for_function(f"() => !document.querySelector(\"{ROW}[data-pending]\")", timeout=timeout_ms + 3_000)
+    page.wait_for_function(f'() => !document.querySelector("{ROW}[data-pending]")', timeout=timeout_ms + 3_000)
     value_is(page, "1.5", timeout=5_000)
 
     # Running the cell again gives an editor of the new kernel's pipeline.

@@ -40,7 +40,7 @@ def test_getting_started(page, front):
     assert editor.get_attribute("data-lm-suppress-shortcuts") == "true"
 
     # The first run starts workers, then the display shows the blurred image.
-    shown = f"() => Number(document.querySelector(\"{CANVAS}\")?.dataset.frame || 0) >= 1"
+    shown = f'() => Number(document.querySelector("{CANVAS}")?.dataset.frame || 0) >= 1'
     page.wait_for_function(shown, timeout=90_000)
     page.wait_for_selector(".oremda-node[data-node-id='blur']:is([data-state='done'], [data-state='cached'])")
     editor.scroll_into_view_if_needed()
@@ -83,7 +83,7 @@ def test_getting_started(page, front):
     for _ in range(20):
         page.keyboard.press("ArrowRight")
     page.wait_for_function(
-        f"() => Number(document.querySelector(\"{CANVAS}\").dataset.frame) > {frame}"
+        f'() => Number(document.querySelector("{CANVAS}").dataset.frame) > {frame}'
         " && document.querySelector('[data-run-state]').dataset.runState === 'done'",
         timeout=30_000,
     )
@@ -100,9 +100,7 @@ def test_getting_started(page, front):
     with page.expect_download() as download:
         page.click("button[data-action='export']")
     exported = json.loads(Path(download.value.path()).read_text())
-    kernel = json.loads(
-        run_code_in_new_cell(page, "import json; print(json.dumps(editor.pipeline.to_json()))")
-    )
+    kernel = json.loads(run_code_in_new_cell(page, "import json; print(json.dumps(editor.pipeline.to_json()))"))
     assert exported == kernel
     assert {n["id"] for n in exported["nodes"]} == {"data", "read", "blur", "pic", "view", "gaussian_blur1"}
     assert all("position" in n for n in exported["nodes"])
