@@ -15,11 +15,10 @@ State and policy
   in operator.json) whose split input is lazy, it reads the part in chunks of at most
   :func:`chunk_bytes`, calls the operator on each chunk and joins the chunk results
   with the declared join method (``sum``, ``max``, ``min``, ``concatenate``,
-  ``first``); it reports progress and stops between chunks when cancelled. The next
-  chunk is read in a thread while the operator processes one, into two buffers in
-  turn, which the process keeps for the next call (the next partition) and releases
-  :data:`KEEP_SECONDS` after the last. A file larger than the memory available is
-  read with drop-behind (:func:`stays_cached`). Any other
+  ``first``); it reports progress and stops between chunks when cancelled. Every
+  chunk is read into one buffer, which the process keeps for the next call (the next
+  partition) and releases :data:`KEEP_SECONDS` after the last. A file larger than the
+  memory available is read with drop-behind (:func:`stays_cached`). Any other
   lazy input is read whole, and only if it fits the memory budget: else a clear
   :class:`MemoryBudgetExceeded`.
 * Formats: ``npy`` and ``raw`` (C-order bytes at an offset; a whole read of ``npy``
@@ -35,8 +34,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -174,7 +172,7 @@ class LazyArray:
         """Rows ``[start, stop)`` of this array (relative to :attr:`rows`), native byte order.
 
         ``scratch`` lends the memory to read into (``npy``, ``raw``, ``mib``): a chunk loop
-        reuses its buffers instead of faulting in a fresh one per chunk. ``drop``: the
+        reuses one buffer instead of faulting in a fresh one per chunk. ``drop``: the
         bytes read leave the page cache at once (see :func:`stays_cached`). Raises
         ValueError when the file is shorter than described (truncated).
         """
@@ -275,25 +273,22 @@ class Scratch:
 
 
 class _Kept:
-    """The process's two chunk buffers: lent to one :func:`call` at a time, released :data:`KEEP_SECONDS` after.
-
-    Two: the chunk the operator processes and the next one, read meanwhile.
-    """
+    """The process's chunk buffer: lent to one :func:`call` at a time, released :data:`KEEP_SECONDS` after."""
 
     def __init__(self) -> None:
-        self.scratch = (Scratch(), Scratch())
+        self.scratch = Scratch()
         self.lock = threading.Lock()
         self.busy = False
         self.lent = 0  # counts loans: a timer releases only after the last one
 
     @contextmanager
-    def lend(self) -> Iterator[tuple[Scratch, Scratch]]:
-        """The kept buffers, or fresh ones while another call (another thread) has them."""
+    def lend(self) -> Iterator[Scratch]:
+        """The kept buffer, or a fresh one while another call (another thread) has it."""
         with self.lock:
             mine, self.busy = not self.busy, True
             self.lent += 1
         if not mine:
-            yield Scratch(), Scratch()
+            yield Scratch()
             return
         try:
             yield self.scratch
@@ -307,7 +302,7 @@ class _Kept:
     def _release(self, loan: int) -> None:
         with self.lock:
             if not self.busy and loan == self.lent:
-                self.scratch = (Scratch(), Scratch())
+                self.scratch = Scratch()
 
 
 _KEPT = _Kept()
@@ -588,12 +583,12 @@ def call(
     ranges = list(source.chunks_of(chunk_bytes(budget, context.workers)))
     drop = not stays_cached(data_file(context.data_dir, source.path).stat().st_size)
     joiners: dict[str, Joiner] = {}
-    # Chunks are read into two buffers in turn (kept for the next call): the operator must not keep one.
-    with _KEPT.lend() as scratch, closing(_read_ahead(source, context.data_dir, ranges, scratch, drop)) as chunks:
-        for i, (_, stop) in enumerate(ranges):
+    # Every chunk is read into the same memory (kept for the next call): the operator must not keep it.
+    with _KEPT.lend() as scratch:
+        for i, (start, stop) in enumerate(ranges):
             if context.cancelled is not None and context.cancelled():
                 raise Cancelled(f"cancelled after {i}/{len(ranges)} chunks")
-            chunk = next(chunks)
+            chunk = source.read(context.data_dir, start, stop, scratch, drop)
             chunk.flags.writeable = False  # as every input
             inputs[port] = type(lazy[port])(chunk, meta)
             del chunk
@@ -614,32 +609,6 @@ def call(
             if context.progress is not None:
                 context.progress((i + 1) / len(ranges), f"{stop}/{source.shape[0]} rows")
     return {out: type(lazy[port])(j.result(), j.meta or {}) for out, j in joiners.items()}
-
-
-def _read_ahead(
-    source: LazyArray,
-    data_dir: str | Path,
-    ranges: list[tuple[int, int]],
-    scratch: tuple[Scratch, Scratch],
-    drop: bool,
-) -> Iterator[np.ndarray]:
-    """The chunks of ``ranges`` in order; each is read in a thread while the caller processes the one before.
-
-    The disk works while the operator computes (a chunk of a file larger than memory comes
-    from disk). Closing the generator waits for the read in flight, so no read writes into
-    a buffer once it is given back.
-    """
-    with ThreadPoolExecutor(1, thread_name_prefix="oremda-read") as pool:
-
-        def read(i: int) -> Future[np.ndarray]:
-            return pool.submit(source.read, data_dir, *ranges[i], scratch[i % 2], drop)
-
-        pending = [read(0)] if ranges else []
-        for i in range(len(ranges)):
-            chunk = pending.pop().result()
-            if i + 1 < len(ranges):
-                pending.append(read(i + 1))  # into the other buffer: the one whose chunk was processed
-            yield chunk
 
 
 def meminfo() -> dict[str, int]:
