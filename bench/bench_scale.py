@@ -1,7 +1,8 @@
 """4D-STEM larger than memory: virtual detector and Bragg vector map from a .npy on disk, vs LiberTEM.
 
     python bench/bench_scale.py [--gib 28] [--bvm-gib 1] [--folder /var/tmp/oremda-scale]
-        [--workers 2] [--budget-gib 2] [--libertem-python PATH] [--keep] [--record docs/benchmarks.md]
+        [--workers 2] [--budget-gib 2] [--libertem-python PATH] [--rounds 3] [--keep]
+        [--record docs/benchmarks.md]
 
 Generates ``scan.npy`` (``--gib`` GiB of uint16 patterns, ``--detector`` pixels square:
 a zero beam and a lattice of weaker disks, Poisson noise; a block of scan rows repeated)
@@ -20,10 +21,16 @@ Contenders, on the same cores (``--workers``):
   in ``--libertem-python`` (an interpreter with libertem installed; default this one
   if it has libertem), in a child process.
 
-Each run is timed once, after a warm-up on a small file, and starts cold: its file is
-dropped from the page cache first (``POSIX_FADV_DONTNEED``), so no contender reads what
-an earlier one left there (with a file larger than memory, the pages the previous runs
-read last, or twice, stay cached and would flatter whoever runs next). A file smaller
+Each run is timed after a warm-up on a small file; ``--rounds N`` times the virtual
+detector N times per contender, in alternating order (round 1: local, MPI, LiberTEM;
+round 2: LiberTEM, MPI, local; ...: the disk and the shared machine drift, and a fixed
+order would favour whoever runs at the better moment), and reports the medians, every
+run and each round's ratios (the Bragg vector map runs in round 1 only). ``--keep``
+keeps the generated files, and a later run reuses a file of the same shape. Every run
+starts cold: its file is dropped from the page cache first (``POSIX_FADV_DONTNEED``),
+so no contender reads what an earlier one left there (with a file larger than memory,
+the pages the previous runs read last, or twice, stay cached and would flatter whoever
+runs next). A file smaller
 than memory thus gives a quick cold-read stand-in for the larger-than-RAM run. Memory
 growth is sampled every 0.1 s: RAM in use (MemTotal - MemAvailable, which counts
 /dev/shm and leaves out reclaimable page cache) minus its value before the run. The
