@@ -1,4 +1,4 @@
-"""Partitions of a lazy dataset on several local workers: one data-parallel node, N workers.
+"""Partitions of a lazy dataset: one data-parallel node on N local workers, or in blocks on MPI ranks.
 
 State and policy
 ----------------
@@ -27,7 +27,10 @@ does not split such tasks itself (``Runtime.splits_parallel``; MPI ranks do):
   partitions), no further partition starts, and the node fails with its error;
   nothing of the node stays in the session;
 * data-parallel nodes on lazy data run one at a time (on any runtime), so the chunk
-  buffers of all workers together stay within the memory budget.
+  buffers of all workers together stay within the memory budget;
+* on a runtime that splits such tasks itself (MPI), the node runs as blocks of rows,
+  one after the other, each split by the runtime among its ranks (up to
+  ``BLOCK_CHUNKS`` chunks per rank): the blocks join, and preview, as partitions do.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ _one_at_a_time = threading.Lock()
 # A partition is at most this many of a worker's chunks: long enough that a task's round
 # trip costs nothing next to its reads, short enough that partial results come often.
 PARTITION_CHUNKS = 4
+# On MPI, a block is at most this many chunks per rank: ranks wait for each other at the end
+# of each block, so blocks are longer than local partitions.
+BLOCK_CHUNKS = 8
 # Seconds between partial results of a partitioned node (and before its first one).
 PARTIAL_INTERVAL = 0.5
 
@@ -77,19 +83,26 @@ def row_ranges(runtime: Runtime, task: Task) -> list[tuple[int, int]]:
     N workers share the memory budget; K near-equal partitions, K a multiple of N, each
     at most ``PARTITION_CHUNKS`` of a worker's chunks (:func:`lazy.chunk_bytes`). A
     ``stack`` join depends on how many parts there are: such a node runs as N partitions.
+
+    A runtime that splits a task itself (MPI: every rank reads its part) gets blocks of
+    rows, one after the other, each up to ``BLOCK_CHUNKS`` chunks per rank: after
+    each block the engine has a partial result to preview. A ``stack`` node runs whole.
     """
     source = lazy_split(task)
     if source is None:
         return []
-    if runtime.splits_parallel:
-        return [source.rows]
-    workers = max(1, min(lazy.workers_env(), source.shape[0]))
-    parts = workers
     methods = {lazy.join_method(task.spec.parallel, port)[0] for port in task.spec.parallel["join"]}
+    # MPI: `ranks` ranks read each block at once (the runtime splits it among them).
+    readers = getattr(runtime, "ranks", 1) if runtime.splits_parallel else 1
+    if runtime.splits_parallel and "stack" in methods:
+        return [source.rows]
+    workers = 1 if runtime.splits_parallel else max(1, min(lazy.workers_env(), source.shape[0]))
+    parts = workers
     if "stack" not in methods:
         chunk = lazy.chunk_bytes(lazy.memory_budget(runtime.arena.budget_bytes), lazy.workers_env())
         try:
-            rows = PARTITION_CHUNKS * source.chunk_rows(chunk)
+            per_reader = BLOCK_CHUNKS if runtime.splits_parallel else PARTITION_CHUNKS
+            rows = per_reader * source.chunk_rows(chunk) * readers
         except lazy.MemoryBudgetExceeded:  # one row is larger than a chunk: the worker says so
             rows = source.shape[0]
         parts = workers * -(-source.shape[0] // (rows * workers))
@@ -133,7 +146,9 @@ def _run(runtime: Runtime, task: Task, ranges: list[tuple[int, int]], on_partial
     wire = task.inputs[port]
     source = lazy.from_wire(wire)
     assert source is not None
-    slots = [slot(task.node, w) for w in range(min(lazy.workers_env(), len(ranges)))]
+    # Local workers take partitions in turn; a runtime that splits tasks runs one block at a time.
+    workers = 1 if runtime.splits_parallel else min(lazy.workers_env(), len(ranges))
+    slots = [slot(task.node, w) for w in range(workers)]
     failures = runtime.start({s: task.spec for s in slots[1:] if not runtime.serves(s, task.spec)})
     if failures:
         raise next(iter(failures.values()))

@@ -43,6 +43,7 @@ GATED = {
         "gate_row": {"type": "integer", "default": 0},
         "fail": {"type": "bool", "default": False},
         "tag": {"type": "string", "default": ""},
+        "pause": {"type": "number", "default": 0.0},
     },
     "parallel": {"split": {"port": "data", "axis": 0}, "join": {"image": "concatenate", "total": "sum"}},
 }
@@ -59,6 +60,9 @@ from oremda_lab.worker.sdk import cancelled, operator
 def gated(inputs, params):
     data = inputs["data"].data
     rows = data[:, 0, 0, 0]  # the generated data carry their scan row here
+    pause = time.monotonic() + params["pause"]
+    while time.monotonic() < pause and not cancelled():
+        time.sleep(0.01)
     if params["gate"] and rows.max() >= params["gate_row"]:
         deadline = time.monotonic() + 120
         while not Path(params["gate"]).exists():
@@ -103,8 +107,10 @@ def pipeline(folder: Path, gate: str = "gate", fail: bool = False) -> Pipeline:
     return p
 
 
-def engine_on(folder: Path) -> Engine:
-    return Engine("local", folder, shm_bytes=BUDGET, registry=Registry([folder / "operators"]))
+def engine_on(folder: Path, runtime: str = "local") -> Engine:
+    """Local: 2 workers take 8 partitions of 4 rows. MPI: 2 ranks read 2 blocks of 16 rows, one block at a time."""
+    options = {"ranks": 2, "start_timeout": 60} if runtime == "mpi" else {}
+    return Engine(runtime, folder, shm_bytes=BUDGET, registry=Registry([folder / "operators"]), **options)
 
 
 def record(engine: Engine, on_partial: Callable[[NodeEvent], None] = lambda event: None) -> list:
@@ -216,3 +222,53 @@ def test_a_pipeline_without_partitions_has_no_partial_displays(tmp_path):
         assert engine.run(p).ok
     assert [e.node for e, _ in events if e.layers] == ["view"]
     assert not any(e.partial for e, _ in events)
+
+
+@pytest.mark.mpi
+def test_mpi_ranks_read_blocks_one_after_the_other_and_preview_each(folder):
+    """On MPI the ranks split each block of rows: after each block the displays get a preview.
+
+    A preview's own nodes run on the ranks too, after the block that is reading: previews
+    lag a block behind, and the node's end stops the last (so no gate here: 64 scan rows
+    in 4 blocks of 16, each chunk of one row slowed to 0.15 s, a block ~1.2 s).
+    """
+    data = np.concatenate([dataset()] * 2)
+    np.save(folder / "scan64.npy", data)
+    image = data.astype(np.float64).sum(axis=(-2, -1))
+    slow = pipeline(folder, gate="")
+    slow.set_param("read", "filename", "scan64.npy")
+    with engine_on(folder, "mpi") as engine:
+        warm = engine.run(slow)  # warm ranks
+        assert warm.ok, warm.errors
+        task = Task("t", "g", engine.registry.get("gated"), {}, {"data": warm.nodes["read"].outputs["data"]})
+        assert partitions.row_ranges(engine.runtime, task) == [(i, i + 16) for i in range(0, 64, 16)]
+        slow.set_param("g", "pause", 0.15)
+        events = record(engine)
+        run = engine.run(slow)
+        assert run.ok, run.errors
+        np.testing.assert_array_equal(run.outputs["g"]["image"].data, image)
+        assert leftovers(engine) == (set(), [])
+    partial = [(i, e, layers[0]) for i, (e, layers) in enumerate(events) if e.partial and e.node == "view"]
+    final = next(i for i, (e, layers) in enumerate(events) if e.node == "view" and e.layers and not e.partial)
+    assert partial and all(i < final for i, _, _ in partial), "previews, all before the final display"
+    for _, e, shown in partial:
+        done = np.all(shown == image, axis=1)
+        assert np.all(shown[~done] == 0) and done.sum() == round(e.progress * 4) * 16 > 0, "whole blocks"
+        assert e.message.endswith("/4 partitions")
+
+
+@pytest.mark.mpi
+def test_a_newer_run_cancels_the_blocks_of_an_mpi_run(folder):
+    with engine_on(folder, "mpi") as engine:
+        assert engine.run(pipeline(folder, gate="")).ok  # warm ranks
+        slow = pipeline(folder, gate="")
+        slow.set_param("g", "pause", 5.0)  # 16 chunks per rank: 80 s unless cancelled
+        heard = threading.Event()
+        engine.subscribe(lambda e: e.node == "g" and e.state == "running" and heard.set())
+        first = engine.submit(slow)
+        assert heard.wait(60)
+        newer = engine.submit(pipeline(folder, gate=""))
+        old = first.result(30)
+        assert old.superseded and old.nodes["g"].status == "error"
+        assert newer.result(60).ok
+        assert leftovers(engine) == (set(), [])
