@@ -74,7 +74,7 @@ def lazy_split(task: Task) -> lazy.LazyArray | None:
     return lazy.from_wire(task.inputs.get(port) or {})
 
 
-def row_ranges(runtime: Runtime, task: Task) -> list[tuple[int, int]]:
+def row_ranges(runtime: Runtime, task: Task, previews: bool = True) -> list[tuple[int, int]]:
     """The rows ``(start, stop)`` of axis 0 each partition of ``task`` reads here.
 
     One range: the task runs whole (its runtime splits it, or it is small); none: its
@@ -86,7 +86,9 @@ def row_ranges(runtime: Runtime, task: Task) -> list[tuple[int, int]]:
 
     A runtime that splits a task itself (MPI: every rank reads its part) gets blocks of
     rows, one after the other, each up to ``BLOCK_CHUNKS`` chunks per rank: after
-    each block the engine has a partial result to preview. A ``stack`` node runs whole.
+    each block the engine has a partial result to preview. Without ``previews`` (no
+    display shows one), or for a ``stack`` node, it runs whole: the ranks never wait for
+    each other between blocks.
     """
     source = lazy_split(task)
     if source is None:
@@ -94,7 +96,7 @@ def row_ranges(runtime: Runtime, task: Task) -> list[tuple[int, int]]:
     methods = {lazy.join_method(task.spec.parallel, port)[0] for port in task.spec.parallel["join"]}
     # MPI: `ranks` ranks read each block at once (the runtime splits it among them).
     readers = getattr(runtime, "ranks", 1) if runtime.splits_parallel else 1
-    if runtime.splits_parallel and "stack" in methods:
+    if runtime.splits_parallel and ("stack" in methods or not previews):
         return [source.rows]
     workers = 1 if runtime.splits_parallel else max(1, min(lazy.workers_env(), source.shape[0]))
     parts = workers
@@ -129,7 +131,7 @@ def submit(runtime: Runtime, task: Task, on_partial: OnPartial | None = None) ->
     def run() -> None:
         try:
             with _one_at_a_time:
-                ranges = row_ranges(runtime, task)
+                ranges = row_ranges(runtime, task, previews=on_partial is not None)
                 done = _run(runtime, task, ranges, on_partial) if len(ranges) > 1 else runtime.submit(task).result()
                 future.set_result(done)
         except BaseException as e:  # the scheduler reports it as the node's error

@@ -242,6 +242,7 @@ def test_mpi_ranks_read_blocks_one_after_the_other_and_preview_each(folder):
         assert warm.ok, warm.errors
         task = Task("t", "g", engine.registry.get("gated"), {}, {"data": warm.nodes["read"].outputs["data"]})
         assert partitions.row_ranges(engine.runtime, task) == [(i, i + 16) for i in range(0, 64, 16)]
+        assert partitions.row_ranges(engine.runtime, task, previews=False) == [(0, 64)]  # nothing shows it: one task
         slow.set_param("g", "pause", 0.15)
         events = record(engine)
         run = engine.run(slow)
