@@ -1,10 +1,11 @@
 """Slider latency in a real browser: editor (engine + canvas) vs plain scipy + matplotlib.
 
-Opens a generated notebook in a real JupyterLab with headless Chromium, then for each
-setup presses the slider's ArrowRight key MOVES times (one sigma step each, waiting for
-the result) and measures, in the page, the time from the keydown to the updated image
-being on screen (after the next animation frame; for the baseline after the PNG has
-decoded):
+Opens a generated notebook in a real JupyterLab with headless Chromium, lets the page
+settle (``--settle`` unmeasured moves), then for each setup presses the slider's arrow
+keys MOVES times (one sigma step each, waiting for the result; up, then down, in
+``--rounds`` blocks, so every setup sees the same sigmas) and measures, in the page, the
+time from the keydown to the updated image being on screen (after the next animation
+frame; for the baseline after the PNG has decoded):
 
 * ``editor``: the PipelineEditor's sigma slider on ncem_reader -> gaussian_blur ->
   picture -> 2D display, warm local workers, picture bytes drawn on a canvas;
@@ -14,8 +15,9 @@ decoded):
   the kernel and shows the matplotlib figure (PNG) in an Output widget;
 * ``editor 4096`` and ``baseline 4096``: the same on a 4096 x 4096 image (the MoS2 image
   tiled 4 x 4, read by npy_reader; its own editor and engine).
-* ``editor, no previews``: the editor's slider again, last, with ``preview_bin=1``
-  (full-size pictures on every move): what the previews bring, in the same run.
+* ``editor, no previews``: the editor's slider again, last, from sigma 1.5 as ``editor``,
+  with ``preview_bin=1`` (full-size pictures on every move): what the previews bring, in
+  the same run.
 
 While the slider moves, the editors send their pictures at half resolution (previews);
 a move counts only a frame encoded after its keydown, and after each editor setup's last
@@ -250,7 +252,9 @@ def mos2(data: Path) -> np.ndarray:
     return file_reader(str(data / IMAGE))[0]["data"]
 
 
-def measure(page, kind: str, target: str, slider, moves: int, warmup: int, traces: list, lost: list) -> list[float]:
+def measure(
+    page, kind: str, target: str, slider, moves: int, warmup: int, traces: list, lost: list, key: str = "ArrowRight"
+) -> list[float]:
     """Latencies (ms) of ``moves`` slider steps after ``warmup`` ones.
 
     The editor's timing marks go into ``traces`` (with ``preview`` 1 for a move shown as
@@ -262,7 +266,7 @@ def measure(page, kind: str, target: str, slider, moves: int, warmup: int, trace
     for i in range(warmup + moves):
         page.evaluate("() => { window.__oremdaTrace = []; }")
         page.evaluate(ARM, [("baseline" if kind in BASELINES else "editor"), target])
-        slider.press("ArrowRight")
+        slider.press(key)
         try:
             page.wait_for_function("() => window.__result !== undefined", timeout=LOST_MS)
         except Exception:  # noqa: BLE001 - playwright's TimeoutError: counted, and the bench goes on
@@ -290,6 +294,16 @@ def measure(page, kind: str, target: str, slider, moves: int, warmup: int, trace
             traces.append(marks)
         time.sleep(0.15)  # let the kernel go idle: each move is measured on its own
     return times
+
+
+def settle(page, slider, moves: int) -> None:
+    """``moves`` unmeasured moves of ``slider``, right and left in turn (its value ends where it started)."""
+    slider.scroll_into_view_if_needed()
+    for i in range(moves - moves % 2):
+        page.evaluate(ARM, ["editor", "view"])
+        slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+        page.wait_for_function("() => window.__result !== undefined", timeout=LOST_MS)
+        time.sleep(0.15)
 
 
 def check_exact(page, kind: str, image: np.ndarray) -> dict[str, float]:
@@ -334,10 +348,33 @@ def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {"median_ms": statistics.median(times), "p95_ms": p95, "min_ms": ordered[0], "max_ms": ordered[-1],
-            "n": len(times)}  # fmt: skip
+            "n": len(times), "times_ms": [round(t, 1) for t in times]}  # fmt: skip
 
 
 KINDS = ("editor", "bound", "baseline", "editor 4096", "baseline 4096", "editor, no previews")
+# The editor's slider with and without previews, measured in alternating blocks (ABAB...).
+PAIRED = ("editor", "editor, no previews")
+
+
+def blocks(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
+    """The measured blocks in order: (setup, key, moves, warm-up moves).
+
+    Each setup's moves go in ``--rounds`` blocks, up, then down, ..., so all see the same
+    sigmas, from 1.5 up and back (a blur's cost grows with sigma). The editor with and
+    without previews alternate (one up, the other down; then the other way round), so
+    they also see the same moments of a shared machine. Then the others, one by one.
+    """
+    keys, out = ("ArrowRight", "ArrowLeft"), []
+    for r in range(args.rounds):
+        pair = PAIRED if r % 2 == 0 else PAIRED[::-1]
+        per = max(1, -(-args.moves // args.rounds))
+        out += [(kind, keys[j], per, min(args.warmup, 2)) for j, kind in enumerate(pair)]
+    for kind in ("bound", "baseline", "editor 4096", "baseline 4096"):
+        per = max(1, -(-(args.moves_4096 if "4096" in kind else args.moves) // args.rounds))
+        out += [(kind, keys[r % 2], per, args.warmup if r == 0 else min(args.warmup, 2)) for r in range(args.rounds)]
+    return out
+
+
 GOALS = {"editor": (50, 90), "bound": (50, 90), "editor 4096": (150, None)}
 
 
@@ -346,6 +383,11 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=50, help="measured moves per 1024 x 1024 setup")
     ap.add_argument("--moves-4096", type=int, default=20, help="measured moves per 4096 x 4096 setup")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2, help="blocks of each setup's moves, up and down in turn")
+    ap.add_argument(
+        "--settle", type=int, default=20,
+        help="unmeasured moves of the editor's slider (right, left, ...) before any setup is measured",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", action="store_true", help="print a section for docs/benchmarks.md")
     ap.add_argument("--trace", action="store_true", help="print the editor's timing marks for a few moves")
@@ -384,28 +426,44 @@ def main() -> None:
                     scope = f".{EDITORS[kind][0]}"
                     page.locator(f"{scope} .react-flow__node[data-id='blur'] .oremda-node-title b").click()
                     sliders[kind] = page.locator(f"{scope} input[type=range][data-param='sigma']")
-            for kind in KINDS:
-                if kind == "editor, no previews":
-                    run_code_in_new_cell(page, "editor.preview_bin = 1; print('previews off')")
+            # The page and kernel settle after loading: without this, whichever setup is measured
+            # first ran ~10 ms slower than the same setup later (side by side in one page).
+            settle(page, sliders["editor"], args.settle)
+            times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            traces: dict[str, list] = {kind: [] for kind in KINDS}
+            lost: dict[str, list] = {kind: [] for kind in KINDS}
+            previews = args.preview_bin
+            plan = blocks(args)
+            last_pair = max(i for i, block in enumerate(plan) if block[0] in PAIRED)
+            for i, (kind, key, moves, warmup) in enumerate(plan):
+                wanted = 1 if kind == "editor, no previews" else args.preview_bin
+                if kind in EDITORS and EDITORS[kind][2] == "engine" and wanted != previews:
+                    run_code_in_new_cell(page, f"editor.preview_bin = {wanted}; print('preview_bin', {wanted})")
+                    previews = wanted
                 slider = sliders[kind]
                 slider.scroll_into_view_if_needed()
-                traces: list = []
-                lost: list = []
-                moves = args.moves_4096 if "4096" in kind else args.moves
                 target = BASELINES[kind] if kind in BASELINES else EDITORS[kind][1]
-                results[kind] = summary(measure(page, kind, target, slider, moves, args.warmup, traces, lost))
-                results[kind]["lost_moves"] = lost
-                if kind in EDITORS:
-                    results[kind]["full_size_after_last_move_ms"] = page.evaluate(FULL_SIZE, target)
-                    results[kind]["previews"] = sum(v for marks in traces for label, v in marks if label == "preview")
-                    results[kind]["phases_ms"] = phases(traces)
+                times[kind] += measure(page, kind, target, slider, moves, warmup, traces[kind], lost[kind], key)
+                if kind in EDITORS:  # after this setup's last move so far
+                    results.setdefault(kind, {})["full_size_after_last_move_ms"] = page.evaluate(FULL_SIZE, target)
+                if kind == "editor, no previews" or kind not in PAIRED:
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / f"bench-{kind.replace(' ', '-')}.png"))
+                if kind in EDITORS and (kind not in PAIRED or i == last_pair):
                     big = np.tile(image, (4, 4)) if "4096" in kind else image
-                    results[kind]["exact"] = check_exact(page, kind, big)
+                    exact = check_exact(page, kind, big)
+                    for done in PAIRED if kind in PAIRED else (kind,):
+                        results.setdefault(done, {})["exact"] = exact
+            for kind in KINDS:
+                results[kind] = {**summary(times[kind]), **results.get(kind, {}), "lost_moves": lost[kind]}
+                if kind in EDITORS:
+                    results[kind]["previews"] = sum(
+                        v for marks in traces[kind] for label, v in marks if label == "preview"
+                    )
+                    results[kind]["phases_ms"] = phases(traces[kind])
                     if args.trace:
-                        for marks in traces[:5]:
+                        for marks in traces[kind][:5]:
                             print(kind, " ".join(f"{label}@{t:.0f}" for label, t in marks))
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"bench-{kind.replace(' ', '-')}.png"))
     pairs = (("editor", "baseline"), ("bound", "baseline"), ("editor 4096", "baseline 4096"),
              ("editor, no previews", "baseline"))  # fmt: skip
     for kind, base in pairs:
@@ -459,8 +517,10 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
     lines = [
         f"### bench/bench_slider.py, {results['when']}",
         "",
-        f"`{results['command']}`: {args.moves} moves (1024 x 1024) and {args.moves_4096} moves (4096 x 4096), "
-        f"each after {args.warmup} warm-up moves, of one sigma step (0.1) each, sigma from 1.5; headless Chromium, "
+        f"`{results['command']}`: {args.settle} unmeasured moves first (the page settles); each setup's moves in "
+        f"{args.rounds} blocks, up then down (the editor with and without previews alternating), then the others: "
+        f"{args.moves} moves (1024 x 1024) and {args.moves_4096} moves (4096 x 4096), each block after up to "
+        f"{args.warmup} warm-up moves, of one sigma step (0.1) each, sigma from 1.5; headless Chromium, "
         f"JupyterLab, 2 cores; Jupyter server {results['server']}; load average (1 min) {load['start']:.1f} at the "
         f"start, {load['end']:.1f} at the end.",
         "",
