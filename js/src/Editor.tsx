@@ -149,7 +149,16 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
     // (measured) nodes, so it does not render and measure again.
     if (sameItems(passed.current.nodes, built.nodes) && passed.current.selected === selected) return;
     passed.current = { nodes: built.nodes, selected };
-    setNodes(built.nodes.map((n) => (Boolean(n.selected) === (n.id === selected) ? n : { ...n, selected: n.id === selected })));
+    setNodes((current) => {
+      // A rebuilt node (e.g. its status changed) keeps the size React Flow measured: without
+      // it the node is hidden until measured again, and its resize observer fires only if
+      // its size changes.
+      const measured = new Map(current.map((n) => [n.id, n.measured]));
+      return built.nodes.map((n) => {
+        n.measured ??= measured.get(n.id); // our own object from toFlow, kept while unchanged
+        return Boolean(n.selected) === (n.id === selected) ? n : { ...n, selected: n.id === selected };
+      });
+    });
   }, [built, selected]);
 
   // The panel docks beside the canvas, which narrows it: keep the node being edited in view.
