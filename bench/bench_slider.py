@@ -296,16 +296,6 @@ def measure(
     return times
 
 
-def settle(page, slider, moves: int) -> None:
-    """``moves`` unmeasured moves of ``slider``, right and left in turn (its value ends where it started)."""
-    slider.scroll_into_view_if_needed()
-    for i in range(moves - moves % 2):
-        page.evaluate(ARM, ["editor", "view"])
-        slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
-        page.wait_for_function("() => window.__result !== undefined", timeout=LOST_MS)
-        time.sleep(0.15)
-
-
 def check_exact(page, kind: str, image: np.ndarray) -> dict[str, float]:
     """The final result after the moves: full resolution in the kernel, and the canvas, against scipy."""
     from scipy.ndimage import gaussian_filter
@@ -428,7 +418,9 @@ def main() -> None:
                     sliders[kind] = page.locator(f"{scope} input[type=range][data-param='sigma']")
             # The page and kernel settle after loading: without this, whichever setup is measured
             # first ran ~10 ms slower than the same setup later (side by side in one page).
-            settle(page, sliders["editor"], args.settle)
+            sliders["editor"].scroll_into_view_if_needed()
+            for key in ("ArrowRight", "ArrowLeft"):  # unmeasured moves up and back (warm-up only)
+                measure(page, "editor", "view", sliders["editor"], 0, args.settle // 2, [], [], key)
             times: dict[str, list[float]] = {kind: [] for kind in KINDS}
             traces: dict[str, list] = {kind: [] for kind in KINDS}
             lost: dict[str, list] = {kind: [] for kind in KINDS}

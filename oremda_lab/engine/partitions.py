@@ -94,21 +94,24 @@ def row_ranges(runtime: Runtime, task: Task, previews: bool = True) -> list[tupl
     if source is None:
         return []
     methods = {lazy.join_method(task.spec.parallel, port)[0] for port in task.spec.parallel["join"]}
-    # MPI: `ranks` ranks read each block at once (the runtime splits it among them).
-    readers = getattr(runtime, "ranks", 1) if runtime.splits_parallel else 1
     if runtime.splits_parallel and ("stack" in methods or not previews):
         return [source.rows]
-    workers = 1 if runtime.splits_parallel else max(1, min(lazy.workers_env(), source.shape[0]))
+    workers = max(1, min(_workers(runtime), source.shape[0]))
     parts = workers
     if "stack" not in methods:
         chunk = lazy.chunk_bytes(lazy.memory_budget(runtime.arena.budget_bytes), lazy.workers_env())
         try:
             per_reader = BLOCK_CHUNKS if runtime.splits_parallel else PARTITION_CHUNKS
-            rows = per_reader * source.chunk_rows(chunk) * readers
+            rows = per_reader * source.chunk_rows(chunk) * runtime.parallel_readers()
         except lazy.MemoryBudgetExceeded:  # one row is larger than a chunk: the worker says so
             rows = source.shape[0]
         parts = workers * -(-source.shape[0] // (rows * workers))
     return [source.part(i, parts).rows for i in range(min(parts, source.shape[0]))]
+
+
+def _workers(runtime: Runtime) -> int:
+    """Workers that take partitions in turn: local ones; a runtime that splits tasks runs one block at a time."""
+    return 1 if runtime.splits_parallel else lazy.workers_env()
 
 
 def slot(node: str, index: int) -> str:
@@ -148,9 +151,7 @@ def _run(runtime: Runtime, task: Task, ranges: list[tuple[int, int]], on_partial
     wire = task.inputs[port]
     source = lazy.from_wire(wire)
     assert source is not None
-    # Local workers take partitions in turn; a runtime that splits tasks runs one block at a time.
-    workers = 1 if runtime.splits_parallel else min(lazy.workers_env(), len(ranges))
-    slots = [slot(task.node, w) for w in range(workers)]
+    slots = [slot(task.node, w) for w in range(min(_workers(runtime), len(ranges)))]
     failures = runtime.start({s: task.spec for s in slots[1:] if not runtime.serves(s, task.spec)})
     if failures:
         raise next(iter(failures.values()))

@@ -390,6 +390,10 @@ class Runtime(ABC):
         if callback is not None:
             callback(slot, message)
 
+    def parallel_readers(self) -> int:
+        """How many processes read a data-parallel task this runtime splits itself (1: it does not split)."""
+        return 1
+
     def cancel(self, task_id: str) -> None:
         """Ask the task ``task_id`` (and its partitions) to stop (C2): a marker file in the session.
 

@@ -392,6 +392,10 @@ class MPIRuntime(Runtime):
             "holders": holders,
         }  # fmt: skip
 
+    def parallel_readers(self) -> int:
+        """Every rank reads its part of a data-parallel task."""
+        return self.ranks
+
     def _auto_rank(self, job: MPIJob, node: str) -> int:
         """Each unplaced node sticks to one rank, spread over the ranks on this machine."""
         if node not in job.assigned:
