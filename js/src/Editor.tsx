@@ -17,6 +17,7 @@ import { type Catalog, PORT_COLORS, connectionProblem, makeCatalog, operatorOf, 
 import { History, freshId, inverse } from "./commands";
 import { NODE_WIDTH, autoLayout, freeSpot, needsLayout } from "./layout";
 import { Channel, type Model, REQUEST_TIMEOUT_MS, trace } from "./model";
+import { DirectTransport } from "./direct";
 import { ParamStream } from "./params";
 import { type NodeData, formatDuration, nodeTypes } from "./nodes";
 import { type ControlState, DRAG_MIME, Palette, ParamPanel, type PaletteItem } from "./panels";
@@ -99,7 +100,7 @@ function isInside(box: { left: number; top: number; right: number; bottom: numbe
   return tl.x >= box.left + margin && tl.y >= box.top + margin && br.x <= box.right - margin && br.y <= box.bottom - margin;
 }
 
-function Inner({ model, channel }: { model: Model; channel: Channel }) {
+function Inner({ model, channel, transport }: { model: Model; channel: Channel; transport: DirectTransport }) {
   const graph = useTrait<PipelineJSON>(model, "graph");
   const operators = useTrait<OperatorInfo[]>(model, "operators");
   const status = useTrait<Record<string, NodeStatus>>(model, "status", true);
@@ -116,6 +117,9 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
   // and a counter that makes the control drop its own value for the kernel's.
   const controls = useRef(new Store<Record<string, ControlState>>({})).current;
   const [lost, setLost] = useState(false);
+  // How requests travel now (the comm, or the direct path): shown as data-requests.
+  const watchTransport = useCallback((cb: () => void) => transport.watch(cb), [transport]);
+  const requestsVia = useSyncExternalStore(watchTransport, () => transport.state);
   const flow = useReactFlow();
   const wrapper = useRef<HTMLDivElement>(null);
   const root = useRef<HTMLDivElement>(null);
@@ -422,6 +426,7 @@ function Inner({ model, channel }: { model: Model; channel: Channel }) {
       className="oremda-editor"
       data-lm-suppress-shortcuts="true"
       data-kernel={lost ? "lost" : "ok"}
+      data-requests={requestsVia}
       data-request-timeout-ms={REQUEST_TIMEOUT_MS}
       tabIndex={-1}
       onFocus={(e) => {
@@ -688,11 +693,18 @@ function runLabel(run?: RunState): string {
 }
 
 export function Editor({ model }: { model: Model }) {
-  const channel = useMemo(() => new Channel(model), [model]);
-  useEffect(() => () => channel.dispose(), [channel]);
+  const transport = useMemo(() => new DirectTransport(model), [model]);
+  const channel = useMemo(() => new Channel(transport), [transport]);
+  useEffect(
+    () => () => {
+      channel.dispose();
+      transport.dispose();
+    },
+    [channel, transport],
+  );
   return (
     <ReactFlowProvider>
-      <Inner model={model} channel={channel} />
+      <Inner model={model} channel={channel} transport={transport} />
     </ReactFlowProvider>
   );
 }

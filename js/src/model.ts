@@ -47,13 +47,18 @@ export type ChannelEvent = { kind: "lost"; reply: Reply; request: Request } | { 
 /** Sends requests to the kernel and resolves each with its reply, or a failure after the timeout. */
 export class Channel {
   private next = 1;
-  private pending = new Map<number, { resolve: (r: Reply) => void; timer: unknown }>();
+  private pending = new Map<number, { resolve: (r: Reply) => void; timer: unknown; fail: (problem: string) => void }>();
   private listeners = new Set<(e: ChannelEvent) => void>();
   /** True from an unanswered request until the next reply from the kernel. */
   lost = false;
   private readonly timeoutMs: number;
   private readonly timers: Timers;
   private readonly onMsg = (msg: any) => {
+    if (msg?.type === "undelivered") {
+      // The transport lost the request on the way (see DirectTransport): fail it now.
+      this.pending.get(msg.id)?.fail(String(msg.problem ?? "the request was not delivered"));
+      return;
+    }
     if (msg?.type !== "reply") return;
     trace("reply");
     if (this.lost) {
@@ -91,7 +96,11 @@ export class Channel {
         () => fail("timeout", `no answer from the kernel in ${this.timeoutMs / 1000} s (busy, restarted or stopped)`),
         this.timeoutMs,
       );
-      this.pending.set(id, { resolve, timer });
+      const undelivered = (problem: string) => {
+        this.timers.clear(timer);
+        fail("unsent", problem);
+      };
+      this.pending.set(id, { resolve, timer, fail: undelivered });
       try {
         this.transport.send({ ...body, id });
       } catch (e) {

@@ -12,6 +12,8 @@ State and policy
   timeout and shows the failure). ``{"type": "sync", "id"}`` re-sends the pipeline and
   run state: the front end asks for it when the kernel answers again after a lost reply;
   ``{"type": "run", "id"}`` submits now (the Run button when ``auto_run`` is off).
+  Requests come over the comm, or (``direct``) over the direct path that skips the
+  kernel's shell channel (:mod:`oremda_lab.widget.direct`): one handler answers both.
   Undo/redo lives in the front end as a stack of accepted commands and their inverses.
 * Every edit that changes what runs (not a moved node) submits a snapshot to the
   engine; the engine coalesces (newest wins) and reports :class:`NodeEvent` s from its
@@ -26,6 +28,7 @@ State and policy
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -42,6 +45,7 @@ from oremda_lab.examples import example_pipelines
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.pipeline import Pipeline, PipelineError
 from oremda_lab.widget import _display
+from oremda_lab.widget import direct as direct_path
 from oremda_lab.widget.params import operator_info, param_widget
 
 __all__ = ["PipelineEditor"]
@@ -98,6 +102,11 @@ class PipelineEditor(anywidget.AnyWidget):
         quarter of the bytes at 2, so each step reaches the screen sooner. ``REFINE_S``
         after the hand stops, the last run's pictures go again at full display size. The
         run itself is always exact and full resolution; 1 turns previews off.
+    direct_requests
+        Send the editor's requests over the direct path (:mod:`oremda_lab.widget.direct`)
+        where the front end can reach it, instead of the comm: each request then spares
+        the page the kernel's busy/idle statuses. The front end falls back to the comm by
+        itself; False always uses the comm.
     examples
         The toolbar's Examples menu: name -> pipeline (a path, JSON dict or Pipeline).
         Default: the bundled example pipelines (:func:`oremda_lab.examples.example_pipelines`).
@@ -124,6 +133,8 @@ class PipelineEditor(anywidget.AnyWidget):
     auto_run = t.Bool(True).tag(sync=True)
     examples = t.List().tag(sync=True)
     filename = t.Unicode("pipeline.json").tag(sync=True)
+    #: Where the front end sends requests when it can: {"socket", "key"} (empty: the comm).
+    direct = t.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -135,6 +146,7 @@ class PipelineEditor(anywidget.AnyWidget):
         height: int = 460,
         picture_max_px: int | None = 512,
         preview_bin: int = 2,
+        direct_requests: bool = True,
         examples: Mapping[str, Pipeline | dict | str | Path] | None = None,
         **kwargs: Any,
     ):
@@ -161,6 +173,7 @@ class PipelineEditor(anywidget.AnyWidget):
         self._last_change: tuple[tuple[str, str], float] | None = None
         self._submissions = 0
         self._refine_timer: threading.Timer | None = None
+        self._direct: tuple[direct_path.DirectServer, str] | None = None
         super().__init__(
             graph=self._pipeline.to_json(),
             operators=[operator_info(s) for s in self._registry.all()],
@@ -172,6 +185,7 @@ class PipelineEditor(anywidget.AnyWidget):
         self._unobserve = self._pipeline.observe(self._on_pipeline)
         self._unsubscribe = None
         self.on_msg(self._on_msg)
+        self.direct_requests = direct_requests
         self.observe(self._on_graph_trait, "graph")
         self.observe(self._on_auto_run, "auto_run")
         if auto_run:
@@ -267,6 +281,7 @@ class PipelineEditor(anywidget.AnyWidget):
     def close(self) -> None:
         """Close the widget; stop observing; close the engine if the editor made it."""
         self._unobserve()
+        self.direct_requests = False
         for timer in (self._status_timer, self._refine_timer):
             if timer is not None:
                 timer.cancel()
@@ -323,9 +338,38 @@ class PipelineEditor(anywidget.AnyWidget):
             finally:
                 self._syncing = False
 
+    @property
+    def direct_requests(self) -> bool:
+        """True while the front end may send requests over the direct path (see ``direct_requests=``)."""
+        return self._direct is not None
+
+    @direct_requests.setter
+    def direct_requests(self, on: bool) -> None:
+        if on and self._direct is None:
+            try:
+                loop = asyncio.get_running_loop()  # the kernel's loop, in a notebook cell
+            except RuntimeError:
+                return  # a script, a thread: the comm only
+            server = direct_path.server_for(loop)
+            if server is not None:
+                key = server.register(self._answer)
+                self._direct = (server, key)
+                self.direct = server.info(key)
+        elif not on and self._direct is not None:
+            server, key = self._direct
+            self._direct = None
+            server.unregister(key)
+            self.direct = {}
+
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list) -> None:
         if not isinstance(content, dict) or "id" not in content:
             return  # not a request: nobody waits for an answer
+        self.send(self._answer(content))
+
+    def _answer(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Handle one request (from the comm or the direct path) and return its reply."""
+        if not isinstance(content, dict) or "id" not in content:
+            return {"type": "reply", "id": None, "ok": False, "problems": ["a request needs an id"]}
         reply: dict[str, Any] = {"type": "reply", "id": content["id"], "ok": True, "problems": []}
         try:
             kind = content.get("type")
@@ -346,7 +390,7 @@ class PipelineEditor(anywidget.AnyWidget):
         except Exception as e:  # never into the kernel's message loop: show it in the widget
             log.exception("editor command failed: %s", content)
             reply.update(ok=False, problems=[f"internal error: {_message(e)}"])
-        self.send(reply)
+        return reply
 
     # -- running -----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The request channel in JupyterLab 4 and Notebook 7: a kernel that does not answer never freezes a control.
 
-The kernel stops answering twice: its editor drops messages (the handler is removed from
-a cell), then the kernel is restarted (the comm is gone). Screenshots land in
-tests/browser/artifacts/.
+Requests take the direct path (through the server extension) while it is open, else the
+comm. The kernel stops answering twice: its editor turns the direct path off and drops
+comm messages (the handler is removed from a cell), then the kernel is restarted (the
+comm and the direct socket are gone). Screenshots land in tests/browser/artifacts/.
 """
 
 from lab import (
@@ -26,6 +27,7 @@ def open_editor(page):
     page.locator(".react-flow__node[data-id='blur'] .oremda-node-title b").click()
     page.locator(SLIDER).wait_for()
     value_is(page, "1.5")
+    page.wait_for_selector(f"{EDITOR}[data-requests='direct']", timeout=10_000)
 
 
 def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
@@ -34,9 +36,12 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     open_editor(page)
     timeout_ms = int(page.locator(EDITOR).first.get_attribute("data-request-timeout-ms"))
 
-    # The kernel stops answering the editor: its message handler is unregistered (a kernel
-    # busy in a long cell still answers comm messages with ipykernel 7, so that cannot be used).
-    run_code_in_new_cell(page, 'editor.on_msg(editor._on_msg, remove=True); print("deaf")')
+    # The kernel stops answering the editor: the direct path closes (the front end falls back
+    # to the comm) and the comm's message handler is unregistered (a kernel busy in a long
+    # cell still answers comm messages with ipykernel 7, so that cannot be used).
+    deaf = 'editor.direct_requests = False; editor.on_msg(editor._on_msg, remove=True); print("deaf")'
+    run_code_in_new_cell(page, deaf)
+    page.wait_for_selector(f"{EDITOR}[data-requests='comm']", timeout=10_000)
     page.locator(SLIDER).focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_selector(f"{ROW}[data-pending]", timeout=5_000)
@@ -51,9 +56,10 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     value_is(page, "1.5", timeout=5_000)
     shot(page, "channel-01-no-answer")
 
-    # The kernel listens again: the control works at once, the editor re-syncs from the
-    # kernel, and the new value is one undo step (the lost edit was never recorded).
-    run_code_in_new_cell(page, 'editor.on_msg(editor._on_msg); print("listening")')
+    # The kernel listens again (on both paths): the control works at once, the editor re-syncs
+    # from the kernel, and the new value is one undo step (the lost edit was never recorded).
+    run_code_in_new_cell(page, 'editor.on_msg(editor._on_msg); editor.direct_requests = True; print("listening")')
+    page.wait_for_selector(f"{EDITOR}[data-requests='direct']", timeout=10_000)
     frame = page.evaluate(FRAME)
     page.locator(SLIDER).focus()
     page.keyboard.press("ArrowRight")
@@ -76,6 +82,7 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     lab_menu(page, "Kernel", "Restart Kernel")
     page.locator(".jp-Dialog .jp-mod-accept").click()
     assert run_code_in_new_cell(page, 'print("editor" in globals())').strip() == "False"  # the new kernel
+    page.wait_for_selector(f"{EDITOR}[data-requests='comm']", timeout=10_000)  # the old kernel's socket is gone
     page.locator(SLIDER).focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_selector(f"{EDITOR}[data-kernel='lost']", timeout=timeout_ms + 3_000)
@@ -95,7 +102,7 @@ def test_an_unanswered_request_fails_visibly_and_frees_the_control(page, front):
     # Running the cell again gives an editor of the new kernel's pipeline.
     run_all_cells(page)
     page.wait_for_function(f"() => ({FRAME})() >= 1", timeout=90_000)
-    editor = page.locator(f"{EDITOR}[data-kernel='ok']").first
+    editor = page.locator(f"{EDITOR}[data-kernel='ok'][data-requests='direct']").first
     editor.wait_for()
     page.locator(".react-flow__node[data-id='blur'] .oremda-node-title b").first.click()
     value_is(page, "1.5")

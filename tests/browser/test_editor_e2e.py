@@ -44,6 +44,8 @@ def test_getting_started(page, front):
     page.wait_for_function(shown, timeout=90_000)
     page.wait_for_selector(".oremda-node[data-node-id='blur']:is([data-state='done'], [data-state='cached'])")
     editor.scroll_into_view_if_needed()
+    # Edits travel the direct path (the server extension's relay), not the comm.
+    page.wait_for_selector(f"{EDITOR}[data-requests='direct']", timeout=10_000)
     shot(page, "01-opened")
     nodes_before = page.locator(".react-flow__node").count()
     assert nodes_before == 5

@@ -49,7 +49,9 @@ def test_a_real_server_loads_the_extension_from_the_installed_config(tmp_path):
 
 def _app(connection_class):
     return SimpleNamespace(
-        web_app=SimpleNamespace(settings={"kernel_websocket_connection_class": connection_class}),
+        web_app=SimpleNamespace(
+            settings={"kernel_websocket_connection_class": connection_class}, add_handlers=lambda host, handlers: None
+        ),
         log=logging.getLogger("test"),
     )
 
