@@ -15,9 +15,10 @@ frame; for the baseline after the PNG has decoded):
   the kernel and shows the matplotlib figure (PNG) in an Output widget;
 * ``editor 4096`` and ``baseline 4096``: the same on a 4096 x 4096 image (the MoS2 image
   tiled 4 x 4, read by npy_reader; its own editor and engine).
-* ``editor, no previews``: the editor's slider again, last, from sigma 1.5 as ``editor``,
-  with ``preview_bin=1`` (full-size pictures on every move): what the previews bring, in
-  the same run.
+* ``editor, no previews`` and ``editor over the comm``: the editor's slider again, with
+  ``preview_bin=1`` (full-size pictures on every move), and with its requests on the
+  comm instead of the direct path (``direct_requests=False``): what previews and the
+  direct path bring, in the same run (the three editor variants alternate in blocks).
 
 While the slider moves, the editors send their pictures at half resolution (previews);
 a move counts only a frame encoded after its keydown, and after each editor setup's last
@@ -223,8 +224,9 @@ EDITORS = {
     "editor": ("bench-editor", "view", "engine", "pipeline", "image"),
     "bound": ("bench-editor", "view", "engine", "pipeline", "image"),
     "editor 4096": ("bench-editor-4096", "view4096", "engine_big", "pipeline_big", "data"),
-    # The editor's slider again, last, with previews off (preview_bin=1): what previews bring.
+    # The editor's slider again with previews off, or its requests on the comm (VARIANTS).
     "editor, no previews": ("bench-editor", "view", "engine", "pipeline", "image"),
+    "editor over the comm": ("bench-editor", "view", "engine", "pipeline", "image"),
 }
 BASELINES = {"baseline": "bench-baseline", "baseline 4096": "bench-baseline-4096"}
 
@@ -341,24 +343,30 @@ def summary(times: list[float]) -> dict[str, float]:
             "n": len(times), "times_ms": [round(t, 1) for t in times]}  # fmt: skip
 
 
-KINDS = ("editor", "bound", "baseline", "editor 4096", "baseline 4096", "editor, no previews")
-# The editor's slider with and without previews, measured in alternating blocks (ABAB...).
-PAIRED = ("editor", "editor, no previews")
+KINDS = ("editor", "bound", "baseline", "editor 4096", "baseline 4096", "editor, no previews", "editor over the comm")
+# The editor's slider set up three ways, measured in alternating blocks: the editor's
+# attributes for each (None: --preview-bin).
+VARIANTS = {
+    "editor": {"preview_bin": None, "direct_requests": True},
+    "editor, no previews": {"preview_bin": 1, "direct_requests": True},
+    "editor over the comm": {"preview_bin": None, "direct_requests": False},
+}
+PAIRED = tuple(VARIANTS)
 
 
 def blocks(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
     """The measured blocks in order: (setup, key, moves, warm-up moves).
 
     Each setup's moves go in ``--rounds`` blocks, up, then down, ..., so all see the same
-    sigmas, from 1.5 up and back (a blur's cost grows with sigma). The editor with and
-    without previews alternate (one up, the other down; then the other way round), so
-    they also see the same moments of a shared machine. Then the others, one by one.
+    sigmas, from 1.5 up and back (a blur's cost grows with sigma). The editor's variants
+    alternate (up, down, up, ...; each round in another order), so they also see the
+    same moments of a shared machine. Then the others, one by one.
     """
     keys, out = ("ArrowRight", "ArrowLeft"), []
+    per = max(1, -(-args.moves // args.rounds))
     for r in range(args.rounds):
-        pair = PAIRED if r % 2 == 0 else PAIRED[::-1]
-        per = max(1, -(-args.moves // args.rounds))
-        out += [(kind, keys[j], per, min(args.warmup, 2)) for j, kind in enumerate(pair)]
+        for kind in PAIRED[r % len(PAIRED) :] + PAIRED[: r % len(PAIRED)]:
+            out.append((kind, keys[len(out) % 2], per, min(args.warmup, 2)))
     for kind in ("bound", "baseline", "editor 4096", "baseline 4096"):
         per = max(1, -(-(args.moves_4096 if "4096" in kind else args.moves) // args.rounds))
         out += [(kind, keys[r % 2], per, args.warmup if r == 0 else min(args.warmup, 2)) for r in range(args.rounds)]
@@ -424,21 +432,23 @@ def main() -> None:
             times: dict[str, list[float]] = {kind: [] for kind in KINDS}
             traces: dict[str, list] = {kind: [] for kind in KINDS}
             lost: dict[str, list] = {kind: [] for kind in KINDS}
-            previews = args.preview_bin
+            setup = {"preview_bin": args.preview_bin, "direct_requests": True}  # the notebook's editor
             plan = blocks(args)
             last_pair = max(i for i, block in enumerate(plan) if block[0] in PAIRED)
             for i, (kind, key, moves, warmup) in enumerate(plan):
-                wanted = 1 if kind == "editor, no previews" else args.preview_bin
-                if kind in EDITORS and EDITORS[kind][2] == "engine" and wanted != previews:
-                    run_code_in_new_cell(page, f"editor.preview_bin = {wanted}; print('preview_bin', {wanted})")
-                    previews = wanted
+                if kind in VARIANTS:
+                    wanted = {k: args.preview_bin if v is None else v for k, v in VARIANTS[kind].items()}
+                    for attr, value in wanted.items():
+                        if setup[attr] != value:
+                            run_code_in_new_cell(page, f"editor.{attr} = {value!r}; print({attr!r}, {value!r})")
+                    setup = wanted
                 slider = sliders[kind]
                 slider.scroll_into_view_if_needed()
                 target = BASELINES[kind] if kind in BASELINES else EDITORS[kind][1]
                 times[kind] += measure(page, kind, target, slider, moves, warmup, traces[kind], lost[kind], key)
                 if kind in EDITORS:  # after this setup's last move so far
                     results.setdefault(kind, {})["full_size_after_last_move_ms"] = page.evaluate(FULL_SIZE, target)
-                if kind == "editor, no previews" or kind not in PAIRED:
+                if kind not in PAIRED or i == last_pair:
                     ARTIFACTS.mkdir(exist_ok=True)
                     page.screenshot(path=str(ARTIFACTS / f"bench-{kind.replace(' ', '-')}.png"))
                 if kind in EDITORS and (kind not in PAIRED or i == last_pair):
@@ -457,7 +467,7 @@ def main() -> None:
                         for marks in traces[kind][:5]:
                             print(kind, " ".join(f"{label}@{t:.0f}" for label, t in marks))
     pairs = (("editor", "baseline"), ("bound", "baseline"), ("editor 4096", "baseline 4096"),
-             ("editor, no previews", "baseline"))  # fmt: skip
+             ("editor, no previews", "baseline"), ("editor over the comm", "baseline"))  # fmt: skip
     for kind, base in pairs:
         results[kind]["speedup_median"] = results[base]["median_ms"] / results[kind]["median_ms"]
         results[kind]["speedup_p95"] = results[base]["p95_ms"] / results[kind]["p95_ms"]
@@ -486,6 +496,7 @@ LABELS = {
     "editor 4096": "4096 x 4096: editor panel slider -> engine -> canvas",
     "baseline 4096": "4096 x 4096: ipywidgets FloatSlider -> scipy -> matplotlib PNG",
     "editor, no previews": "editor panel slider, previews off (`preview_bin=1`): full-size pictures on every move",
+    "editor over the comm": "editor panel slider, requests on the comm (`direct_requests=False`)",
 }
 
 
@@ -510,7 +521,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         f"### bench/bench_slider.py, {results['when']}",
         "",
         f"`{results['command']}`: {args.settle} unmeasured moves first (the page settles); each setup's moves in "
-        f"{args.rounds} blocks, up then down (the editor with and without previews alternating), then the others: "
+        f"{args.rounds} blocks, up then down (the editor's three variants alternating), then the others: "
         f"{args.moves} moves (1024 x 1024) and {args.moves_4096} moves (4096 x 4096), each block after up to "
         f"{args.warmup} warm-up moves, of one sigma step (0.1) each, sigma from 1.5; headless Chromium, "
         f"JupyterLab, 2 cores; Jupyter server {results['server']}; load average (1 min) {load['start']:.1f} at the "
