@@ -8,6 +8,7 @@ browser downloads do not work on these machines.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -191,6 +192,13 @@ def run_code_in_new_cell(page, code: str, timeout: float = 60_000) -> str:
     out.first.wait_for(timeout=timeout)
     wait_kernel_idle(page, timeout)
     return out.first.inner_text()
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of ``cells`` (code, no outputs) on the python3 kernel, at ``path``."""
+    code = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": c} for c in cells]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(json.dumps({"cells": code, "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}))
 
 
 # The editor on the page (getting_started.ipynb: the blur node's sigma slider).

@@ -8,7 +8,7 @@ one Engine: A's slider updates A's display only, and B's stays as it was.
 import json
 import sys
 
-from lab import ROOT, run_all_cells, run_code_in_new_cell, start_code_in_new_cell
+from lab import ROOT, run_all_cells, run_code_in_new_cell, start_code_in_new_cell, write_notebook
 from test_editor_e2e import CHECKSUM
 
 sys.path.insert(0, str(ROOT / "tests" / "widget"))
@@ -35,13 +35,6 @@ write_operator(ops, STEPS_OPERATOR, STEPS_RUN)
 slow = Engine("inline", registry=Registry([ops]))
 c = PipelineEditor({{"nodes": [{{"id": "count", "image": "oremda/steps", "params": {{"n": 16}}}}], "edges": []}}, slow)
 c"""
-
-
-def write_notebook(path):
-    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": c} for c in CELLS]
-    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    doc = {"cells": cells, "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(doc))
 
 
 def frame(editor) -> int:
@@ -85,7 +78,7 @@ def check_panel_beside(page, editor, node: str) -> None:
 
 
 def test_two_editors_share_one_engine(page, front):
-    write_notebook(front.root / "notebooks" / "two_editors.ipynb")
+    write_notebook(front.root / "notebooks" / "two_editors.ipynb", CELLS)
     front.open(page, "notebooks/two_editors.ipynb")
     run_all_cells(page)
     a, b = page.locator(".oremda-editor").nth(0), page.locator(".oremda-editor").nth(1)
