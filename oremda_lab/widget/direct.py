@@ -202,7 +202,7 @@ def server_for(loop: asyncio.AbstractEventLoop) -> DirectServer | None:
                 _server.close()
             try:
                 _server = DirectServer(loop)
-            except OSError as e:  # no Unix sockets, a path too long for one, ...
+            except (OSError, AttributeError) as e:  # no AF_UNIX here, a path too long for a socket, ...
                 log.info("no direct path for editor requests: %s", e)
                 _server = None
                 return None

@@ -93,6 +93,9 @@ def test_editor_runs_on_mpi_in_a_slurm_job_spawned_by_the_hub(cluster: Cluster, 
             page.wait_for_function(f"() => ({FRAME})() >= 1", timeout=120_000)
             page.wait_for_selector(".oremda-node[data-node-id='blur']:is([data-state='done'], [data-state='cached'])")
             page.locator(".oremda-editor").first.scroll_into_view_if_needed()
+            # The editor's requests reach the kernel through the hub's proxy and the server
+            # extension's relay (the direct path), not the comm.
+            page.wait_for_selector(".oremda-editor[data-requests='direct']", timeout=30_000)
             shot(page, "03-display")
 
             where = run_code_in_new_cell(
