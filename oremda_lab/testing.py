@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import threading
@@ -29,6 +30,13 @@ from oremda_lab.spec.pipeline import Pipeline
 from oremda_lab.worker import protocol
 from oremda_lab.worker.main import Worker, load_operator
 from oremda_lab.worker.sdk import PortValue
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_operator(

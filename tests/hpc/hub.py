@@ -23,7 +23,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from slurm import PARTITION, Cluster, free_port, running
+from slurm import PARTITION, Cluster, running
+
+from oremda_lab.testing import free_port
 
 BIN = Path(sys.executable).parent  # jupyterhub, jupyterhub-singleuser, batchspawner-singleuser
 

@@ -24,6 +24,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from oremda_lab.testing import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 PARTITION = "debug"
 
@@ -36,13 +38,6 @@ def require(condition: bool, message: str) -> None:
         if os.environ.get("OREMDA_REQUIRE_ENGINES"):
             pytest.fail(message)
         pytest.skip(message)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def missing_commands() -> list[str]:

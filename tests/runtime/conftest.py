@@ -7,7 +7,6 @@ that use it skip (or fail under ``OREMDA_REQUIRE_ENGINES=1``, as CI sets).
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,13 +14,9 @@ import urllib.request
 
 import pytest
 
+from oremda_lab.testing import free_port
+
 _READY_WITHIN = 30.0  # seconds for the registry to answer /v2/
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +29,7 @@ def oci_registry(tmp_path_factory):
             pytest.fail(message)
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("registry")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     config = folder / "config.yml"
     config.write_text(
         "version: 0.1\n"

@@ -10,10 +10,7 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
@@ -21,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import websocket_connect
-from widget_helpers import BLUR_DISPLAY, RecordingComm, command, wait_for
+from widget_helpers import BLUR_DISPLAY, RecordingComm, command, jupyter_server, wait_for
 
 from oremda_lab import PipelineEditor
 from oremda_lab.widget import direct
@@ -188,38 +185,11 @@ def test_only_a_kernels_direct_socket_is_accepted_by_the_relay(editor, tmp_path)
 # -- the relay in a real Jupyter server ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def jupyter_server(tmp_path_factory):
-    """A Jupyter server with the installed extension and token ``t0ken``: yields its base URL."""
-    root = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    log_path = root / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
-             "--port", str(port), "--IdentityProvider.token=t0ken", "--ServerApp.base_url=/user/x/",
-             f"--ServerApp.root_dir={root}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/user/x/api/status?token=t0ken", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < end, log_path.read_text()
-                time.sleep(0.3)
-        yield f"127.0.0.1:{port}/user/x/"
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=15)
+def relay_server(tmp_path_factory):
+    """A Jupyter server with the installed extension, a base URL and token ``t0ken``: its address."""
+    with jupyter_server(tmp_path_factory.mktemp("server"), base_url="/user/x/", token="t0ken") as (address, _):
+        yield address
 
 
 def relay(base, socket_path, token="t0ken"):
@@ -227,9 +197,9 @@ def relay(base, socket_path, token="t0ken"):
     return websocket_connect(f"ws://{base}oremda-lab/direct?{query}")
 
 
-def test_the_server_relays_requests_and_replies(jupyter_server, editor):
+def test_the_server_relays_requests_and_replies(relay_server, editor):
     async def talk():
-        ws = await relay(jupyter_server, editor.direct["socket"])
+        ws = await relay(relay_server, editor.direct["socket"])
         ws.write_message(json.dumps({"hello": editor.direct["key"]}))
         assert json.loads(await ws.read_message()) == {"type": "hello", "ok": True}
         for i, sigma in enumerate((1.25, 4.0, 0.5)):
@@ -241,9 +211,9 @@ def test_the_server_relays_requests_and_replies(jupyter_server, editor):
     assert editor.pipeline.nodes["blur"].params["sigma"] == 0.5
 
 
-def test_the_relay_closes_when_the_kernel_side_closes(jupyter_server, editor, kernel_loop):
+def test_the_relay_closes_when_the_kernel_side_closes(relay_server, editor, kernel_loop):
     async def talk():
-        ws = await relay(jupyter_server, editor.direct["socket"])
+        ws = await relay(relay_server, editor.direct["socket"])
         ws.write_message(json.dumps({"hello": editor.direct["key"]}))
         await ws.read_message()
         on_loop(kernel_loop, lambda: setattr(editor, "direct_requests", False))
@@ -257,7 +227,7 @@ def test_the_relay_closes_when_the_kernel_side_closes(jupyter_server, editor, ke
     ("case", "status"),
     [("no token", 403), ("not a direct socket", 404), ("a socket nobody listens on", 404)],
 )
-def test_the_relay_refuses(jupyter_server, editor, tmp_path, case, status):
+def test_the_relay_refuses(relay_server, editor, tmp_path, case, status):
     path, token = editor.direct["socket"], "t0ken"
     if case == "no token":
         token = None
@@ -272,7 +242,7 @@ def test_the_relay_refuses(jupyter_server, editor, tmp_path, case, status):
 
     async def talk():
         with pytest.raises(HTTPClientError) as e:
-            await relay(jupyter_server, path, token)
+            await relay(relay_server, path, token)
         return e.value.code
 
     assert asyncio.run(talk()) == status
