@@ -81,7 +81,7 @@ class DirectServer:
     """One kernel's socket: accepts the relay's connections and hands requests to the editors.
 
     ``loop`` is the kernel's main event loop: handlers run there, one at a time, between
-    the kernel's own messages (never concurrently with a cell or a comm message).
+    the kernel's own messages (not while a cell's code or a comm message is running).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
