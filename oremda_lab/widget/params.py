@@ -27,7 +27,7 @@ from oremda_lab.spec.pipeline import Pipeline, PipelineError
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["control_for", "operator_info", "param_widget"]
+__all__ = ["control_for", "operator_info", "param_widget", "slider_position"]
 
 #: Slider steps when the schema gives none: integers step by one, numbers by 1/100 of the range.
 DEFAULT_SLIDER_STEPS = 100
@@ -106,9 +106,21 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
         return value
 
     kind = c["kind"]
+    float_slider = kind == "slider" and param.type != "integer"
+
+    def shown() -> Any:
+        # A value on a float slider's steps is shown where the browser's slider puts it (its
+        # last bit may differ), so the view has nothing to send back. A value between steps
+        # is shown as it is (the browser's slider moves it to a step, as ipywidgets does).
+        value = current()
+        if float_slider:
+            position = slider_position(value, c["min"], c["max"], c["step"])
+            return position if _same_number(position, value) else value
+        return value
+
     if kind == "slider":
         cls = w.IntSlider if param.type == "integer" else w.FloatSlider
-        widget = cls(value=current(), min=c["min"], max=c["max"], step=c["step"], **common)
+        widget = cls(value=shown(), min=c["min"], max=c["max"], step=c["step"], **common)
     elif kind == "dropdown":
         widget = w.Dropdown(options=list(param.choices or ()), value=current(), **common)
     elif kind == "checkbox":
@@ -141,7 +153,7 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
         nonlocal syncing
         if syncing or node not in pipeline.nodes:
             return
-        value = current()
+        value = shown()
         if kind in ("json", "text"):
             value = _as_text(value, kind)
         if widget.value != value:
@@ -154,6 +166,38 @@ def param_widget(pipeline: Pipeline, node: str, name: str, **kwargs: Any) -> ipy
     widget.observe(to_pipeline, "value")
     widget._oremda_unobserve = pipeline.observe(from_pipeline)  # kept so callers can unbind
     return widget
+
+
+def slider_position(value: float, low: float, high: float, step: float) -> float:
+    """Where an ipywidgets FloatSlider's view puts ``value``: noUiSlider's step arithmetic.
+
+    The view snaps a value that the kernel sets to its step, in percent of the range, and
+    converts it back; when the result differs in the last bit (1.7 becomes
+    1.7000000000000002 on 0..50 by 0.1) the view sends it back to the kernel, a comm
+    message with the kernel's busy and idle for nothing. A value already snapped comes
+    back unchanged. These are noUiSlider 15's operations (ipywidgets 8's slider) in the
+    same order, in the same IEEE doubles; if another version snaps differently, the view
+    sends its value back as before and :func:`param_widget` ignores it.
+
+    >>> slider_position(1.7, 0, 50, 0.1), slider_position(1.6, 0, 50, 0.1)
+    (1.7000000000000002, 1.6)
+    """
+    if not step or high <= low:
+        return value
+
+    def percent(x: float) -> float:  # share of the range, as noUiSlider's toPercentage
+        return 100 * x / (high - low)
+
+    if value >= high:
+        return high
+    at = percent(value - low)  # toStepping (one range: 0..100 %)
+    if at != 100:
+        step_percent = percent(step)
+        at = math.floor(at / step_percent + 0.5) * step_percent  # getStep, with JS's Math.round
+    at = max(min(at, 100), 0)
+    if at >= 100:
+        return high
+    return at * (high - low) / 100 + low  # fromStepping
 
 
 def _same_number(a: Any, b: Any) -> bool:

@@ -4,8 +4,9 @@ An init script wraps the page's WebSocket and decodes the header of every kernel
 (JupyterLab's binary protocol, v1.kernel.websocket.jupyter.org: a table of offsets, then
 the channel, header, parent header, metadata, content), counting the kernel's ``status``
 messages. Over the direct path a slider step brings none; over the comm each step is a
-shell message with its busy and idle. The notebook has the editor only: an ipywidgets
-slider bound to the parameter sends its own (comm) messages when the editor moves it.
+shell message with its busy and idle. The notebook also shows an ipywidgets slider bound to
+the parameter, which the editor moves: it must not send the values back (sigma 1.7 is one
+its step arithmetic would have changed in the last bit, see ``slider_position``).
 """
 
 import json
@@ -19,6 +20,7 @@ from widget_helpers import BLUR_DISPLAY  # noqa: E402
 CELLS = [
     "from oremda_lab import Pipeline, PipelineEditor\n\n"
     f"pipeline = Pipeline.from_json({json.dumps(BLUR_DISPLAY)})\neditor = PipelineEditor(pipeline)\neditor",
+    'editor.slider("blur", "sigma")',
     "print('ready')",  # new cells go below this one
 ]
 

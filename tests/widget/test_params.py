@@ -6,7 +6,7 @@ import pytest
 from oremda_lab import Pipeline, PipelineEditor, PipelineError
 from oremda_lab.registry import Registry, default_registry
 from oremda_lab.spec.operator import ParamSpec
-from oremda_lab.widget.params import control_for, operator_info, param_widget
+from oremda_lab.widget.params import control_for, operator_info, param_widget, slider_position
 
 KINDS = {"slider", "dropdown", "checkbox", "number", "text", "json"}
 
@@ -79,6 +79,30 @@ def test_param_widget_binds_both_ways_and_clamps():
     assert p.revision == rev and p.nodes["b"].params["sigma"] == 1.9
     s.value = 2.0  # one step is an edit
     assert p.revision == rev + 1 and p.nodes["b"].params["sigma"] == 2.0
+
+
+# Values the browser's FloatSlider (ipywidgets 8, 0..50 by 0.1) sent back when the kernel set
+# sigma 1.5, 1.6, ..., 5.4 in JupyterLab: every other value came back unchanged.
+SENT_BACK = {1.7: 1.7000000000000002, 2.3: 2.3000000000000003, 2.4: 2.4000000000000004, 2.9: 2.9000000000000004,
+             3.4: 3.4000000000000004, 3.9: 3.9000000000000004, 4.1: 4.1000000000000005, 4.6: 4.6000000000000005,
+             4.8: 4.800000000000001, 5.1: 5.1000000000000005, 5.3: 5.300000000000001}  # fmt: skip
+
+
+def test_a_float_slider_shows_a_value_where_the_browser_puts_it():
+    values = [round(1.5 + 0.1 * k, 10) for k in range(40)]
+    assert {v: slider_position(v, 0, 50, 0.1) for v in values if slider_position(v, 0, 50, 0.1) != v} == SENT_BACK
+    assert all(slider_position(x, 0, 50, 0.1) == x for x in SENT_BACK.values())  # nothing more to send back
+    p = blur_pipeline()
+    s = param_widget(p, "b", "sigma")
+    p.set_param("b", "sigma", 1.7)
+    assert s.value == 1.7000000000000002 and p.nodes["b"].params["sigma"] == 1.7  # the parameter as it was set
+    rev = p.revision
+    s.value = 1.7000000000000002  # what the browser would have sent back: not an edit
+    assert p.revision == rev
+    p.set_param("b", "sigma", 1.25)  # between steps: shown as it is
+    assert s.value == 1.25
+    assert slider_position(-3.3, -5, 5, 0.1) == slider_position(slider_position(-3.3, -5, 5, 0.1), -5, 5, 0.1)
+    assert (slider_position(60, 0, 50, 0.1), slider_position(-1, 0, 50, 0.1)) == (50, 0)
 
 
 def test_param_widget_dropdown_and_unknown_param():
