@@ -175,7 +175,7 @@ def slider_position(value: float, low: float, high: float, step: float) -> float
     converts it back; when the result differs in the last bit (1.7 becomes
     1.7000000000000002 on 0..50 by 0.1) the view sends it back to the kernel, a comm
     message with the kernel's busy and idle for nothing. A value already snapped comes
-    back unchanged. These are noUiSlider 15's operations (ipywidgets 8's slider) in the
+    back unchanged. These are the operations of the noUiSlider that ipywidgets 8.1 ships, in the
     same order, in the same IEEE doubles; if another version snaps differently, the view
     sends its value back as before and :func:`param_widget` ignores it.
 
