@@ -448,10 +448,11 @@ def main() -> None:
                 times[kind] += measure(page, kind, target, slider, moves, warmup, traces[kind], lost[kind], key)
                 if kind in EDITORS:  # after this setup's last move so far
                     results.setdefault(kind, {})["full_size_after_last_move_ms"] = page.evaluate(FULL_SIZE, target)
-                if kind not in PAIRED or i == last_pair:
-                    ARTIFACTS.mkdir(exist_ok=True)
-                    page.screenshot(path=str(ARTIFACTS / f"bench-{kind.replace(' ', '-')}.png"))
-                if kind in EDITORS and (kind not in PAIRED or i == last_pair):
+                if kind in PAIRED and i != last_pair:
+                    continue  # the editor's variants: screenshot and exactness after the last of their blocks
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"bench-{kind.replace(' ', '-')}.png"))
+                if kind in EDITORS:
                     big = np.tile(image, (4, 4)) if "4096" in kind else image
                     exact = check_exact(page, kind, big)
                     for done in PAIRED if kind in PAIRED else (kind,):

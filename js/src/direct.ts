@@ -89,7 +89,7 @@ export class DirectTransport implements Transport {
     this.model.send(content, callbacks, buffers);
   }
 
-  /** Hear the state's changes (the editor shows it as `data-direct`). */
+  /** Hear the state's changes (the editor shows it as `data-requests`). */
   watch(cb: (state: DirectState) => void): () => void {
     this.watchers.add(cb);
     return () => this.watchers.delete(cb);
@@ -105,9 +105,10 @@ export class DirectTransport implements Transport {
   /** (Re)connect to what the `direct` trait names; with nothing named, the comm only. */
   private connect(): void {
     this.close();
-    const url = directUrl((this.model.get("direct") ?? {}) as DirectInfo, this.doc);
-    const key = (this.model.get("direct") as DirectInfo | undefined)?.key;
-    if (!url || !key) return;
+    const info = (this.model.get("direct") ?? {}) as DirectInfo;
+    const url = directUrl(info, this.doc); // null without a socket and key, or without a Jupyter server page
+    if (!url) return;
+    const key = info.key;
     let socket: SocketLike;
     try {
       socket = this.open(url);

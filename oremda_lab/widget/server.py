@@ -124,9 +124,9 @@ def is_direct_socket(path: str) -> bool:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
-    route = url_path_join(web_app.settings.get("base_url", "/"), "oremda-lab/direct")
+    settings = web_app.settings
+    route = url_path_join(settings.get("base_url", "/"), "oremda-lab/direct")
     web_app.add_handlers(".*$", [(route, DirectRelayHandler)])
-    settings = serverapp.web_app.settings
     if settings.get("kernel_websocket_connection_class") in (None, ZMQChannelsWebsocketConnection):
         settings["kernel_websocket_connection_class"] = NoDelayConnection
         serverapp.log.info("oremda-lab: kernel websocket without Nagle delays (TCP_NODELAY)")

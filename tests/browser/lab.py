@@ -29,8 +29,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @contextmanager
-def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = (), app: str = "lab"):
-    """Start ``jupyter lab`` (or ``app="notebook"``: Notebook 7) and yield its base URL; stop it by pid afterwards."""
+def jupyter_lab(
+    root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = (), app: str = "lab",
+    base_url: str = "/", token: str = "",
+):  # fmt: skip
+    """Start ``jupyter lab`` (``app="notebook"``: Notebook 7; ``"server"``: jupyter_server alone) and yield its URL.
+
+    The URL ends with the base URL, without a trailing slash; the log is
+    ``artifacts/jupyter-APP.log``. The server is stopped by pid afterwards.
+    """
     port = free_port()
     workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
     # No "get notified about Jupyter news?" toast: it covers the bottom right of the page.
@@ -43,23 +50,24 @@ def jupyter_lab(root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str,
     log = open(ARTIFACTS / f"jupyter-{app}.log", "w")  # noqa: SIM115 (closed below)
     cmd = [
         sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root",
-        "--IdentityProvider.token=", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
-        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
+        f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
     ]  # fmt: skip
     if app == "lab":
         cmd += [f"--LabApp.workspaces_dir={workspaces}", f"--LabApp.user_settings_dir={settings}",
                 "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
-    else:
+    elif app == "notebook":
         cmd += [f"--JupyterNotebookApp.workspaces_dir={workspaces}",
                 f"--JupyterNotebookApp.user_settings_dir={settings}"]  # fmt: skip
     cmd += extra_args
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}{base_url.rstrip('/')}"
+    status = f"{url}/api/status" + (f"?token={token}" if token else "")
     try:
         end = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
+                with urllib.request.urlopen(status, timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:

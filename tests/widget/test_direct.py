@@ -12,13 +12,13 @@ import os
 import socket
 import threading
 import urllib.parse
-import urllib.request
 from contextlib import contextmanager
 
 import pytest
+from lab import jupyter_lab
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import websocket_connect
-from widget_helpers import BLUR_DISPLAY, RecordingComm, command, jupyter_server, wait_for
+from widget_helpers import BLUR_DISPLAY, RecordingComm, command, wait_for
 
 from oremda_lab import PipelineEditor
 from oremda_lab.widget import direct
@@ -187,14 +187,14 @@ def test_only_a_kernels_direct_socket_is_accepted_by_the_relay(editor, tmp_path)
 
 @pytest.fixture(scope="module")
 def relay_server(tmp_path_factory):
-    """A Jupyter server with the installed extension, a base URL and token ``t0ken``: its address."""
-    with jupyter_server(tmp_path_factory.mktemp("server"), base_url="/user/x/", token="t0ken") as (address, _):
-        yield address
+    """A Jupyter server with the installed extension, a base URL and token ``t0ken``: its URL."""
+    with jupyter_lab(tmp_path_factory.mktemp("server"), app="server", base_url="/user/x/", token="t0ken") as url:
+        yield url
 
 
-def relay(base, socket_path, token="t0ken"):
+def relay(url, socket_path, token="t0ken"):
     query = urllib.parse.urlencode({"socket": socket_path, **({"token": token} if token else {})})
-    return websocket_connect(f"ws://{base}oremda-lab/direct?{query}")
+    return websocket_connect(f"{url.replace('http://', 'ws://', 1)}/oremda-lab/direct?{query}")
 
 
 def test_the_server_relays_requests_and_replies(relay_server, editor):

@@ -6,15 +6,15 @@ import logging
 from types import SimpleNamespace
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from widget_helpers import jupyter_server
+from lab import ARTIFACTS, jupyter_lab
 
 from oremda_lab.widget import server
 
 
 def test_a_real_server_loads_the_extension_from_the_installed_config(tmp_path):
-    with jupyter_server(tmp_path) as (_, log_path):
+    with jupyter_lab(tmp_path, app="server"):
         pass
-    assert "oremda-lab: kernel websocket without Nagle delays" in log_path.read_text()
+    assert "oremda-lab: kernel websocket without Nagle delays" in (ARTIFACTS / "jupyter-server.log").read_text()
 
 
 def _app(connection_class):

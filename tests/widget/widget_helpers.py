@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-from oremda_lab.testing import free_port
 
 # The getting-started notebook's graph (tests/browser and tests/hpc build their notebooks from it).
 BLUR_DISPLAY = {
@@ -112,34 +102,3 @@ _ids = iter(range(1, 1 << 30))
 def command(widget, cmd: dict[str, Any]) -> dict[str, Any]:
     """Send one editor command as the front end does; return the reply."""
     return front_end_says(widget, {"type": "command", "id": next(_ids), "command": cmd})
-
-
-@contextmanager
-def jupyter_server(root: Path, base_url: str = "/", token: str = "") -> Iterator[tuple[str, Path]]:
-    """A real Jupyter server on ``root`` (with the installed config, so oremda-lab's extension).
-
-    Yields its address with the base URL (``127.0.0.1:PORT/base/``) and its log's path;
-    stops it afterwards.
-    """
-    port, log_path = free_port(), root / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
-             "--port", str(port), f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
-             f"--ServerApp.root_dir={root}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    address = f"127.0.0.1:{port}{base_url}"
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{address}api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < end, log_path.read_text()
-                time.sleep(0.3)
-        yield address, log_path
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
