@@ -6,14 +6,22 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 state="$(mktemp -d /run/oremda-ci.XXXXXX)"
-# The engine's images live on disk (not under /run, a tmpfs), fresh for every run.
+# The engines' images live on disk (not under /run, a tmpfs), fresh for every run: images the
+# tests build must not pile up across runs (thousands made Podman's image listing time out).
 export OREMDA_DOCKER_DATA="$(mktemp -d /var/tmp/oremda-ci-docker.XXXXXX)"
+podman_data="$(mktemp -d /var/tmp/oremda-ci-podman.XXXXXX)"
+# One store for Podman's service and its command line (the MPI runtime's `podman run`).
+printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/run"\n' \
+  "${podman_data}" "${podman_data}" >"${podman_data}/storage.conf"
+export CONTAINERS_STORAGE_CONF="${podman_data}/storage.conf"
 
 stop_all() {
   # Containers of this run are removed by the tests; the engines are stopped by pid only.
   bash "${here}/containers/stop-daemon.sh" "${state}/podman/podman.pid" || true
   bash "${here}/containers/stop-daemon.sh" "${state}/docker/dockerd.pid" || true
-  rm -rf "${state}" "${OREMDA_DOCKER_DATA}"
+  # Podman leaves its store's overlay mounted after the service stops.
+  findmnt -rn -o TARGET | grep "^${podman_data}/" | sort -r | xargs -r -n1 umount -l || true
+  rm -rf "${state}" "${OREMDA_DOCKER_DATA}" "${podman_data}"
 }
 trap stop_all EXIT
 
@@ -27,7 +35,9 @@ fi
 python -m pip install -q "docker>=7"
 
 bash "${here}/containers/start-dockerd.sh" "${state}/docker"
-bash "${here}/containers/start-podman.sh" "${state}/podman"
+# TMPDIR: where Podman stages image uploads (it leaves some behind).
+mkdir -p "${podman_data}/tmp"
+TMPDIR="${podman_data}/tmp" bash "${here}/containers/start-podman.sh" "${state}/podman"
 export DOCKER_HOST="unix://${state}/docker/docker.sock"
 export OREMDA_PODMAN_HOST="unix://${state}/podman/podman.sock"
 export OREMDA_REQUIRE_ENGINES=1  # a missing engine fails the step instead of skipping tests
