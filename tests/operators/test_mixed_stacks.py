@@ -103,14 +103,15 @@ class ContainerStacks:
     engine_name = "docker"
 
     @pytest.fixture(scope="class")
-    def images(self):
+    @classmethod
+    def images(cls):
         from oremda_lab.images.build import ImageBuilder, transfer
         from oremda_lab.runtime import RuntimeUnavailable
         from oremda_lab.runtime.docker import connect
 
         try:
-            client = connect(engine=self.engine_name)
-            docker = connect(engine="docker") if self.engine_name == "podman" else client
+            client = connect(engine=cls.engine_name)
+            docker = connect(engine="docker") if cls.engine_name == "podman" else client
         except RuntimeUnavailable as e:
             if os.environ.get("OREMDA_REQUIRE_ENGINES"):
                 pytest.fail(str(e))

@@ -211,7 +211,8 @@ class TestApptainerRuntime(RuntimeContract):
     options = {"start_timeout": 120}
 
     @pytest.fixture(scope="class", autouse=True)
-    def sifs(self, tmp_path_factory):
+    @classmethod
+    def sifs(cls, tmp_path_factory):
         from oremda_lab.images.build import ImageBuilder
         from oremda_lab.runtime.apptainer import build_sif
         from oremda_lab.runtime.docker import connect
@@ -220,7 +221,7 @@ class TestApptainerRuntime(RuntimeContract):
         registry = Registry([FAULT_OPERATORS])
         ImageBuilder(connect(), registry=registry, log=lambda m: None).build(["fault"])
         build_sif(registry.get("fault"), folder)
-        type(self).options = {**self.options, "sif_dir": folder}
+        cls.options = {**cls.options, "sif_dir": folder}
         return folder
 
     def test_labels_are_carried_into_the_sif(self, sifs):

@@ -61,10 +61,11 @@ class ContainerChecks(RuntimeContract):
     options = {"start_timeout": 60}
 
     @pytest.fixture(scope="class", autouse=True)
-    def client(self):
-        client = engine_client(self.engine_name)
+    @classmethod
+    def client(cls):
+        client = engine_client(cls.engine_name)
         registry = Registry([FAULT_OPERATORS])
-        builder = ImageBuilder(client, engine=self.engine_name, registry=registry, log=lambda m: None)
+        builder = ImageBuilder(client, engine=cls.engine_name, registry=registry, log=lambda m: None)
         builder.build(["fault", "gaussian_blur"])
         return client
 
@@ -269,19 +270,21 @@ class PipelineChecks:
     engine_name = "docker"
 
     @pytest.fixture(scope="class")
-    def all_images(self):
-        client = engine_client(self.engine_name)
-        if self.engine_name == "podman" and os.environ.get("DOCKER_HOST"):
+    @classmethod
+    def all_images(cls):
+        client = engine_client(cls.engine_name)
+        if cls.engine_name == "podman" and os.environ.get("DOCKER_HOST"):
             # Podman's builder takes minutes for the whole library: build in Docker, copy over.
             docker_client = engine_client("docker")
             built = ImageBuilder(docker_client, log=lambda m: None).build()
             transfer(docker_client, client, [default_registry().get(n) for n in built], log=lambda m: None)
         else:
-            ImageBuilder(client, engine=self.engine_name, log=lambda m: None).build()
+            ImageBuilder(client, engine=cls.engine_name, log=lambda m: None).build()
         return client
 
     @pytest.fixture(scope="class")
-    def data_folder(self):
+    @classmethod
+    def data_folder(cls):
         try:
             return data_fixtures.data_folder()
         except data_fixtures.DataUnavailable as e:

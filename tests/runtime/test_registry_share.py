@@ -56,14 +56,15 @@ class ShareChecks:
     runtime = "docker"
 
     @pytest.fixture(scope="class")
-    def catalog(self, oci_registry):
+    @classmethod
+    def catalog(cls, oci_registry):
         """The engine's images, with fault and gaussian_blur built; what came from the registry goes after."""
-        client = engine_client(self.engine_name)
-        ImageBuilder(client, engine=self.engine_name, registry=Registry([FAULT_OPERATORS]), log=lambda m: None).build(
+        client = engine_client(cls.engine_name)
+        ImageBuilder(client, engine=cls.engine_name, registry=Registry([FAULT_OPERATORS]), log=lambda m: None).build(
             ["fault", "gaussian_blur"]
         )
-        prefix = PodmanRuntime.default_prefix if self.engine_name == "podman" else ""
-        yield ImageCatalog(client, prefix, self.engine_name)
+        prefix = PodmanRuntime.default_prefix if cls.engine_name == "podman" else ""
+        yield ImageCatalog(client, prefix, cls.engine_name)
         untagged = set()
         for image in client.images.list():
             for tag in image.tags:
@@ -76,7 +77,8 @@ class ShareChecks:
                 client.images.remove(image_id)
 
     @pytest.fixture(scope="class")
-    def relay(self, catalog, oci_registry):
+    @classmethod
+    def relay(cls, catalog, oci_registry):
         """An operator that exists only in the registry: fault's image relabelled ``relay``.
 
         Made, pushed, then removed from the engine; returns the ``REF@sha256:`` push printed.
@@ -86,13 +88,13 @@ class ShareChecks:
         scratch = client.containers.create(fault.id, command=["true"])
         try:
             image = scratch.commit(
-                repository=f"{oci_registry}/{self.engine_name}-lab/relay",
+                repository=f"{oci_registry}/{cls.engine_name}-lab/relay",
                 tag="1.0.0",
                 changes=["LABEL oremda.name=relay", 'LABEL oremda.description="fault, under another name"'],
             )
         finally:
             scratch.remove(force=True)
-        pushed = catalog.push(image.id, f"{oci_registry}/{self.engine_name}-lab/relay:1.0.0")
+        pushed = catalog.push(image.id, f"{oci_registry}/{cls.engine_name}-lab/relay:1.0.0")
         client.images.remove(image.id, force=True)
         return pushed
 
