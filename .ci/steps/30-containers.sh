@@ -19,6 +19,9 @@ stop_all() {
   # Containers of this run are removed by the tests; the engines are stopped by pid only.
   bash "${here}/containers/stop-daemon.sh" "${state}/podman/podman.pid" || true
   bash "${here}/containers/stop-daemon.sh" "${state}/docker/dockerd.pid" || true
+  # After an exec, Podman's conmon waits 5 min (its exit delay), then cleans up in the store
+  # and so would make it again: stop this store's conmons (by pid) before removing it.
+  pgrep -f "conmon .*${podman_data}/" | xargs -r kill -KILL || true
   # Podman leaves its store's overlay mounted after the service stops.
   findmnt -rn -o TARGET | grep "^${podman_data}/" | sort -r | xargs -r -n1 umount -l || true
   rm -rf "${state}" "${OREMDA_DOCKER_DATA}" "${podman_data}"
@@ -54,8 +57,10 @@ echo "images built and copied in $(( $(date +%s) - start )) s"
 python -m pytest -m "docker or podman" tests/runtime tests/images tests/operators/test_mixed_stacks.py \
   tests/engine/test_partial.py -q -p no:cacheprovider -rs --timeout 900
 
-left=$(docker ps -aq --filter label=oremda.session | wc -l)
-if [ "${left}" != "0" ]; then
-  echo "containers left behind: ${left}" >&2
-  exit 1
-fi
+for host in "${DOCKER_HOST}" "${OREMDA_PODMAN_HOST}"; do
+  left=$(docker -H "${host}" ps -aq --filter label=oremda.session | wc -l)
+  if [ "${left}" != "0" ]; then
+    echo "containers left behind at ${host}: ${left}" >&2
+    exit 1
+  fi
+done
