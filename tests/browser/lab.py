@@ -27,6 +27,10 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("OREMDA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 
+# Each app by its module in this Python: `jupyter lab` would run whichever `jupyter-lab` is
+# first on PATH, which may be another Python's without this package's server extension.
+MODULES = {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}
+
 
 @contextmanager
 def jupyter_lab(
@@ -49,7 +53,7 @@ def jupyter_lab(
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"jupyter-{app}.log", "w")  # noqa: SIM115 (closed below)
     cmd = [
-        sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root",
+        sys.executable, "-m", MODULES[app], "--no-browser", "--allow-root",
         f"--IdentityProvider.token={token}", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),
         f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
     ]  # fmt: skip
