@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import threading
 import urllib.parse
 from contextlib import contextmanager
@@ -187,9 +188,17 @@ def test_only_a_kernels_direct_socket_is_accepted_by_the_relay(editor, tmp_path)
 
 @pytest.fixture(scope="module")
 def relay_server(tmp_path_factory):
-    """A Jupyter server with the installed extension, a base URL and token ``t0ken``: its URL."""
-    with jupyter_lab(tmp_path_factory.mktemp("server"), app="server", base_url="/user/x/", token="t0ken") as url:
-        yield url
+    """A Jupyter server with the installed extension, a base URL and token ``t0ken``: its URL.
+
+    PATH leaves out this Python's scripts, as when it runs as ``.venv/bin/python`` with the
+    environment not activated: the server must still be this Python's, extension included.
+    """
+    scripts = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != scripts)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PATH", path)
+        with jupyter_lab(tmp_path_factory.mktemp("server"), app="server", base_url="/user/x/", token="t0ken") as url:
+            yield url
 
 
 def relay(url, socket_path, token="t0ken"):
