@@ -60,6 +60,7 @@ from lab import (  # noqa: E402
     open_notebook,
     run_all_cells,
     run_code_in_new_cell,
+    server_log,
 )
 
 IMAGE = "example_Se_implanted_MoS2.dm3"
@@ -473,7 +474,7 @@ def main() -> None:
         results[kind]["speedup_median"] = results[base]["median_ms"] / results[kind]["median_ms"]
         results[kind]["speedup_p95"] = results[base]["p95_ms"] / results[kind]["p95_ms"]
     results["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
-    loaded = EXTENSION_LOADED in (ARTIFACTS / "jupyter-lab.log").read_text()
+    loaded = EXTENSION_LOADED in server_log("lab").read_text()
     results["server"] = (
         "with the oremda-lab server extension (TCP_NODELAY)" if loaded else "without the oremda-lab server extension"
     )

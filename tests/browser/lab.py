@@ -32,6 +32,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 MODULES = {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}
 
 
+def server_log(app: str = "lab") -> Path:
+    """Where :func:`jupyter_lab` writes the log of an ``app`` server it starts."""
+    return ARTIFACTS / f"jupyter-{app}.log"
+
+
 @contextmanager
 def jupyter_lab(
     root: Path = ROOT, timeout: float = 90.0, extra_args: tuple[str, ...] = (), app: str = "lab",
@@ -40,7 +45,7 @@ def jupyter_lab(
     """Start ``jupyter lab`` (``app="notebook"``: Notebook 7; ``"server"``: jupyter_server alone) and yield its URL.
 
     The URL ends with the base URL, without a trailing slash; the log is
-    ``artifacts/jupyter-APP.log``. The server is stopped by pid afterwards.
+    :func:`server_log`. The server is stopped by pid afterwards.
     """
     port = free_port()
     workspaces = tempfile.mkdtemp(prefix="oremda-lab-ws-")
@@ -51,7 +56,7 @@ def jupyter_lab(
         '{"fetchNews": "false", "checkForUpdates": false}'
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"jupyter-{app}.log", "w")  # noqa: SIM115 (closed below)
+    log = open(server_log(app), "w")  # noqa: SIM115 (closed below)
     cmd = [
         sys.executable, "-m", MODULES[app], "--no-browser", "--allow-root",
         f"--IdentityProvider.token={token}", "--ServerApp.password=", "--ip", "127.0.0.1", "--port", str(port),

@@ -6,7 +6,7 @@ import logging
 from types import SimpleNamespace
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from lab import ARTIFACTS, jupyter_lab
+from lab import jupyter_lab, server_log
 
 from oremda_lab.widget import server
 
@@ -14,7 +14,7 @@ from oremda_lab.widget import server
 def test_a_real_server_loads_the_extension_from_the_installed_config(tmp_path):
     with jupyter_lab(tmp_path, app="server"):
         pass
-    assert "oremda-lab: kernel websocket without Nagle delays" in (ARTIFACTS / "jupyter-server.log").read_text()
+    assert "oremda-lab: kernel websocket without Nagle delays" in server_log("server").read_text()
 
 
 def _app(connection_class):
